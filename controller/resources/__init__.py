@@ -1,0 +1,1 @@
+"""Resource models (pydantic) and the CRDs generated from them."""

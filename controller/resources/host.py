@@ -1,0 +1,172 @@
+"""Host: one hypervisor, i.e. a nova-compute service host and a Pacemaker node."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import (
+    Condition,
+    Hostname,
+    Model,
+    ObjectName,
+    conditions_field,
+    observed_generation_field,
+)
+
+HISTORY_LIMIT = 20
+
+
+class HostSpec(Model):
+    """The desired state of a host; written by people or GitOps, never by the operator."""
+
+    segment: ObjectName = Field(
+        description="Name of the FailoverSegment (same namespace) this host belongs to."
+    )
+    type: str = Field(
+        default="COMPUTE",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[a-zA-Z0-9]+$",
+        description="Masakari host type, free text of letters and digits (e.g. COMPUTE).",
+    )
+    control_attributes: str = Field(
+        default="",
+        max_length=4096,
+        description="Masakari control attributes, free text kept for API compatibility (e.g. SSH).",
+    )
+    reserved: bool = Field(
+        default=False,
+        description="A spare host: its compute service is kept disabled (out of Nova's "
+        "scheduler) until a recovery of its segment takes it.",
+    )
+    on_maintenance: bool = Field(
+        default=False,
+        description="Take the host out of service: its compute service is disabled and its "
+        "Pacemaker node put in standby. Refused while a recovery of the host runs.",
+    )
+    nova_host: Hostname | None = Field(
+        default=None,
+        description="The nova-compute service host name when it differs from the object name.",
+    )
+    pacemaker_node: Hostname | None = Field(
+        default=None,
+        description="The Pacemaker node name when it differs from the object name.",
+    )
+    release_failure: ObjectName | None = Field(
+        default=None,
+        description="Name of the FailureEvent whose failure the person in charge has dealt "
+        "with. A Failed host returns to service only once this names its last failure and "
+        "the host is healthy again, so an old value never releases a new failure.",
+    )
+
+
+class HostPhase(StrEnum):
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    RESERVED = "Reserved"
+    MAINTENANCE = "Maintenance"
+    RECOVERING = "Recovering"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+class ReservationState(StrEnum):
+    NOT_RESERVED = "NotReserved"
+    AVAILABLE = "Available"
+    IN_USE = "InUse"
+
+
+class NovaServiceStatus(Model):
+    """The host's nova-compute service as Nova last reported it."""
+
+    id: str | None = Field(default=None, max_length=64, description="Nova's service id.")
+    state: str | None = Field(default=None, max_length=16, description="Service state: up or down.")
+    status: str | None = Field(
+        default=None, max_length=16, description="Service status: enabled or disabled."
+    )
+    forced_down: bool | None = Field(
+        default=None, description="Whether the service is forced down."
+    )
+    disabled_reason: str | None = Field(
+        default=None, max_length=255, description="Reason given when the service was disabled."
+    )
+    updated_at: datetime | None = Field(
+        default=None, description="Last heartbeat of the service as Nova reports it."
+    )
+    observed_at: datetime | None = Field(
+        default=None, description="When the operator last read the service."
+    )
+
+
+class PacemakerNodeStatus(Model):
+    """The host's Pacemaker node as crm_mon last reported it."""
+
+    state: str | None = Field(
+        default=None,
+        max_length=32,
+        description="online, offline, standby, maintenance, pending, unclean or fenced.",
+    )
+    remote: bool | None = Field(default=None, description="Whether it is a pacemaker-remote node.")
+    observed_at: datetime | None = Field(
+        default=None, description="When the operator last read the node."
+    )
+
+
+class FailureRecord(Model):
+    """A failure of the host, as recorded when its FailureEvent ended."""
+
+    event: str = Field(max_length=253, description="Name of the FailureEvent.")
+    type: str = Field(max_length=32, description="COMPUTE_HOST, VM or PROCESS.")
+    time: datetime = Field(description="When the failure was generated.")
+    result: str | None = Field(
+        default=None, max_length=32, description="Phase the FailureEvent ended in, if it ended."
+    )
+
+
+class HistoryEntry(Model):
+    """One transition of the host, newest last."""
+
+    time: datetime = Field(description="When the transition happened.")
+    phase: str = Field(max_length=32, description="The phase the host entered.")
+    reason: str = Field(max_length=1024, description="CamelCase reason of the transition.")
+    message: str = Field(default="", max_length=1024, description="Human-readable details.")
+
+
+class HostStatus(Model):
+    """What the operator observed of the host."""
+
+    observed_generation: int | None = observed_generation_field()
+    phase: HostPhase | None = Field(
+        default=None,
+        description="Pending before the first reconcile, then Active, Reserved, "
+        "Maintenance, Recovering, Failed or Unknown (Nova or Pacemaker unreachable).",
+    )
+    reservation: ReservationState | None = Field(
+        default=None,
+        description="NotReserved, Available (reserved and free) or InUse (taken by a "
+        "recovery; stays so until the host's reserved flag is cleared).",
+    )
+    reserved_for: str | None = Field(
+        default=None, max_length=253, description="The FailureEvent that took this reserved host."
+    )
+    nova: NovaServiceStatus | None = Field(default=None, description="The nova-compute service.")
+    pacemaker: PacemakerNodeStatus | None = Field(default=None, description="The Pacemaker node.")
+    last_failure: FailureRecord | None = Field(
+        default=None, description="The host's most recent failure."
+    )
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        max_length=HISTORY_LIMIT,
+        description=f"The host's last {HISTORY_LIMIT} phase transitions, oldest first.",
+    )
+    conditions: list[Condition] = conditions_field("host")
+
+
+class Host(Model):
+    """The body of a Host object (metadata is handled as a plain mapping)."""
+
+    spec: HostSpec
+    status: HostStatus = Field(default_factory=HostStatus)

@@ -1,0 +1,266 @@
+"""FailoverSegment: a failover boundary (shared storage, rack, power) and its recovery policy."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import ConfigDict, Field
+
+from .common import Condition, Model, conditions_field, observed_generation_field
+
+
+class RecoveryMethod(StrEnum):
+    """Masakari's four recovery methods, with Masakari's fallbacks."""
+
+    AUTO = "auto"
+    RESERVED_HOST = "reserved_host"
+    AUTO_PRIORITY = "auto_priority"
+    RH_PRIORITY = "rh_priority"
+
+
+class HostFailurePolicy(Model):
+    """How a failed host's instances are evacuated (Masakari's [host_failure] options)."""
+
+    evacuate_all_instances: bool = Field(
+        default=True,
+        description="Evacuate every instance of the failed host, HA-enabled ones first. "
+        "When false, only instances with the HA-enabled metadata key set to true are moved.",
+    )
+    ha_enabled_metadata_key: str = Field(
+        default="HA_Enabled",
+        min_length=1,
+        max_length=255,
+        description="Instance metadata key that marks an instance as HA-enabled.",
+    )
+    exclude_metadata_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Instance metadata key that, when true, keeps an instance from being "
+        "evacuated at all (e.g. instances pinned to local hardware).",
+    )
+    ignore_instances_in_error_state: bool = Field(
+        default=False,
+        description="Leave instances whose vm_state is error where they are.",
+    )
+    add_reserved_host_to_aggregate: bool = Field(
+        default=False,
+        description="Add the chosen reserved host to every Nova aggregate of the failed host "
+        "before evacuating to it.",
+    )
+    evacuation_concurrency: int = Field(
+        default=3,
+        ge=1,
+        le=64,
+        description="Instances of this segment evacuated at the same time.",
+    )
+    evacuation_timeout_seconds: int = Field(
+        default=90,
+        ge=5,
+        le=3600,
+        description="How long one instance may take to be ACTIVE (or back in its original "
+        "state) on another host before its move counts as failed.",
+    )
+    fencing_timeout_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="How long a host failure not confirmed by its monitor waits for "
+        "Pacemaker to report the node fenced before the event ends with a reason. "
+        "0 means do not wait: unconfirmed failures are ignored, as in Masakari.",
+    )
+
+
+class InstanceFailurePolicy(Model):
+    """How a crashed instance is restarted (Masakari's [instance_failure] options)."""
+
+    process_all_instances: bool = Field(
+        default=False,
+        description="Restart every failed instance, not only those with the HA-enabled "
+        "metadata key set to true.",
+    )
+    ha_enabled_metadata_key: str = Field(
+        default="HA_Enabled",
+        min_length=1,
+        max_length=255,
+        description="Instance metadata key that marks an instance as HA-enabled.",
+    )
+    max_restarts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Restarts of one instance allowed within restartWindowSeconds; "
+        "failures beyond that are recorded but not acted on, so a crash loop stays a crash "
+        "loop and not a restart storm.",
+    )
+    restart_window_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=604800,
+        description="The sliding window for maxRestarts, in seconds.",
+    )
+
+
+class RetryPolicy(Model):
+    """How a recovery that ended in Error is tried again."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.initialBackoffSeconds <= self.maxBackoffSeconds",
+                    "message": "initialBackoffSeconds must not exceed maxBackoffSeconds",
+                }
+            ]
+        }
+    )
+
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Attempts of one recovery, the first included, before it is Failed.",
+    )
+    initial_backoff_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=3600,
+        description="Wait before the second attempt; doubles after each attempt.",
+    )
+    max_backoff_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description="Upper bound of the wait between attempts.",
+    )
+
+
+class StormPolicy(Model):
+    """Limits that keep a correlated failure (power, network) from cascading."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxFailedHosts) || !has(self.maxFailedHostsPercent)",
+                    "message": "maxFailedHosts and maxFailedHostsPercent are mutually exclusive",
+                }
+            ]
+        }
+    )
+
+    max_failed_hosts: int | None = Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Recoveries stop being started while this many hosts of the segment "
+        "have failed and are not back in service. Exclusive with maxFailedHostsPercent.",
+    )
+    max_failed_hosts_percent: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="As maxFailedHosts, as a percentage of the segment's hosts (rounded "
+        "down, at least one host). Exclusive with maxFailedHosts.",
+    )
+    pause_requests: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="While non-empty no new recovery starts in this segment (running ones "
+        "finish). Each entry says who paused and why, e.g. 'alice: storage maintenance'.",
+    )
+
+
+class FailoverSegmentSpec(Model):
+    """The desired state of a failover segment; written by people or GitOps, never the operator."""
+
+    recovery_method: RecoveryMethod = Field(
+        description="How a failed host's instances are recovered: auto (Nova's scheduler "
+        "picks), reserved_host (the segment's reserved hosts, one after another), "
+        "auto_priority (auto, then reserved hosts) or rh_priority (reserved hosts, then auto)."
+    )
+    service_type: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The service the segment's hosts provide, as in Masakari (e.g. COMPUTE).",
+    )
+    enabled: bool = Field(
+        default=True,
+        description="When false, failures of the segment's hosts are recorded as Ignored.",
+    )
+    description: str | None = Field(
+        default=None, max_length=4096, description="Free text for the people in charge."
+    )
+    host_failure: HostFailurePolicy = Field(
+        default_factory=HostFailurePolicy,
+        description="Policy for host failures.",
+        json_schema_extra={"default": HostFailurePolicy().to_wire()},
+    )
+    instance_failure: InstanceFailurePolicy = Field(
+        default_factory=InstanceFailurePolicy,
+        description="Policy for instance failures.",
+        json_schema_extra={"default": InstanceFailurePolicy().to_wire()},
+    )
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="Retries of recoveries that ended in Error.",
+        json_schema_extra={"default": RetryPolicy().to_wire()},
+    )
+    storm: StormPolicy = Field(
+        default_factory=StormPolicy,
+        description="Storm protection: failed-host limits and pause requests.",
+        json_schema_extra={"default": StormPolicy().to_wire()},
+    )
+
+
+class SegmentPhase(StrEnum):
+    PENDING = "Pending"
+    READY = "Ready"
+    RECOVERING = "Recovering"
+    BLOCKED = "Blocked"
+    PAUSED = "Paused"
+    DISABLED = "Disabled"
+
+
+class FailoverSegmentStatus(Model):
+    """What the operator observed of the segment."""
+
+    observed_generation: int | None = observed_generation_field()
+    phase: SegmentPhase | None = Field(
+        default=None,
+        description="Summary of the conditions: Disabled, Paused, Blocked (storm limit "
+        "reached), Recovering, Ready, or Pending before the first reconcile.",
+    )
+    hosts: int | None = Field(default=None, ge=0, description="Hosts in the segment.")
+    active_hosts: int | None = Field(
+        default=None, ge=0, description="Hosts in service (phase Active)."
+    )
+    failed_hosts: int | None = Field(
+        default=None, ge=0, description="Hosts failed and not yet back in service."
+    )
+    maintenance_hosts: int | None = Field(default=None, ge=0, description="Hosts on maintenance.")
+    reserved_hosts_available: int | None = Field(
+        default=None,
+        ge=0,
+        description="Reserved hosts that a recovery may still take.",
+    )
+    reserved_hosts_in_use: int | None = Field(
+        default=None, ge=0, description="Reserved hosts taken by recoveries."
+    )
+    recoveries_in_flight: int | None = Field(
+        default=None, ge=0, description="Recoveries of this segment now running."
+    )
+    recoveries_blocked: int | None = Field(
+        default=None,
+        ge=0,
+        description="Recoveries waiting on a storm limit or a pause request.",
+    )
+    conditions: list[Condition] = conditions_field("segment")
+
+
+class FailoverSegment(Model):
+    """The body of a FailoverSegment object (metadata is handled as a plain mapping)."""
+
+    spec: FailoverSegmentSpec
+    status: FailoverSegmentStatus = Field(default_factory=FailoverSegmentStatus)
