@@ -107,13 +107,13 @@ INVALID = [
         _with(
             _with(SEGMENT, "spec.storm.maxFailedHosts", 2), "spec.storm.maxFailedHostsPercent", 20
         ),
-        'spec.storm: Invalid value: maxFailedHosts and maxFailedHostsPercent are '
+        "spec.storm: Invalid value: maxFailedHosts and maxFailedHostsPercent are "
         "mutually exclusive",
     ),
     (
         "backoff-contradiction",
         _with(SEGMENT, "spec.retry.initialBackoffSeconds", 600),
-        'spec.retry: Invalid value: initialBackoffSeconds must not exceed',
+        "spec.retry: Invalid value: initialBackoffSeconds must not exceed",
     ),
     (
         "zero-concurrency",
@@ -150,7 +150,7 @@ INVALID = [
     (
         "host-event-not-started-or-stopped",
         _with(EVENT, "spec.payload.event", "CRASHED"),
-        'spec.payload: Invalid value: a COMPUTE_HOST payload',
+        "spec.payload: Invalid value: a COMPUTE_HOST payload",
     ),
     (
         "unknown-host-status",
@@ -164,7 +164,7 @@ INVALID = [
             "spec.payload",
             {"event": "LIFECYCLE", "vir_domain_event": "STOPPED_FAILED"},
         ),
-        'spec.payload: Invalid value: a VM payload',
+        "spec.payload: Invalid value: a VM payload",
     ),
     (
         "malformed-instance-uuid",
@@ -178,7 +178,7 @@ INVALID = [
     (
         "process-without-name",
         _with(_with(EVENT, "spec.type", "PROCESS"), "spec.payload", {"event": "STOPPED"}),
-        'spec.payload: Invalid value: a PROCESS payload',
+        "spec.payload: Invalid value: a PROCESS payload",
     ),
     (
         "generated-time-not-a-time",
@@ -221,7 +221,7 @@ def test_failure_event_spec_is_immutable(cluster: Cluster, namespace: str) -> No
     changed = _with(EVENT, "spec.payload.host_status", "UNKNOWN")
     code, error = _apply(cluster, namespace, changed, "replace")
     assert code != 0
-    assert 'spec: Invalid value: the spec of a FailureEvent is immutable' in error
+    assert "spec: Invalid value: the spec of a FailureEvent is immutable" in error
     # Labels and annotations stay writable: the operator adds the segment label later.
     cluster.kubectl("label", "fev", "ev", "-n", namespace, "masakari.dev/segment=seg")
 
