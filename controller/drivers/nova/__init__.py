@@ -1,0 +1,1 @@
+"""Nova: the interface the recovery code uses (model) and its openstacksdk implementation."""

@@ -1,0 +1,170 @@
+"""What the recovery code needs from Nova, with no OpenStack library in sight.
+
+The domain (controller.recovery) depends on this module only; the openstacksdk implementation
+and the in-memory fakes of the unit tests both satisfy `Nova`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class NovaError(Exception):
+    """A Nova call failed. The message never carries credentials or tokens."""
+
+
+class NotFound(NovaError):
+    """The service, server or aggregate does not exist."""
+
+
+class Conflict(NovaError):
+    """Nova refused the action in the object's current state (HTTP 409), e.g. evacuating a
+    server whose host is still up, or acting on a locked server."""
+
+
+class NoValidHost(NovaError):
+    """The scheduler found no host for the server."""
+
+
+class Unavailable(NovaError):
+    """Nova could not be reached or kept failing (5xx, timeouts) after the retries."""
+
+
+@dataclass(frozen=True)
+class ComputeService:
+    """A nova-compute service, as GET /os-services reports it."""
+
+    id: str
+    host: str
+    state: str  # "up" or "down"
+    status: str  # "enabled" or "disabled"
+    forced_down: bool
+    disabled_reason: str | None = None
+    updated_at: datetime | None = None
+    zone: str | None = None
+
+    @property
+    def is_up(self) -> bool:
+        return self.state == "up"
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.status == "enabled"
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server with the attributes evacuation decisions depend on."""
+
+    id: str
+    name: str
+    status: str  # ACTIVE, SHUTOFF, ERROR, REBUILD, ...
+    vm_state: str  # active, stopped, error, resized, paused, rescued, ...
+    task_state: str | None
+    power_state: int | None
+    host: str | None  # the compute service host (OS-EXT-SRV-ATTR:host)
+    locked: bool
+    flavor: Flavor
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    project_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A migration record (GET /os-migrations), e.g. an evacuation and its status."""
+
+    id: str
+    server_id: str
+    source_host: str | None
+    dest_host: str | None
+    status: str  # accepted, pre-migrating, done, completed, failed, error, ...
+    migration_type: str  # evacuation, migration, live-migration, resize
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    id: str
+    name: str
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    """Total and used resources of one hypervisor."""
+
+    host: str
+    vcpus: int
+    vcpus_used: int
+    memory_mb: int
+    memory_mb_used: int
+
+    @property
+    def vcpus_free(self) -> int:
+        return self.vcpus - self.vcpus_used
+
+    @property
+    def memory_mb_free(self) -> int:
+        return self.memory_mb - self.memory_mb_used
+
+
+class Nova(Protocol):
+    """The Nova operations recovery uses. Hosts are nova-compute service host names.
+
+    Every method is a coroutine; implementations run blocking clients off the event loop.
+    """
+
+    async def compute_services(self, host: str | None = None) -> list[ComputeService]: ...
+
+    async def compute_service(self, host: str) -> ComputeService:
+        """The nova-compute service of `host`; NotFound if there is none."""
+        ...
+
+    async def disable_service(self, host: str, reason: str) -> ComputeService: ...
+
+    async def enable_service(self, host: str) -> ComputeService: ...
+
+    async def force_down(self, host: str, forced: bool) -> ComputeService: ...
+
+    async def servers_on_host(self, host: str) -> list[Server]:
+        """Every server on `host`, across all projects, with metadata and flavor."""
+        ...
+
+    async def server(self, server_id: str) -> Server: ...
+
+    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
+        """Start an evacuation; the scheduler picks the host when target_host is None."""
+        ...
+
+    async def stop_server(self, server_id: str) -> None: ...
+
+    async def start_server(self, server_id: str) -> None: ...
+
+    async def lock_server(self, server_id: str, reason: str | None = None) -> None: ...
+
+    async def unlock_server(self, server_id: str) -> None: ...
+
+    async def reset_state(self, server_id: str, state: str) -> None:
+        """Reset a server's vm_state to "error" or "active"."""
+        ...
+
+    async def aggregates(self) -> list[Aggregate]: ...
+
+    async def add_host_to_aggregate(self, aggregate_id: str, host: str) -> None:
+        """Idempotent: a host already in the aggregate is not an error."""
+        ...
+
+    async def migrations(self, server_id: str) -> list[Migration]: ...
+
+    async def host_capacity(self, host: str) -> HostCapacity: ...
