@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, JsonValue
 
@@ -177,6 +177,11 @@ class InstanceMove(Model):
     start_time: datetime | None = Field(default=None, description="When the move started.")
     end_time: datetime | None = Field(default=None, description="When the move ended.")
     attempts: int = Field(default=0, ge=0, description="Evacuate calls made for this instance.")
+    locked_by_recovery: bool = Field(
+        default=False,
+        description="The recovery locked the instance and will unlock it; an instance locked "
+        "by someone else stays locked.",
+    )
     message: str | None = Field(
         default=None, max_length=1024, description="Why it failed or was ignored."
     )
@@ -204,8 +209,10 @@ class FailureEventStatus(Model):
     recovery_method: str | None = Field(
         default=None, max_length=32, description="The recovery method used."
     )
-    reserved_host: str | None = Field(
-        default=None, max_length=253, description="The reserved host this recovery took."
+    reserved_hosts: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Reserved hosts this recovery took, in the order it took them.",
     )
     attempts: int | None = Field(default=None, ge=0, description="Attempts started so far.")
     next_attempt_time: datetime | None = Field(

@@ -1,0 +1,1 @@
+"""The recovery domain: gates, planning and workflows. Imports neither kopf nor openstacksdk."""

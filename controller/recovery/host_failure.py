@@ -1,0 +1,328 @@
+"""Host failure recovery: take the dead host out of Nova and evacuate its instances.
+
+Masakari's flow, with its task names kept for `recovery_workflow_details`, and three
+differences: the service is forced down instead of waiting 180 s for Nova to notice, every
+step checks the world before acting (an instance already elsewhere is not evacuated again),
+and progress is written ahead of every action so a restarted operator resumes, not repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from controller.drivers.nova.model import (
+    Conflict,
+    NotFound,
+    Nova,
+    NovaError,
+    NoValidHost,
+    Server,
+)
+from controller.recovery.instances import select_for_evacuation
+from controller.recovery.outcome import Outcome
+from controller.recovery.progress import Progress
+from controller.resources.failure_event import InstanceMove, MoveStatus, StepState
+from controller.resources.segment import HostFailurePolicy, RecoveryMethod
+
+DISABLE = "DisableComputeServiceTask"
+PREPARE = "PrepareHAEnabledInstancesTask"
+EVACUATE = "EvacuateInstancesTask"
+
+DISABLE_REASON = "masakari-operator: host failure ({event})"
+# Nova's migration record is created before evacuate returns; one older than our write-ahead
+# mark by more than this is from an earlier failure, not from our interrupted call.
+CLOCK_SKEW = timedelta(seconds=30)
+_SETTLED_STATES = {"active", "stopped", "error"}
+
+
+@dataclass(frozen=True)
+class Timing:
+    poll_interval: float = 1.0
+
+
+@dataclass
+class HostFailure:
+    """One attempt at recovering one failed host."""
+
+    event: str
+    host: str  # the failed host's nova-compute service host
+    method: RecoveryMethod
+    policy: HostFailurePolicy
+    nova: Nova
+    progress: Progress
+    reserved_candidates: list[str] = field(default_factory=list)  # available, in order
+    overall_limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
+    timing: Timing = field(default_factory=Timing)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def run(self) -> Outcome:
+        try:
+            await self._disable_service()
+            if not await self._prepare_instances():
+                return Outcome.finished("NoInstancesToEvacuate", "no instance to evacuate")
+            return await self._evacuate()
+        except NovaError as error:
+            return Outcome.error("NovaUnavailable", f"Nova failed: {error}")
+
+    # -- steps ---------------------------------------------------------------------------
+
+    async def _disable_service(self) -> None:
+        if self.progress.done(DISABLE):
+            return
+        await self.progress.begin(DISABLE, f"taking {self.host} out of Nova")
+        service = await self.nova.compute_service(self.host)
+        if not service.forced_down:
+            # Forced down first: Nova then accepts evacuations at once, and disabling a host
+            # that Nova still thinks is up would block nova-api on an RPC timeout.
+            service = await self.nova.force_down(self.host, True)
+        if service.is_enabled:
+            await self.nova.disable_service(self.host, DISABLE_REASON.format(event=self.event))
+        await self.progress.end(DISABLE, StepState.SUCCESS, "service forced down and disabled")
+
+    async def _prepare_instances(self) -> bool:
+        if self.progress.done(PREPARE):
+            return any(m.status != MoveStatus.IGNORED for m in self.progress.status.instances)
+        await self.progress.begin(PREPARE, f"listing instances on {self.host}")
+        selection = select_for_evacuation(await self.nova.servers_on_host(self.host), self.policy)
+        moves = [self._new_move(s, MoveStatus.PENDING) for s in selection.evacuate]
+        for server, why in selection.left:
+            move = self._new_move(server, MoveStatus.IGNORED)
+            move.message = why
+            moves.append(move)
+        self.progress.status.instances = moves
+        message = f"{len(selection.evacuate)} to evacuate, {len(selection.left)} left in place"
+        if not selection.evacuate:
+            await self.progress.end(PREPARE, StepState.SKIPPED, message)
+            return False
+        await self.progress.end(PREPARE, StepState.SUCCESS, message)
+        return True
+
+    def _new_move(self, server: Server, status: MoveStatus) -> InstanceMove:
+        return InstanceMove(
+            instance_uuid=server.id,
+            instance_name=server.name,
+            status=status,
+            source_host=self.host,
+            original_state=server.vm_state,
+        )
+
+    async def _evacuate(self) -> Outcome:
+        await self.progress.begin(EVACUATE, f"evacuating with method {self.method}")
+        if self.method == RecoveryMethod.AUTO:
+            outcome = await self._to_scheduler()
+        elif self.method == RecoveryMethod.RESERVED_HOST:
+            outcome = await self._to_reserved_hosts()
+        elif self.method == RecoveryMethod.AUTO_PRIORITY:
+            outcome = await self._to_scheduler()
+            if outcome.phase != "Finished":
+                self.progress.note(EVACUATE, "scheduler failed, falling back to reserved hosts")
+                outcome = await self._to_reserved_hosts()
+        else:
+            outcome = await self._to_reserved_hosts()
+            if outcome.phase != "Finished":
+                self.progress.note(EVACUATE, "reserved hosts failed, falling back to scheduler")
+                outcome = await self._to_scheduler()
+        state = StepState.SUCCESS if outcome.phase == "Finished" else StepState.FAILURE
+        await self.progress.end(EVACUATE, state, outcome.message)
+        return outcome
+
+    async def _to_scheduler(self) -> Outcome:
+        return await self._evacuate_remaining(None)
+
+    async def _to_reserved_hosts(self) -> Outcome:
+        taken = self.progress.status.reserved_hosts
+        candidates = [*taken, *(h for h in self.reserved_candidates if h not in taken)]
+        if not candidates:
+            return Outcome.error(
+                "ReservedHostsUnavailable", "the segment has no reserved host available"
+            )
+        outcome = Outcome.error("ReservedHostsUnavailable", "no reserved host took them")
+        for reserved in candidates:
+            await self._take_reserved_host(reserved)
+            outcome = await self._evacuate_remaining(reserved)
+            if outcome.phase == "Finished":
+                break
+        return outcome
+
+    async def _take_reserved_host(self, reserved: str) -> None:
+        if reserved not in self.progress.status.reserved_hosts:
+            # Recorded before Nova is touched: a crash leaves it marked taken, never enabled
+            # and forgotten.
+            self.progress.status.reserved_hosts.append(reserved)
+            self.progress.note(EVACUATE, f"taking reserved host {reserved}")
+            await self.progress.save()
+        if self.policy.add_reserved_host_to_aggregate:
+            for aggregate in await self.nova.aggregates():
+                if self.host in aggregate.hosts and reserved not in aggregate.hosts:
+                    await self.nova.add_host_to_aggregate(aggregate.id, reserved)
+        service = await self.nova.compute_service(reserved)
+        if not service.is_enabled:
+            await self.nova.enable_service(reserved)
+
+    async def _evacuate_remaining(self, target: str | None) -> Outcome:
+        moves = [
+            m
+            for m in self.progress.status.instances
+            if m.status in (MoveStatus.PENDING, MoveStatus.ONGOING, MoveStatus.FAILED)
+        ]
+        segment_limit = asyncio.Semaphore(self.policy.evacuation_concurrency)
+
+        async def bounded(move: InstanceMove) -> None:
+            async with segment_limit, self.overall_limit:
+                await self._move(move, target)
+
+        # A TaskGroup, not gather: if one move fails unexpectedly the others are cancelled
+        # rather than left running behind the attempt's back.
+        async with asyncio.TaskGroup() as group:
+            for move in moves:
+                group.create_task(bounded(move))
+        statuses = [m.status for m in self.progress.status.instances]
+        failed = statuses.count(MoveStatus.FAILED)
+        moved = statuses.count(MoveStatus.SUCCEEDED)
+        where = f"to {target}" if target else "by the scheduler"
+        if failed:
+            return Outcome.error(
+                "EvacuationFailed", f"{failed} instance(s) failed to evacuate {where}"
+            )
+        return Outcome.finished("Recovered", f"{moved} instance(s) evacuated")
+
+    # -- one instance --------------------------------------------------------------------
+
+    async def _move(self, move: InstanceMove, target: str | None) -> None:
+        try:
+            server = await self.nova.server(move.instance_uuid)
+        except NotFound:
+            await self._finish(move, MoveStatus.IGNORED, None, "the instance no longer exists")
+            return
+        except NovaError as error:
+            await self._finish(move, MoveStatus.FAILED, None, _describe(error))
+            return
+        try:
+            if server.host == self.host or server.task_state is not None:
+                if not await self._evacuation_in_flight(move):
+                    await self._lock(move, server)
+                    await self._start_evacuation(move, server, target)
+                server = await self._wait_landed(server)
+            server = await self._restore_state(move, server)
+            status, destination, message = MoveStatus.SUCCEEDED, server.host, None
+        except (NovaError, TimeoutError) as error:
+            status, destination, message = MoveStatus.FAILED, None, _describe(error)
+        if move.locked_by_recovery:
+            with contextlib.suppress(NovaError):
+                await self.nova.unlock_server(move.instance_uuid)
+                move.locked_by_recovery = False
+        await self._finish(move, status, destination, message)
+
+    async def _lock(self, move: InstanceMove, server: Server) -> None:
+        """Lock while moving; an instance someone else locked stays theirs to unlock."""
+        if server.locked or move.locked_by_recovery:
+            return
+        move.locked_by_recovery = True  # written first: a crash after locking still unlocks
+        await self.progress.save()
+        await self.nova.lock_server(server.id, reason=f"evacuation ({self.event})")
+
+    async def _start_evacuation(
+        self, move: InstanceMove, server: Server, target: str | None
+    ) -> None:
+        await self._prepare_state(server)
+        move.status = MoveStatus.ONGOING
+        move.start_time = self.progress.clock()
+        move.end_time = None
+        move.destination_host = None
+        move.message = None
+        move.attempts += 1
+        await self.progress.save()
+        await self.nova.evacuate(server.id, target)
+
+    async def _evacuation_in_flight(self, move: InstanceMove) -> bool:
+        """After a restart: did our last evacuate call reach Nova? Then wait, don't repeat."""
+        if move.status != MoveStatus.ONGOING or move.start_time is None:
+            return False
+        since = move.start_time - CLOCK_SKEW
+        for migration in await self.nova.migrations(move.instance_uuid):
+            if (
+                migration.migration_type == "evacuation"
+                and migration.created_at is not None
+                and migration.created_at >= since
+                and migration.status not in ("failed", "error")
+            ):
+                return True
+        return False
+
+    async def _prepare_state(self, server: Server) -> None:
+        # Nova evacuates only settled instances; Masakari resets the others to error first.
+        if server.vm_state not in _SETTLED_STATES or server.task_state is not None:
+            await self.nova.reset_state(server.id, "error")
+
+    async def _wait_landed(self, before: Server) -> Server:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.evacuation_timeout_seconds
+        while True:
+            server = await self.nova.server(before.id)
+            if server.task_state is None:
+                if server.vm_state == "error" and before.vm_state != "error":
+                    # Nova gave up on the rebuild; waiting longer only delays the retry.
+                    raise NovaError(f"instance went to error on {server.host}")
+                if server.host != self.host:
+                    return server
+            if loop.time() >= deadline:
+                raise TimeoutError(
+                    f"not landed after {self.policy.evacuation_timeout_seconds}s "
+                    f"(host {server.host}, task {server.task_state})"
+                )
+            await self.sleep(self.timing.poll_interval)
+
+    async def _restore_state(self, move: InstanceMove, server: Server) -> Server:
+        """Put the instance back in the state it had: stopped stays stopped."""
+        if move.original_state in ("stopped", "error") and server.vm_state == "active":
+            await self.nova.stop_server(server.id)
+            server = await self._wait_state(server.id, "stopped")
+        if move.original_state == "error" and server.vm_state != "error":
+            await self.nova.reset_state(server.id, "error")
+        return server
+
+    async def _wait_state(self, server_id: str, vm_state: str) -> Server:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.evacuation_timeout_seconds
+        while True:
+            server = await self.nova.server(server_id)
+            if server.vm_state == vm_state and server.task_state is None:
+                return server
+            if loop.time() >= deadline:
+                raise TimeoutError(
+                    f"not {vm_state} after {self.policy.evacuation_timeout_seconds}s"
+                )
+            await self.sleep(self.timing.poll_interval)
+
+    async def _finish(
+        self, move: InstanceMove, status: MoveStatus, destination: str | None, message: str | None
+    ) -> None:
+        move.status = status
+        move.destination_host = destination
+        move.message = message
+        move.end_time = self.progress.clock()
+        done = sum(
+            m.status in (MoveStatus.SUCCEEDED, MoveStatus.IGNORED, MoveStatus.FAILED)
+            for m in self.progress.status.instances
+        )
+        total = len(self.progress.status.instances)
+        verb = {"succeeded": "evacuated to", "failed": "failed:", "ignored": "ignored:"}
+        detail = destination if status == MoveStatus.SUCCEEDED else message
+        self.progress.note(
+            EVACUATE,
+            f"{move.instance_name or move.instance_uuid} {verb[status]} {detail}",
+            done / total if total else 1.0,
+        )
+        await self.progress.save()
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, NoValidHost):
+        return f"no valid host: {error}"
+    if isinstance(error, Conflict):
+        return f"Nova refused: {error}"
+    return str(error) or type(error).__name__

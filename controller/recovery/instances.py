@@ -1,0 +1,46 @@
+"""Which instances of a failed host are evacuated, and in which order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from controller.drivers.nova.model import Server
+from controller.resources.segment import HostFailurePolicy
+
+_TRUE = {"1", "t", "true", "on", "y", "yes"}
+
+
+def is_true(value: str | None) -> bool:
+    """oslo's bool_from_string, as Masakari reads HA_Enabled."""
+    return value is not None and value.strip().lower() in _TRUE
+
+
+def flag(metadata: Mapping[str, str], key: str) -> bool:
+    return is_true(metadata.get(key))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Instances to move, HA-enabled first, and the ones left where they are with why."""
+
+    evacuate: list[Server]
+    left: list[tuple[Server, str]]
+
+
+def select_for_evacuation(servers: Iterable[Server], policy: HostFailurePolicy) -> Selection:
+    ha_enabled: list[Server] = []
+    others: list[Server] = []
+    left: list[tuple[Server, str]] = []
+    for server in sorted(servers, key=lambda s: (s.name, s.id)):
+        if policy.exclude_metadata_key and flag(server.metadata, policy.exclude_metadata_key):
+            left.append((server, f"metadata {policy.exclude_metadata_key} excludes it"))
+        elif policy.ignore_instances_in_error_state and server.vm_state == "error":
+            left.append((server, "in error state and ignoreInstancesInErrorState is set"))
+        elif flag(server.metadata, policy.ha_enabled_metadata_key):
+            ha_enabled.append(server)
+        elif policy.evacuate_all_instances:
+            others.append(server)
+        else:
+            left.append((server, f"not HA-enabled ({policy.ha_enabled_metadata_key})"))
+    return Selection(ha_enabled + others, left)

@@ -1,0 +1,105 @@
+"""A recovery's progress, written to the FailureEvent's status before the next action starts.
+
+Writing ahead is what makes recoveries resumable: an instance is marked `ongoing` (and the
+attempt counted) before Nova is asked to evacuate it, so after a crash the workflow knows to
+look at Nova's migration records instead of evacuating a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from controller.resources.failure_event import (
+    STEP_DETAILS_LIMIT,
+    FailureEventStatus,
+    InstanceMove,
+    ProgressDetail,
+    StepState,
+    WorkflowStep,
+)
+
+Persist = Callable[[FailureEventStatus], Awaitable[None]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Progress:
+    """The status being built, and the one writer that persists it.
+
+    Concurrent evacuations call save() often; saves are coalesced so that each caller returns
+    only once a write containing its change has completed, with one write in flight at a time.
+    """
+
+    def __init__(
+        self,
+        status: FailureEventStatus,
+        persist: Persist,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.status = status
+        self._persist = persist
+        self.clock = clock
+        self._wanted = 0
+        self._written = 0
+        self._writing = False
+        self._changed = asyncio.Condition()
+
+    async def save(self) -> None:
+        self._wanted += 1
+        mine = self._wanted
+        async with self._changed:
+            while self._writing and self._written < mine:
+                await self._changed.wait()
+            if self._written >= mine:
+                return
+            self._writing = True
+        try:
+            while self._written < self._wanted:
+                target = self._wanted
+                await self._persist(self.status.model_copy(deep=True))
+                self._written = target
+        finally:
+            async with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+
+    def step(self, name: str) -> WorkflowStep:
+        for step in self.status.steps:
+            if step.name == name:
+                return step
+        step = WorkflowStep(name=name, state=StepState.PENDING)
+        self.status.steps.append(step)
+        return step
+
+    def done(self, name: str) -> bool:
+        return self.step(name).state in (StepState.SUCCESS, StepState.SKIPPED)
+
+    def note(self, name: str, message: str, progress: float | None = None) -> None:
+        step = self.step(name)
+        if progress is not None:
+            step.progress = max(0.0, min(1.0, progress))
+        step.progress_details.append(
+            ProgressDetail(timestamp=self.clock(), message=message, progress=step.progress)
+        )
+        del step.progress_details[:-STEP_DETAILS_LIMIT]
+
+    async def begin(self, name: str, message: str) -> None:
+        self.step(name).state = StepState.RUNNING
+        self.note(name, message, 0.0)
+        await self.save()
+
+    async def end(self, name: str, state: StepState, message: str) -> None:
+        step = self.step(name)
+        step.state = state
+        self.note(name, message, 1.0 if state != StepState.FAILURE else step.progress)
+        await self.save()
+
+    def move(self, instance_uuid: str) -> InstanceMove | None:
+        for move in self.status.instances:
+            if move.instance_uuid == instance_uuid:
+                return move
+        return None

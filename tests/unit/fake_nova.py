@@ -1,0 +1,212 @@
+"""An in-memory Nova for the recovery domain's unit tests (the real driver is tested against
+the simulator and real Nova in tests/contract)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import UTC, datetime
+
+from controller.drivers.nova.model import (
+    Aggregate,
+    ComputeService,
+    Conflict,
+    Flavor,
+    HostCapacity,
+    Migration,
+    NotFound,
+    NoValidHost,
+    Server,
+)
+
+SMALL = Flavor("small", vcpus=1, ram_mb=512, disk_gb=1)
+
+
+class Crash(Exception):
+    """Raised by the fake where a test kills the operator."""
+
+
+class FakeNova:
+    def __init__(self, hosts: list[str], vcpus: int = 16) -> None:
+        self.services = {
+            h: ComputeService(
+                id=f"svc-{h}", host=h, state="up", status="enabled", forced_down=False
+            )
+            for h in hosts
+        }
+        self.vcpus = dict.fromkeys(hosts, vcpus)
+        self.servers: dict[str, Server] = {}
+        self.migrations_: list[Migration] = []
+        self.aggregates_: dict[str, Aggregate] = {}
+        self.evacuations: Counter[str] = Counter()
+        self.calls: list[tuple[str, ...]] = []
+        self.failing_evacuations: set[str] = set()
+        self.crash_on: tuple[str, int] | None = None  # (call name, nth call) raises Crash
+        self.landing_reads = 0  # server() reads an evacuation stays in flight for
+        self._landing: dict[str, tuple[str, int]] = {}  # server id -> (target, reads left)
+        self._counts: Counter[str] = Counter()
+
+    # -- test set-up ---------------------------------------------------------------------
+
+    def add_server(
+        self,
+        name: str,
+        host: str,
+        *,
+        vm_state: str = "active",
+        metadata: dict[str, str] | None = None,
+        locked: bool = False,
+    ) -> Server:
+        server = Server(
+            id=f"uuid-{name}",
+            name=name,
+            status={"active": "ACTIVE", "stopped": "SHUTOFF", "error": "ERROR"}.get(
+                vm_state, "ACTIVE"
+            ),
+            vm_state=vm_state,
+            task_state=None,
+            power_state=1,
+            host=host,
+            locked=locked,
+            flavor=SMALL,
+            metadata=metadata or {},
+        )
+        self.servers[server.id] = server
+        return server
+
+    def kill(self, host: str) -> None:
+        self._set_service(host, state="down")
+
+    def _set_service(self, host: str, **changes: object) -> ComputeService:
+        self.services[host] = dataclasses.replace(self.services[host], **changes)  # type: ignore[arg-type]
+        return self.services[host]
+
+    def _call(self, *call: str) -> None:
+        self.calls.append(call)
+        self._counts[call[0]] += 1
+        if self.crash_on and self.crash_on == (call[0], self._counts[call[0]]):
+            raise Crash(f"operator killed at {call}")
+
+    # -- the Nova protocol ---------------------------------------------------------------
+
+    async def compute_services(self, host: str | None = None) -> list[ComputeService]:
+        return [s for h, s in self.services.items() if host in (None, h)]
+
+    async def compute_service(self, host: str) -> ComputeService:
+        if host not in self.services:
+            raise NotFound(f"no compute service on {host}")
+        return self.services[host]
+
+    async def disable_service(self, host: str, reason: str) -> ComputeService:
+        self._call("disable_service", host)
+        return self._set_service(host, status="disabled", disabled_reason=reason)
+
+    async def enable_service(self, host: str) -> ComputeService:
+        self._call("enable_service", host)
+        return self._set_service(host, status="enabled", disabled_reason=None)
+
+    async def force_down(self, host: str, forced: bool) -> ComputeService:
+        self._call("force_down", host)
+        return self._set_service(host, forced_down=forced)
+
+    async def servers_on_host(self, host: str) -> list[Server]:
+        return [s for s in self.servers.values() if s.host == host]
+
+    async def server(self, server_id: str) -> Server:
+        self._call("server", server_id)
+        if server_id not in self.servers:
+            raise NotFound(server_id)
+        if server_id in self._landing:
+            target, left = self._landing[server_id]
+            if left <= 0:
+                del self._landing[server_id]
+                self.servers[server_id] = dataclasses.replace(
+                    self.servers[server_id], host=target, task_state=None
+                )
+            else:
+                self._landing[server_id] = (target, left - 1)
+        return self.servers[server_id]
+
+    def _usage(self, host: str) -> int:
+        return sum(s.flavor.vcpus for s in self.servers.values() if s.host == host)
+
+    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
+        self._call("evacuate", server_id, target_host or "")
+        server = await self.server(server_id)
+        source = self.services[server.host or ""]
+        if source.state == "up" and not source.forced_down:
+            raise Conflict(f"compute service of {server.host} is still in use")
+        candidates = [
+            h
+            for h, s in self.services.items()
+            if h != server.host
+            and s.status == "enabled"
+            and s.state == "up"
+            and not s.forced_down
+            and self._usage(h) + server.flavor.vcpus <= self.vcpus[h]
+            and (target_host is None or h == target_host)
+        ]
+        self.evacuations[server_id] += 1
+        ok = bool(candidates) and server_id not in self.failing_evacuations
+        self.migrations_.append(
+            Migration(
+                id=f"mig-{len(self.migrations_)}",
+                server_id=server_id,
+                source_host=server.host,
+                dest_host=candidates[0] if candidates else None,
+                status="done" if ok else "failed",
+                migration_type="evacuation",
+                created_at=datetime.now(UTC),
+            )
+        )
+        if not candidates:
+            raise NoValidHost(f"no valid host for {server_id}")
+        if server_id in self.failing_evacuations:
+            self.servers[server_id] = dataclasses.replace(server, vm_state="error", status="ERROR")
+            return
+        if self.landing_reads:
+            self._landing[server_id] = (candidates[0], self.landing_reads)
+            self.servers[server_id] = dataclasses.replace(server, task_state="rebuilding")
+            return
+        self.servers[server_id] = dataclasses.replace(server, host=candidates[0])
+
+    async def stop_server(self, server_id: str) -> None:
+        self._call("stop_server", server_id)
+        server = await self.server(server_id)
+        self.servers[server_id] = dataclasses.replace(server, vm_state="stopped", status="SHUTOFF")
+
+    async def start_server(self, server_id: str) -> None:
+        self._call("start_server", server_id)
+        server = await self.server(server_id)
+        self.servers[server_id] = dataclasses.replace(server, vm_state="active", status="ACTIVE")
+
+    async def lock_server(self, server_id: str, reason: str | None = None) -> None:
+        self._call("lock_server", server_id)
+        self.servers[server_id] = dataclasses.replace(await self.server(server_id), locked=True)
+
+    async def unlock_server(self, server_id: str) -> None:
+        self._call("unlock_server", server_id)
+        self.servers[server_id] = dataclasses.replace(await self.server(server_id), locked=False)
+
+    async def reset_state(self, server_id: str, state: str) -> None:
+        self._call("reset_state", server_id, state)
+        self.servers[server_id] = dataclasses.replace(
+            await self.server(server_id), vm_state=state, task_state=None
+        )
+
+    async def aggregates(self) -> list[Aggregate]:
+        return list(self.aggregates_.values())
+
+    async def add_host_to_aggregate(self, aggregate_id: str, host: str) -> None:
+        self._call("add_host_to_aggregate", aggregate_id, host)
+        aggregate = self.aggregates_[aggregate_id]
+        if host not in aggregate.hosts:
+            self.aggregates_[aggregate_id] = dataclasses.replace(
+                aggregate, hosts=(*aggregate.hosts, host)
+            )
+
+    async def migrations(self, server_id: str) -> list[Migration]:
+        return [m for m in self.migrations_ if m.server_id == server_id]
+
+    async def host_capacity(self, host: str) -> HostCapacity:
+        return HostCapacity(host, self.vcpus[host], self._usage(host), 65536, 0)

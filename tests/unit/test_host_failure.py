@@ -1,0 +1,234 @@
+"""Host failure recovery against an in-memory Nova: methods, fallbacks, selection, retries and
+crash safety (the operator killed at every Nova call of a recovery)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from controller.recovery.host_failure import DISABLE, EVACUATE, PREPARE, HostFailure, Timing
+from controller.recovery.outcome import Outcome
+from controller.recovery.progress import Progress
+from controller.resources.failure_event import FailureEventStatus
+from controller.resources.segment import HostFailurePolicy, RecoveryMethod
+from tests.unit.fake_nova import Crash, FakeNova
+
+
+class Store:
+    """What the API server would hold: the last status written."""
+
+    def __init__(self) -> None:
+        self.status = FailureEventStatus()
+        self.writes = 0
+
+    async def persist(self, status: FailureEventStatus) -> None:
+        self.writes += 1
+        self.status = status
+
+
+def recovery(
+    nova: FakeNova,
+    store: Store,
+    method: str = "auto",
+    reserved: list[str] | None = None,
+    **policy: Any,
+) -> HostFailure:
+    async def no_wait(_: float) -> None:
+        await asyncio.sleep(0)
+
+    return HostFailure(
+        event="ev",
+        host="h1",
+        method=RecoveryMethod(method),
+        policy=HostFailurePolicy(**policy),
+        nova=nova,  # type: ignore[arg-type]
+        progress=Progress(store.status.model_copy(deep=True), store.persist),
+        reserved_candidates=reserved or [],
+        timing=Timing(poll_interval=0),
+        sleep=no_wait,
+    )
+
+
+def run(nova: FakeNova, store: Store, **kwargs: Any) -> Outcome:
+    return asyncio.run(recovery(nova, store, **kwargs).run())
+
+
+def cloud(*servers: tuple[str, dict[str, Any]]) -> FakeNova:
+    nova = FakeNova(["h1", "h2", "h3", "r1", "r2"])
+    for host in ("r1", "r2"):
+        nova.services[host] = nova.services[host].__class__(
+            **{**nova.services[host].__dict__, "status": "disabled"}
+        )
+    for name, options in servers:
+        nova.add_server(name, "h1", **options)
+    nova.kill("h1")
+    return nova
+
+
+def moves(store: Store) -> dict[str, tuple[str, str | None]]:
+    return {m.instance_name: (m.status, m.destination_host) for m in store.status.instances}
+
+
+def test_auto_evacuates_everything_ha_enabled_first() -> None:
+    nova = cloud(("a", {}), ("b", {"metadata": {"HA_Enabled": "True"}}), ("c", {}))
+    store = Store()
+    outcome = run(nova, store)
+    assert (outcome.phase, outcome.reason) == ("Finished", "Recovered")
+    assert [m.instance_name for m in store.status.instances] == ["b", "a", "c"]
+    assert all(status == "succeeded" for status, _ in moves(store).values())
+    assert {dest for _, dest in moves(store).values()} <= {"h2", "h3"}
+    service = nova.services["h1"]
+    assert service.forced_down and service.status == "disabled"
+    assert nova.calls.index(("force_down", "h1")) < nova.calls.index(("disable_service", "h1"))
+    assert [s.state for s in store.status.steps] == ["SUCCESS"] * 3
+    assert [s.name for s in store.status.steps] == [DISABLE, PREPARE, EVACUATE]
+    assert all(not s.locked for s in nova.servers.values())
+
+
+def test_selection_rules() -> None:
+    nova = cloud(
+        ("ha", {"metadata": {"HA_Enabled": "yes"}}),
+        ("plain", {}),
+        ("pinned", {"metadata": {"HA_Enabled": "true", "no_evac": "1"}}),
+        ("broken", {"vm_state": "error", "metadata": {"HA_Enabled": "true"}}),
+    )
+    store = Store()
+    run(
+        nova,
+        store,
+        evacuate_all_instances=False,
+        exclude_metadata_key="no_evac",
+        ignore_instances_in_error_state=True,
+    )
+    result = moves(store)
+    assert result["ha"][0] == "succeeded"
+    assert {result[n][0] for n in ("plain", "pinned", "broken")} == {"ignored"}
+    assert nova.evacuations["uuid-plain"] == 0
+
+
+def test_nothing_to_evacuate_finishes() -> None:
+    nova = cloud(("plain", {}))
+    store = Store()
+    outcome = run(nova, store, evacuate_all_instances=False)
+    assert (outcome.phase, outcome.reason) == ("Finished", "NoInstancesToEvacuate")
+    assert store.status.steps[1].state == "SKIPPED"
+
+
+def test_stopped_stays_stopped_and_error_stays_error() -> None:
+    nova = cloud(("off", {"vm_state": "stopped"}), ("bad", {"vm_state": "error"}))
+    nova.failing_evacuations.clear()
+    store = Store()
+    assert run(nova, store).phase == "Finished"
+    assert nova.servers["uuid-off"].vm_state == "stopped"
+    assert nova.servers["uuid-bad"].vm_state == "error"
+    assert nova.servers["uuid-off"].host != "h1"
+
+
+def test_locked_by_someone_else_stays_locked() -> None:
+    nova = cloud(("mine", {}), ("theirs", {"locked": True}))
+    store = Store()
+    run(nova, store)
+    assert nova.servers["uuid-theirs"].locked
+    assert not nova.servers["uuid-mine"].locked
+    assert ("lock_server", "uuid-theirs") not in nova.calls
+
+
+def test_reserved_host_takes_the_first_that_works() -> None:
+    nova = cloud(("a", {}), ("b", {}))
+    nova.vcpus["r1"] = 1  # room for one instance only: the second fails, then r2 takes it
+    store = Store()
+    outcome = run(nova, store, method="reserved_host", reserved=["r1", "r2"])
+    assert outcome.phase == "Finished", outcome
+    assert store.status.reserved_hosts == ["r1", "r2"]
+    assert {dest for _, dest in moves(store).values()} == {"r1", "r2"}
+    assert nova.services["r1"].status == nova.services["r2"].status == "enabled"
+    assert sum(nova.evacuations.values()) == 3  # one retry, of the one that failed
+
+
+def test_reserved_host_without_reserved_hosts_is_an_error() -> None:
+    nova = cloud(("a", {}))
+    store = Store()
+    outcome = run(nova, store, method="reserved_host")
+    assert (outcome.phase, outcome.reason) == ("Error", "ReservedHostsUnavailable")
+    assert nova.evacuations["uuid-a"] == 0
+
+
+def test_reserved_host_joins_the_failed_hosts_aggregates() -> None:
+    nova = cloud(("a", {}))
+    from controller.drivers.nova.model import Aggregate
+
+    nova.aggregates_["1"] = Aggregate("1", "ssd", ("h1", "h2"))
+    nova.aggregates_["2"] = Aggregate("2", "other", ("h3",))
+    store = Store()
+    run(nova, store, method="reserved_host", reserved=["r1"], add_reserved_host_to_aggregate=True)
+    assert nova.aggregates_["1"].hosts == ("h1", "h2", "r1")
+    assert nova.aggregates_["2"].hosts == ("h3",)
+
+
+def test_auto_priority_falls_back_to_reserved_hosts() -> None:
+    nova = cloud(("a", {}))
+    for host in ("h2", "h3"):
+        nova.services[host] = nova.services[host].__class__(
+            **{**nova.services[host].__dict__, "status": "disabled"}
+        )
+    store = Store()
+    outcome = run(nova, store, method="auto_priority", reserved=["r1"])
+    assert outcome.phase == "Finished"
+    assert moves(store)["a"] == ("succeeded", "r1")
+
+
+def test_rh_priority_falls_back_to_the_scheduler() -> None:
+    nova = cloud(("a", {}))
+    store = Store()
+    outcome = run(nova, store, method="rh_priority", reserved=[])
+    assert outcome.phase == "Finished"
+    assert moves(store)["a"][1] in ("h2", "h3")
+
+
+def test_retry_moves_only_what_failed() -> None:
+    nova = cloud(("a", {}), ("b", {}), ("c", {}))
+    nova.failing_evacuations.add("uuid-b")
+    store = Store()
+    first = run(nova, store)
+    assert (first.phase, first.reason) == ("Error", "EvacuationFailed")
+    assert moves(store)["b"][0] == "failed"
+    nova.failing_evacuations.clear()
+    nova.servers["uuid-b"] = nova.servers["uuid-b"].__class__(
+        **{**nova.servers["uuid-b"].__dict__, "vm_state": "active", "status": "ACTIVE"}
+    )
+    second = run(nova, store)
+    assert second.phase == "Finished"
+    assert dict(nova.evacuations) == {"uuid-a": 1, "uuid-b": 2, "uuid-c": 1}
+
+
+def _clean_run_calls(landing_reads: int) -> list[tuple[str, int]]:
+    nova = cloud(("a", {}), ("b", {"vm_state": "stopped"}), ("c", {}))
+    nova.landing_reads = landing_reads
+    run(nova, Store(), evacuation_concurrency=1)
+    seen: dict[str, int] = {}
+    points = []
+    for call in nova.calls:
+        seen[call[0]] = seen.get(call[0], 0) + 1
+        points.append((call[0], seen[call[0]]))
+    return points
+
+
+@pytest.mark.parametrize("landing_reads", [0, 2])
+def test_killed_at_any_call_resumes_without_a_second_evacuation(landing_reads: int) -> None:
+    points = _clean_run_calls(landing_reads)
+    assert len(points) > 15
+    for point in points:
+        nova = cloud(("a", {}), ("b", {"vm_state": "stopped"}), ("c", {}))
+        nova.landing_reads = landing_reads
+        nova.crash_on = point
+        store = Store()
+        with pytest.raises((Crash, ExceptionGroup)):
+            run(nova, store, evacuation_concurrency=1)
+        nova.crash_on = None
+        outcome = run(nova, store, evacuation_concurrency=1)  # a new operator, same status
+        assert outcome.phase == "Finished", (point, outcome)
+        assert dict(nova.evacuations) == {"uuid-a": 1, "uuid-b": 1, "uuid-c": 1}, point
+        assert all(not s.locked for s in nova.servers.values()), point
+        assert nova.servers["uuid-b"].vm_state == "stopped", point
