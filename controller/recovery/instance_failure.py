@@ -1,0 +1,99 @@
+"""Instance failure recovery: restart a crashed instance on its own host (stop, start, confirm).
+
+Masakari's flow and task names. A restart rate limit per instance keeps a crash loop from
+becoming a restart storm; the count comes from the instance's earlier FailureEvents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from controller.drivers.nova.model import Conflict, NotFound, Nova, NovaError
+from controller.recovery.host_failure import Timing
+from controller.recovery.instances import flag
+from controller.recovery.outcome import Outcome
+from controller.recovery.progress import Progress
+from controller.resources.failure_event import StepState
+from controller.resources.segment import InstanceFailurePolicy
+
+STOP = "StopInstanceTask"
+START = "StartInstanceTask"
+CONFIRM = "ConfirmInstanceActiveTask"
+# Masakari's wait_period_after_power_off and wait_period_after_power_on.
+POWER_OFF_TIMEOUT = 180.0
+POWER_ON_TIMEOUT = 60.0
+
+
+@dataclass
+class InstanceFailure:
+    event: str
+    instance_id: str
+    policy: InstanceFailurePolicy
+    nova: Nova
+    progress: Progress
+    recent_restarts: int = 0  # restarts of this instance within policy.restart_window_seconds
+    timing: Timing = field(default_factory=Timing)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def run(self) -> Outcome:
+        try:
+            return await self._recover()
+        except NotFound:
+            return Outcome.ignored("InstanceNotFound", f"no instance {self.instance_id}")
+        except (NovaError, TimeoutError) as error:
+            return Outcome.error("InstanceRecoveryFailed", str(error))
+
+    async def _recover(self) -> Outcome:
+        server = await self.nova.server(self.instance_id)
+        if not self.progress.done(STOP):
+            if not (
+                self.policy.process_all_instances
+                or flag(server.metadata, self.policy.ha_enabled_metadata_key)
+            ):
+                return Outcome.finished(
+                    "NotHAEnabled",
+                    f"{server.name} is not HA-enabled ({self.policy.ha_enabled_metadata_key})",
+                )
+            if server.vm_state in ("paused", "rescued"):
+                return Outcome.ignored(
+                    "InstanceNotRecoverable", f"{server.name} is {server.vm_state}"
+                )
+            if self.recent_restarts >= self.policy.max_restarts:
+                return Outcome.ignored(
+                    "RestartLimitReached",
+                    f"{server.name} was restarted {self.recent_restarts} time(s) in the last "
+                    f"{self.policy.restart_window_seconds}s",
+                )
+            await self.progress.begin(STOP, f"stopping {server.name}")
+            if server.vm_state == "resized":
+                await self.nova.reset_state(server.id, "active")
+            if server.vm_state != "stopped":
+                # Conflict: already stopping or stopped (LP#1782517); the wait below decides.
+                with contextlib.suppress(Conflict):
+                    await self.nova.stop_server(server.id)
+            await self._wait(server.id, "stopped", POWER_OFF_TIMEOUT)
+            await self.progress.end(STOP, StepState.SUCCESS, f"{server.name} stopped")
+        if not self.progress.done(START):
+            await self.progress.begin(START, "starting")
+            current = await self.nova.server(self.instance_id)
+            if current.vm_state == "stopped":
+                await self.nova.start_server(current.id)
+            await self.progress.end(START, StepState.SUCCESS, "start requested")
+        await self.progress.begin(CONFIRM, "waiting for ACTIVE")
+        await self._wait(self.instance_id, "active", POWER_ON_TIMEOUT)
+        await self.progress.end(CONFIRM, StepState.SUCCESS, "instance is ACTIVE")
+        return Outcome.finished("Recovered", f"{server.name} restarted on {server.host}")
+
+    async def _wait(self, server_id: str, vm_state: str, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            server = await self.nova.server(server_id)
+            if server.vm_state == vm_state and server.task_state is None:
+                return
+            if loop.time() >= deadline:
+                raise TimeoutError(f"{server.name} not {vm_state} after {timeout:.0f}s")
+            await self.sleep(self.timing.poll_interval)
