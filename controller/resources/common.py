@@ -98,3 +98,33 @@ def observed_generation_field() -> Any:
         ge=0,
         description="The .metadata.generation of the spec this status was computed from.",
     )
+
+
+def set_condition(
+    conditions: list[Condition],
+    kind: str,
+    true: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> None:
+    """Set one condition in place; lastTransitionTime moves only when the status flips."""
+    state = ConditionStatus.TRUE if true else ConditionStatus.FALSE
+    for condition in conditions:
+        if condition.type == kind:
+            if condition.status != state:
+                condition.last_transition_time = now
+            condition.status, condition.reason, condition.message = state, reason, message
+            condition.observed_generation = generation
+            return
+    conditions.append(
+        Condition(
+            type=kind,
+            status=state,
+            reason=reason,
+            message=message,
+            last_transition_time=now,
+            observed_generation=generation,
+        )
+    )

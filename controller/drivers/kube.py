@@ -1,0 +1,101 @@
+"""The operator's own Kubernetes calls: reading objects and writing their status subresource.
+
+kopf watches and dispatches; status is written here, in the middle of a recovery, because
+progress must reach the API server before the next action starts. The `kubernetes` client
+is synchronous, so calls run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from controller.resources.common import GROUP, VERSION
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed."""
+
+
+class Gone(KubeError):
+    """The object was deleted."""
+
+
+@dataclass(frozen=True)
+class Plural:
+    failure_events: str = "failureevents"
+    hosts: str = "hosts"
+    segments: str = "failoversegments"
+
+
+PLURAL = Plural()
+
+
+def load_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """In-cluster service account when running in a pod, else the kubeconfig."""
+    if kubeconfig is None:
+        try:
+            kubernetes.config.load_incluster_config()
+            return kubernetes.client.ApiClient()
+        except kubernetes.config.ConfigException:
+            pass
+    client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(
+        config_file=kubeconfig
+    )
+    return client
+
+
+class Kube:
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self._objects = kubernetes.client.CustomObjectsApi(client)
+
+    async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except ApiException as error:
+            if error.status == 404:
+                raise Gone(f"{args[-1]} no longer exists") from None
+            raise KubeError(f"Kubernetes API answered {error.status}: {error.reason}") from None
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            self._objects.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
+        return body
+
+    async def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        body = await self._call(
+            self._objects.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+        )
+        items: list[dict[str, Any]] = body["items"]
+        return items
+
+    async def write_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        """Replace the whole status: a JSON patch, so fields cleared in `status` are cleared."""
+        # A list body makes the client send a JSON patch rather than a merge patch.
+        await self._call(
+            self._objects.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            [{"op": "add", "path": "/status", "value": status}],
+        )
+
+    async def label(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:
+        await self._call(
+            self._objects.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"metadata": {"labels": labels}},
+        )

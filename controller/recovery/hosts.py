@@ -1,0 +1,218 @@
+"""A host's desired state against Nova and Pacemaker, and the status that describes it.
+
+Pure: `plan` looks at the Host, what Nova and Pacemaker report, and the host's FailureEvents,
+and says what to change and what status to write. The handler carries the plan out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.drivers.nova.model import ComputeService
+from controller.drivers.pacemaker.model import Node
+from controller.recovery.lifecycle import EventRecord, HostRecord
+from controller.resources.common import set_condition
+from controller.resources.failure_event import EventPhase, FailureType
+from controller.resources.host import (
+    HISTORY_LIMIT,
+    FailureRecord,
+    HistoryEntry,
+    HostPhase,
+    HostSpec,
+    HostStatus,
+    NovaServiceStatus,
+    PacemakerNodeStatus,
+    ReservationState,
+)
+
+OURS = "masakari-operator:"
+MAINTENANCE_REASON = f"{OURS} maintenance"
+RESERVED_REASON = f"{OURS} reserved host"
+
+
+@dataclass
+class Plan:
+    """Changes to make, in order, and the status to write afterwards."""
+
+    disable: str | None = None  # reason
+    enable: bool = False
+    unforce: bool = False
+    standby: bool | None = None  # True: put in standby, False: bring online
+    status: HostStatus = field(default_factory=HostStatus)
+    transition: tuple[str, str] | None = None  # (reason, message) when the phase changed
+
+
+def _open_host_failure(events: list[EventRecord]) -> EventRecord | None:
+    for event in events:
+        if (
+            event.spec.type == FailureType.COMPUTE_HOST
+            and event.spec.payload.event == "STOPPED"
+            and event.status.phase in (EventPhase.RUNNING, EventPhase.ERROR)
+        ):
+            return event
+    return None
+
+
+def _last_host_failure(events: list[EventRecord]) -> EventRecord | None:
+    """The latest host failure that was acted on (Ignored reports took nothing out)."""
+    acted = [
+        e
+        for e in events
+        if e.spec.type == FailureType.COMPUTE_HOST
+        and e.spec.payload.event == "STOPPED"
+        and e.status.phase
+        in (EventPhase.RUNNING, EventPhase.ERROR, EventPhase.FINISHED, EventPhase.FAILED)
+    ]
+    return max(acted, key=lambda e: (e.created, e.name), default=None)
+
+
+def _reserved_by(host: HostRecord, events: list[EventRecord]) -> EventRecord | None:
+    takers = [e for e in events if host.nova_host in e.status.reserved_hosts]
+    return max(takers, key=lambda e: (e.created, e.name), default=None)
+
+
+def plan(
+    host: HostRecord,
+    service: ComputeService | None,
+    node: Node | None,
+    own_events: list[EventRecord],
+    all_events: list[EventRecord],
+    now: datetime,
+    generation: int,
+) -> Plan:
+    result = Plan()
+    status = host.status.model_copy(deep=True)
+    spec = host.spec
+    recovering = _open_host_failure(own_events)
+    last = _last_host_failure(own_events)
+    released = last is None or spec.release_failure == last.name
+    taker = _reserved_by(host, all_events) if spec.reserved else None
+
+    if last is not None:
+        status.last_failure = FailureRecord(
+            event=last.name,
+            type=last.spec.type,
+            time=last.spec.generated_time,
+            result=last.status.phase,
+        )
+    status.reservation = (
+        ReservationState.NOT_RESERVED
+        if not spec.reserved
+        else ReservationState.IN_USE
+        if taker is not None
+        else ReservationState.AVAILABLE
+    )
+    status.reserved_for = taker.name if taker is not None else None
+
+    maintenance_blocked = spec.on_maintenance and recovering is not None
+    phase, reason, why = _decide(result, spec, service, node, recovering, last, released, taker)
+    status.nova = (
+        NovaServiceStatus(
+            id=service.id,
+            state=service.state,
+            status=service.status,
+            forced_down=service.forced_down,
+            disabled_reason=service.disabled_reason,
+            updated_at=service.updated_at,
+            observed_at=now,
+        )
+        if service is not None
+        else status.nova
+    )
+    if node is not None:
+        state = (
+            "unclean"
+            if node.unclean
+            else "pending"
+            if node.pending
+            else "maintenance"
+            if node.maintenance
+            else "standby"
+            if node.standby
+            else "online"
+            if node.online
+            else "offline"
+        )
+        status.pacemaker = PacemakerNodeStatus(state=state, remote=node.is_remote, observed_at=now)
+
+    if status.phase != phase:
+        status.history.append(HistoryEntry(time=now, phase=phase, reason=reason, message=why))
+        del status.history[:-HISTORY_LIMIT]
+        result.transition = (reason, f"{status.phase or 'Pending'} -> {phase}: {why}")
+    status.phase = phase
+    status.observed_generation = generation
+    set_condition(
+        status.conditions,
+        "MaintenanceBlocked",
+        maintenance_blocked,
+        "RecoveryInProgress" if maintenance_blocked else "NotBlocked",
+        f"maintenance waits for recovery {recovering.name}"
+        if maintenance_blocked and recovering
+        else "",
+        now,
+        generation,
+    )
+    set_condition(
+        status.conditions,
+        "Ready",
+        phase in (HostPhase.ACTIVE, HostPhase.RESERVED),
+        reason,
+        why,
+        now,
+        generation,
+    )
+    result.status = status
+    return result
+
+
+def _decide(
+    result: Plan,
+    spec: HostSpec,
+    service: ComputeService | None,
+    node: Node | None,
+    recovering: EventRecord | None,
+    last: EventRecord | None,
+    released: bool,
+    taker: EventRecord | None,
+) -> tuple[HostPhase, str, str]:
+    """The host's phase, and the changes that bring Nova and Pacemaker in line with spec.
+
+    Only a service this operator disabled (its reason starts with OURS) is ever re-enabled:
+    a person who disabled a compute service keeps that decision.
+    """
+    if service is None:
+        return HostPhase.UNKNOWN, "NovaServiceMissing", "no nova-compute service for this host"
+    if recovering is not None:
+        return HostPhase.RECOVERING, "Recovering", f"recovery {recovering.name} is running"
+    if not released and last is not None:
+        return (
+            HostPhase.FAILED,
+            "AwaitingRelease",
+            f"failed ({last.name}); set spec.releaseFailure: {last.name} to return it",
+        )
+    if spec.on_maintenance:
+        if service.is_enabled:
+            result.disable = MAINTENANCE_REASON
+        if node is not None and not node.standby:
+            result.standby = True
+        return HostPhase.MAINTENANCE, "OnMaintenance", "on maintenance"
+    if spec.reserved and taker is None:
+        if service.is_enabled:
+            result.disable = RESERVED_REASON
+        return HostPhase.RESERVED, "Reserved", "reserved: kept out of the scheduler"
+    ours = (service.disabled_reason or "").startswith(OURS)
+    if node is not None and node.standby and ours:
+        result.standby = False
+    if service.forced_down and last is not None:
+        result.unforce = True  # released after a failure: let Nova see the service again
+        return HostPhase.FAILED, "AwaitingHealthy", "released; clearing forced-down"
+    if not service.is_enabled and ours:
+        if not service.is_up:
+            return (
+                HostPhase.FAILED if last else HostPhase.ACTIVE,
+                "AwaitingHealthy",
+                "waiting for nova-compute to report up before enabling it",
+            )
+        result.enable = True
+    return HostPhase.ACTIVE, "InService", "in service"
