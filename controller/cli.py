@@ -7,7 +7,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from controller import run as operator
+from controller.monitors import hostmonitor
 from controller.resources import crd_files
+from controller.sim import main as sim_main
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -43,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write nothing; exit 1 when the directory differs from the models",
     )
     crds.set_defaults(handler=_crds)
+    run = commands.add_parser("run", help="run the operator")
+    operator.add_arguments(run)
+    run.set_defaults(handler=operator.run)
+    sim = commands.add_parser(
+        "sim", help="run the OpenStack simulator (Keystone v3 and the Nova API subset we use)"
+    )
+    sim_main.add_arguments(sim)
+    sim.set_defaults(handler=sim_main.run)
+    monitor = commands.add_parser(
+        "hostmonitor", help="report Pacemaker node failures as FailureEvents (runs on a node)"
+    )
+    hostmonitor.add_arguments(monitor)
+    monitor.set_defaults(handler=hostmonitor.run)
     return parser
 
 

@@ -8,6 +8,7 @@ is synchronous, so calls run in threads.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,13 @@ def load_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
     return client
 
 
+def _message(body: Any) -> str:
+    try:
+        return str(json.loads(body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return "no details"
+
+
 class Kube:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
         self._objects = kubernetes.client.CustomObjectsApi(client)
@@ -59,7 +67,10 @@ class Kube:
         except ApiException as error:
             if error.status == 404:
                 raise Gone(f"{args[-1]} no longer exists") from None
-            raise KubeError(f"Kubernetes API answered {error.status}: {error.reason}") from None
+            # The API server's own message says which field was refused; it never echoes
+            # credentials (those stay in the client configuration).
+            detail = _message(error.body)
+            raise KubeError(f"Kubernetes API answered {error.status}: {detail}") from None
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         body: dict[str, Any] = await self._call(
@@ -67,9 +78,17 @@ class Kube:
         )
         return body
 
-    async def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+    async def list(
+        self, plural: str, namespace: str, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        extra = {"field_selector": field_selector} if field_selector else {}
         body = await self._call(
-            self._objects.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+            self._objects.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            **extra,
         )
         items: list[dict[str, Any]] = body["items"]
         return items
@@ -78,7 +97,6 @@ class Kube:
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
         """Replace the whole status: a JSON patch, so fields cleared in `status` are cleared."""
-        # A list body makes the client send a JSON patch rather than a merge patch.
         await self._call(
             self._objects.patch_namespaced_custom_object_status,
             GROUP,
@@ -87,6 +105,7 @@ class Kube:
             plural,
             name,
             [{"op": "add", "path": "/status", "value": status}],
+            _content_type="application/json-patch+json",
         )
 
     async def label(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:

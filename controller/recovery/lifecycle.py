@@ -43,6 +43,7 @@ class EventRecord:
     status: FailureEventStatus
     created: datetime
     generation: int = 1
+    uid: str | None = None
 
     def report(self) -> Report:
         return Report(self.name, self.spec, self.created, self.status.phase)
@@ -69,9 +70,11 @@ class Store(Protocol):
 
     async def failure_event(self, namespace: str, name: str) -> EventRecord | None: ...
 
-    async def failure_events(self, namespace: str) -> list[EventRecord]: ...
+    async def failure_events(
+        self, namespace: str, host: str | None = None
+    ) -> list[EventRecord]: ...
 
-    async def hosts(self, namespace: str) -> list[HostRecord]: ...
+    async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]: ...
 
     async def segment(self, namespace: str, name: str) -> FailoverSegmentSpec | None: ...
 
@@ -152,8 +155,8 @@ class Lifecycle:
         segment = await self.store.segment(record.namespace, host.spec.segment) if host else None
         others = [
             e.report()
-            for e in await self.store.failure_events(record.namespace)
-            if e.name != record.name and e.spec.host == record.spec.host
+            for e in await self.store.failure_events(record.namespace, record.spec.host)
+            if e.name != record.name
         ]
         members = [h for h in hosts.values() if host and h.spec.segment == host.spec.segment]
         health = SegmentHealth(

@@ -1,0 +1,70 @@
+"""The recovery domain's view of the cluster (recovery.lifecycle.Store), read from the API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from controller.drivers.kube import PLURAL, Gone, Kube
+from controller.recovery.lifecycle import EventRecord, HostRecord
+from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
+from controller.resources.host import HostSpec, HostStatus
+from controller.resources.segment import FailoverSegmentSpec
+
+
+def _created(body: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+
+
+def event_record(body: Mapping[str, Any]) -> EventRecord:
+    return EventRecord(
+        name=body["metadata"]["name"],
+        namespace=body["metadata"]["namespace"],
+        spec=FailureEventSpec.model_validate(body["spec"]),
+        status=FailureEventStatus.model_validate(body.get("status") or {}),
+        created=_created(body),
+        generation=body["metadata"].get("generation", 1),
+        uid=body["metadata"].get("uid"),
+    )
+
+
+def host_record(body: Mapping[str, Any]) -> HostRecord:
+    return HostRecord(
+        name=body["metadata"]["name"],
+        spec=HostSpec.model_validate(body["spec"]),
+        status=HostStatus.model_validate(body.get("status") or {}),
+        created=_created(body),
+    )
+
+
+class KubeStore:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def failure_event(self, namespace: str, name: str) -> EventRecord | None:
+        try:
+            return event_record(await self.kube.get(PLURAL.failure_events, namespace, name))
+        except Gone:
+            return None
+
+    async def failure_events(self, namespace: str, host: str | None = None) -> list[EventRecord]:
+        selector = f"spec.host={host}" if host else None
+        bodies = await self.kube.list(PLURAL.failure_events, namespace, selector)
+        return [event_record(b) for b in bodies]
+
+    async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
+        selector = f"spec.segment={segment}" if segment else None
+        return [host_record(b) for b in await self.kube.list(PLURAL.hosts, namespace, selector)]
+
+    async def segment(self, namespace: str, name: str) -> FailoverSegmentSpec | None:
+        try:
+            body = await self.kube.get(PLURAL.segments, namespace, name)
+        except Gone:
+            return None
+        return FailoverSegmentSpec.model_validate(body["spec"])
+
+    async def write_event_status(
+        self, namespace: str, name: str, status: FailureEventStatus
+    ) -> None:
+        await self.kube.write_status(PLURAL.failure_events, namespace, name, status.to_wire())

@@ -1,0 +1,55 @@
+"""FailureEvent handlers: label new reports, and drive each open one to its end."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from controller import metrics
+from controller.handlers.runtime import runtime_of
+from controller.recovery.lifecycle import TERMINAL
+from controller.resources.common import GROUP, VERSION
+
+LABEL = "masakari.dev"
+
+
+def _open(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in TERMINAL
+
+
+@kopf.on.create(GROUP, VERSION, "failureevents")
+async def received(
+    spec: kopf.Spec,
+    labels: kopf.Labels,
+    patch: kopf.Patch,
+    memo: Any,
+    namespace: str | None,
+    **_: Any,
+) -> None:
+    """Count the report and label it, so `kubectl get fev -l masakari.dev/...` finds it."""
+    metrics.events_received.labels(spec["type"]).inc()
+    wanted = {f"{LABEL}/host": spec["host"], f"{LABEL}/type": spec["type"]}
+    if f"{LABEL}/segment" not in labels:
+        hosts = await runtime_of(memo).store.hosts(namespace or "")
+        host = next((h for h in hosts if h.name == spec["host"]), None)
+        if host is not None:
+            wanted[f"{LABEL}/segment"] = host.spec.segment
+    missing = {k: v for k, v in wanted.items() if labels.get(k) != v}
+    if missing:
+        patch.metadata.labels.update(missing)
+
+
+@kopf.daemon(GROUP, VERSION, "failureevents", when=_open, cancellation_timeout=30.0)
+async def recover(
+    name: str, namespace: str | None, memo: Any, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """Runs while the event is open; a restarted operator starts it again and it resumes."""
+
+    async def wait(seconds: float) -> bool:
+        await asyncio.sleep(seconds)
+        return bool(stopped)
+
+    with metrics.handler_duration.labels("recover").time():
+        await runtime_of(memo).lifecycle.process(namespace or "", name, wait)

@@ -1,0 +1,106 @@
+"""Host handlers: keep Nova and Pacemaker in line with each Host's spec and mirror them in its
+status. Runs on every spec change and periodically, since Nova and Pacemaker change alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from controller import metrics
+from controller.config import OperatorConfig
+from controller.drivers.kube import PLURAL
+from controller.drivers.kube_store import host_record
+from controller.drivers.nova.model import NotFound, NovaError
+from controller.drivers.pacemaker.model import Node, PacemakerError
+from controller.handlers.runtime import Runtime, runtime_of
+from controller.handlers.signals import reference
+from controller.recovery import hosts
+from controller.recovery.progress import utcnow
+from controller.resources.common import GROUP, VERSION
+
+INTERVAL = OperatorConfig.from_environment().host_resync_interval
+
+
+def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
+    """Status without observation times, so an unchanged host is not rewritten every resync."""
+    copy = {k: v for k, v in status.items() if k not in ("nova", "pacemaker")}
+    for key in ("nova", "pacemaker"):
+        if key in status:
+            copy[key] = {k: v for k, v in status[key].items() if k != "observedAt"}
+    return copy
+
+
+async def _node(runtime: Runtime, name: str) -> Node | None:
+    if runtime.pacemaker is None:
+        return None
+    try:
+        state = await asyncio.to_thread(runtime.pacemaker.state)
+    except PacemakerError:
+        metrics.api_errors.labels("pacemaker", "read").inc()
+        return None
+    return state.node(name)
+
+
+async def reconcile(body: kopf.Body, runtime: Runtime, logger: kopf.Logger) -> None:
+    host = host_record(body)
+    namespace = body["metadata"]["namespace"]
+    async with runtime.host_lock(namespace, host.name):
+        try:
+            service = await runtime.nova.compute_service(host.nova_host)
+        except NotFound:
+            service = None
+        except NovaError as error:
+            metrics.api_errors.labels("nova", type(error).__name__).inc()
+            raise kopf.TemporaryError(f"Nova: {error}", delay=INTERVAL) from None
+        node = await _node(runtime, host.pacemaker_node)
+        own = await runtime.store.failure_events(namespace, host.name)
+        everyone = await runtime.store.failure_events(namespace) if host.spec.reserved else own
+        plan = hosts.plan(
+            host, service, node, own, everyone, utcnow(), body["metadata"].get("generation", 1)
+        )
+        try:
+            if plan.unforce:
+                await runtime.nova.force_down(host.nova_host, False)
+            if plan.disable:
+                await runtime.nova.disable_service(host.nova_host, plan.disable)
+            if plan.enable:
+                await runtime.nova.enable_service(host.nova_host)
+            if plan.standby is not None and runtime.pacemaker is not None:
+                change = (
+                    runtime.pacemaker.put_in_standby
+                    if plan.standby
+                    else runtime.pacemaker.bring_online
+                )
+                await asyncio.to_thread(change, host.pacemaker_node)
+        except (NovaError, PacemakerError) as error:
+            metrics.api_errors.labels(
+                "nova" if isinstance(error, NovaError) else "pacemaker", type(error).__name__
+            ).inc()
+            raise kopf.TemporaryError(f"applying host state: {error}", delay=INTERVAL) from None
+        wire = plan.status.to_wire()
+        if _comparable(wire) != _comparable(body.get("status") or {}):
+            await runtime.kube.write_status(PLURAL.hosts, namespace, host.name, wire)
+        if plan.transition is not None:
+            reason, message = plan.transition
+            kopf.info(
+                reference("Host", namespace, host.name, body["metadata"].get("uid")),
+                reason=reason,
+                message=message,
+            )
+            logger.info(message)
+
+
+@kopf.on.create(GROUP, VERSION, "hosts")
+@kopf.on.update(GROUP, VERSION, "hosts", field="spec")
+async def host_changed(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    with metrics.handler_duration.labels("host").time():
+        await reconcile(body, runtime_of(memo), logger)
+
+
+@kopf.timer(GROUP, VERSION, "hosts", interval=INTERVAL, initial_delay=1.0)
+async def host_resync(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    with metrics.handler_duration.labels("host_resync").time():
+        await reconcile(body, runtime_of(memo), logger)

@@ -1,0 +1,70 @@
+"""One Kubernetes Event, one counter and one log line per transition of a FailureEvent."""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+import kopf
+
+from controller import metrics
+from controller.recovery.lifecycle import TERMINAL, EventRecord
+from controller.resources.common import API_VERSION
+from controller.resources.failure_event import EventPhase, FailureEventStatus
+
+log = logging.getLogger("masakari.recovery")
+_WARNINGS = {EventPhase.ERROR, EventPhase.FAILED}
+
+
+def reference(kind: str, namespace: str, name: str, uid: str | None) -> kopf.Body:
+    """The minimal body kopf.event needs to post an Event about an object."""
+    metadata = {"name": name, "namespace": namespace}
+    if uid:
+        metadata["uid"] = uid
+    return cast(kopf.Body, {"apiVersion": API_VERSION, "kind": kind, "metadata": metadata})
+
+
+class RecoverySignals:
+    def __init__(self) -> None:
+        self._blocked: dict[tuple[str, str], str] = {}
+        self._observed_moves: set[tuple[str, str, str]] = set()
+
+    def transition(self, record: EventRecord, status: FailureEventStatus) -> None:
+        kind = record.spec.type
+        phase = status.phase or EventPhase.NEW
+        message = f"{phase}: {status.reason}: {status.message}"
+        extra = {"event": record.name, "host": record.spec.host, "namespace": record.namespace}
+        log.info(message, extra=extra)
+        body = reference("FailureEvent", record.namespace, record.name, record.uid)
+        post = kopf.warn if phase in _WARNINGS else kopf.info
+        post(body, reason=status.reason or str(phase), message=message[:1024])
+        if phase == EventPhase.RUNNING:
+            metrics.in_flight.labels(kind).inc()
+        elif status.start_time is not None and phase != EventPhase.NEW:
+            metrics.in_flight.labels(kind).dec()
+        if phase in TERMINAL:
+            metrics.recoveries.labels(kind, phase).inc()
+            if status.end_time is not None:
+                elapsed = (status.end_time - record.created).total_seconds()
+                metrics.recovery_duration.labels(kind, phase).observe(max(elapsed, 0.0))
+        self._observe_moves(record, status)
+
+    def _observe_moves(self, record: EventRecord, status: FailureEventStatus) -> None:
+        for move in status.instances:
+            if move.start_time is None or move.end_time is None:
+                continue
+            key = (record.name, move.instance_uuid, move.end_time.isoformat())
+            if key in self._observed_moves:
+                continue
+            self._observed_moves.add(key)
+            elapsed = (move.end_time - move.start_time).total_seconds()
+            metrics.evacuation_duration.labels(move.status).observe(max(elapsed, 0.0))
+
+    def blocked(self, record: EventRecord, reason: str | None) -> None:
+        key = (record.namespace, record.name)
+        previous = self._blocked.pop(key, None)
+        if previous is not None:
+            metrics.blocked.labels(previous).dec()
+        if reason is not None:
+            self._blocked[key] = reason
+            metrics.blocked.labels(reason).inc()

@@ -1,0 +1,103 @@
+"""Operator start: settings, drivers, metrics endpoint, and the single-leader lease."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+import prometheus_client
+
+from controller import metrics
+from controller.config import OperatorConfig
+from controller.drivers.kube import Kube, load_client
+from controller.drivers.kube_store import KubeStore
+from controller.drivers.nova.openstack import OpenStackNova
+from controller.drivers.pacemaker.cluster import CrmCluster
+from controller.drivers.pacemaker.runner import LocalRunner, SshRunner
+from controller.handlers.runtime import Runtime, runtime_of
+from controller.handlers.signals import RecoverySignals
+from controller.recovery.host_failure import Timing
+from controller.recovery.lifecycle import Lifecycle, Settings
+
+PREFIX = "masakari.dev"
+
+
+def pacemaker_cluster(setting: str) -> CrmCluster | None:
+    """The Pacemaker cluster named by MASAKARI_PACEMAKER, or None."""
+    if not setting:
+        return None
+    kind, _, rest = setting.partition(":")
+    if kind == "local":
+        return CrmCluster(LocalRunner(prefix=tuple(rest.split())))
+    if kind == "ssh" and rest:
+        user, _, host = rest.rpartition("@")
+        return CrmCluster(SshRunner(host=host, user=user or None))
+    raise ValueError(f"MASAKARI_PACEMAKER={setting!r}: use local, local:<prefix> or ssh:host")
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    # Handler progress and diff-bases go to annotations: status belongs to our models, whose
+    # structural schema would prune kopf's own fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{PREFIX}/operator"
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 8
+
+    config = OperatorConfig.from_environment()
+    client = await asyncio.to_thread(load_client)
+    kube = Kube(client)
+    nova = await asyncio.to_thread(
+        OpenStackNova.from_clouds_yaml,
+        config.clouds_yaml,
+        config.cloud,
+        max_concurrency=config.nova_concurrency,
+    )
+    pacemaker = pacemaker_cluster(config.pacemaker)
+    store = KubeStore(kube)
+    runtime = Runtime(
+        config=config,
+        kube=kube,
+        store=store,
+        nova=nova,
+        pacemaker=pacemaker,
+        lifecycle=Lifecycle(
+            nova=nova,
+            store=store,
+            signals=RecoverySignals(),
+            settings=Settings(
+                recheck_interval=config.recheck_interval,
+                timing=Timing(poll_interval=config.poll_interval),
+            ),
+            overall_limit=asyncio.Semaphore(config.max_evacuations),
+        ),
+    )
+    runtime.lifecycle.fencing = runtime.cluster_state()
+    runtime.closers.append(nova.close)
+    memo.runtime = runtime
+    if config.metrics_port:
+        prometheus_client.start_http_server(
+            config.metrics_port, config.metrics_address, registry=metrics.REGISTRY
+        )
+    logger.info(
+        "masakari-operator started: cloud %s, pacemaker %s, metrics on %s:%s",
+        config.cloud,
+        "configured" if pacemaker else "not configured",
+        config.metrics_address,
+        config.metrics_port or "-",
+    )
+
+
+@kopf.on.cleanup()
+async def stop(memo: Any, **_: Any) -> None:
+    runtime = getattr(memo, "runtime", None)
+    if runtime is None:
+        return
+    for close in runtime_of(memo).closers:
+        close()

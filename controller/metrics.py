@@ -1,0 +1,62 @@
+"""Prometheus metrics. Labels are bounded: kinds, results, reasons and segment names, never
+host, instance or event names."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECOVERY_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+EVACUATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 90, 180, 300)
+
+events_received = Counter(
+    "masakari_failure_events_total",
+    "Failure events received, by type.",
+    ["type"],
+    registry=REGISTRY,
+)
+recoveries = Counter(
+    "masakari_recoveries_total",
+    "Recoveries ended, by failure type and final phase.",
+    ["type", "result"],
+    registry=REGISTRY,
+)
+recovery_duration = Histogram(
+    "masakari_recovery_duration_seconds",
+    "From the failure event's creation to the end of its recovery.",
+    ["type", "result"],
+    buckets=RECOVERY_BUCKETS,
+    registry=REGISTRY,
+)
+evacuation_duration = Histogram(
+    "masakari_evacuation_duration_seconds",
+    "One instance's evacuation, from the evacuate call to settled on its new host.",
+    ["result"],
+    buckets=EVACUATION_BUCKETS,
+    registry=REGISTRY,
+)
+in_flight = Gauge(
+    "masakari_recoveries_in_flight",
+    "Recoveries running now, by failure type.",
+    ["type"],
+    registry=REGISTRY,
+)
+blocked = Gauge(
+    "masakari_recoveries_blocked",
+    "Recoveries waiting on a gate, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+api_errors = Counter(
+    "masakari_api_errors_total",
+    "Failed calls to Nova, Kubernetes or Pacemaker, by API and error kind.",
+    ["api", "error"],
+    registry=REGISTRY,
+)
+handler_duration = Histogram(
+    "masakari_handler_duration_seconds",
+    "Time spent in operator handlers, by handler.",
+    ["handler"],
+    registry=REGISTRY,
+)

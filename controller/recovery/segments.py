@@ -1,0 +1,94 @@
+"""A segment's status: host counts, recoveries in flight or blocked, and why recovery may be
+blocked. Pure; the handler reads the objects and writes the result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from controller.recovery.gates import storm_limit
+from controller.recovery.lifecycle import TERMINAL, EventRecord, HostRecord
+from controller.resources.common import set_condition
+from controller.resources.failure_event import EventPhase
+from controller.resources.host import HostPhase, ReservationState
+from controller.resources.segment import FailoverSegmentSpec, FailoverSegmentStatus, SegmentPhase
+
+
+def summarize(
+    spec: FailoverSegmentSpec,
+    previous: FailoverSegmentStatus,
+    hosts: list[HostRecord],
+    events: list[EventRecord],
+    now: datetime,
+    generation: int,
+) -> FailoverSegmentStatus:
+    status = previous.model_copy(deep=True)
+    phases = [h.status.phase for h in hosts]
+    names = {h.name for h in hosts}
+    open_events = [e for e in events if e.spec.host in names and e.status.phase not in TERMINAL]
+    status.hosts = len(hosts)
+    status.active_hosts = phases.count(HostPhase.ACTIVE)
+    status.failed_hosts = sum(p in (HostPhase.FAILED, HostPhase.RECOVERING) for p in phases)
+    status.maintenance_hosts = phases.count(HostPhase.MAINTENANCE)
+    reservations = [h.status.reservation for h in hosts if h.spec.reserved]
+    status.reserved_hosts_available = sum(
+        r == ReservationState.AVAILABLE
+        for h, r in zip((h for h in hosts if h.spec.reserved), reservations, strict=True)
+        if not h.spec.on_maintenance
+    )
+    status.reserved_hosts_in_use = reservations.count(ReservationState.IN_USE)
+    status.recoveries_in_flight = sum(e.status.phase == EventPhase.RUNNING for e in open_events)
+    blocked = [
+        e
+        for e in open_events
+        if any(c.type == "Blocked" and c.status == "True" for c in e.status.conditions)
+    ]
+    status.recoveries_blocked = len(blocked)
+
+    limit = storm_limit(spec, len(hosts))
+    if not spec.enabled:
+        phase, allowed, reason, message = (
+            SegmentPhase.DISABLED,
+            False,
+            "SegmentDisabled",
+            "failures are recorded as Ignored",
+        )
+    elif spec.storm.pause_requests:
+        phase, allowed, reason, message = (
+            SegmentPhase.PAUSED,
+            False,
+            "RecoveryPaused",
+            "paused: " + "; ".join(spec.storm.pause_requests),
+        )
+    elif limit is not None and status.failed_hosts >= limit and blocked:
+        phase, allowed, reason, message = (
+            SegmentPhase.BLOCKED,
+            False,
+            "StormLimitReached",
+            f"{status.failed_hosts} host(s) failed, limit {limit}: new recoveries wait",
+        )
+    elif status.recoveries_in_flight:
+        phase, allowed, reason, message = (
+            SegmentPhase.RECOVERING,
+            True,
+            "Recovering",
+            f"{status.recoveries_in_flight} recovery(ies) running",
+        )
+    else:
+        phase, allowed, reason, message = SegmentPhase.READY, True, "Ready", "ready to recover"
+    status.phase = phase
+    status.observed_generation = generation
+    set_condition(status.conditions, "RecoveryAllowed", allowed, reason, message, now, generation)
+    degraded = status.failed_hosts > 0 or (
+        status.reserved_hosts_available == 0 and bool(reservations)
+    )
+    set_condition(
+        status.conditions,
+        "Degraded",
+        degraded,
+        "HostsFailed" if status.failed_hosts else "NoReservedHostLeft" if degraded else "Healthy",
+        f"{status.failed_hosts} failed host(s), {status.reserved_hosts_available} reserved "
+        "host(s) available",
+        now,
+        generation,
+    )
+    return status

@@ -1,0 +1,152 @@
+"""What the operator tests share: a simulator cloud, the operator on it, and kubectl helpers."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import openstack
+import yaml
+
+from tests.conftest import Cluster
+from tests.harness.operator import Operator
+from tests.harness.sim import Sim
+
+T = TypeVar("T")
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.2
+) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Cloud:
+    cluster: Cluster
+    namespace: str
+    sim: Sim
+    operator: Operator
+
+    def apply(self, *documents: dict[str, Any]) -> None:
+        self.cluster.kubectl(
+            "apply", "-n", self.namespace, "-f", "-", stdin=yaml.safe_dump_all(documents)
+        )
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        result = self.cluster.kubectl("get", kind, name, "-n", self.namespace, "-o", "json")
+        body: dict[str, Any] = json.loads(result.stdout)
+        return body
+
+    def status(self, kind: str, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.get(kind, name).get("status") or {}
+        return status
+
+    def wait_phase(
+        self, kind: str, name: str, phases: set[str], timeout: float = 60
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            status = self.status(kind, name)
+            return status if status.get("phase") in phases else None
+
+        try:
+            return wait_for(f"{kind}/{name} in {phases}", probe, timeout)
+        except AssertionError:
+            print(self.operator.log()[-6000:])
+            raise
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        out = self.cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            self.namespace,
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        )
+        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return items
+
+    def nova(self) -> Any:
+        loader = openstack.config.OpenStackConfig(
+            config_files=[str(self.sim.clouds_yaml)], vendor_files=[], load_envvars=False
+        )
+        region = loader.get_one(cloud=self.sim.cloud, compute_api_version="2.87")
+        return openstack.connection.Connection(config=region)
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.operator.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text: str = answer.read().decode()
+            return text
+
+
+def segment(name: str = "seg", method: str = "auto", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "masakari.dev/v1alpha1",
+        "kind": "FailoverSegment",
+        "metadata": {"name": name},
+        "spec": {"recoveryMethod": method, "serviceType": "COMPUTE", **spec},
+    }
+
+
+def host(name: str, segment_name: str = "seg", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "masakari.dev/v1alpha1",
+        "kind": "Host",
+        "metadata": {"name": name},
+        "spec": {"segment": segment_name, **spec},
+    }
+
+
+def host_failure(name: str, host_name: str, host_status: str = "NORMAL") -> dict[str, Any]:
+    return {
+        "apiVersion": "masakari.dev/v1alpha1",
+        "kind": "FailureEvent",
+        "metadata": {"name": name},
+        "spec": {
+            "type": "COMPUTE_HOST",
+            "host": host_name,
+            "generatedTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "payload": {
+                "event": "STOPPED",
+                "host_status": host_status,
+                "cluster_status": "OFFLINE",
+            },
+        },
+    }
+
+
+def servers(names: list[str], host_name: str, **options: Any) -> list[dict[str, Any]]:
+    return [{"name": n, "host": host_name, **options} for n in names]
+
+
+def topology(
+    hosts: list[dict[str, Any]],
+    servers_: list[dict[str, Any]],
+    aggregates: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {"hosts": hosts, "servers": servers_, "aggregates": aggregates or []}
+
+
+def iter_moves(status: dict[str, Any]) -> Iterator[tuple[str, str, str | None]]:
+    for move in status.get("instances", []):
+        yield move["instanceName"], move["status"], move.get("destinationHost")
+
+
+def log_path(tmp: Path) -> Path:
+    return tmp / "operator.log"
