@@ -207,6 +207,13 @@ class HostFailure:
                     await self._lock(move, server)
                     await self._start_evacuation(move, server, target)
                 server = await self._wait_landed(server)
+            elif server.vm_state == "error" and move.original_state != "error":
+                # Off the failed host but broken: a rebuild that failed on its destination.
+                # Evacuating again is impossible (that host is up) and guessing a repair could
+                # hurt its disks, so it is left for a person, and said so.
+                raise NovaError(
+                    f"in error on {server.host} after an evacuation: {server.fault or 'no fault'}"
+                )
             server = await self._restore_state(move, server)
             status, destination, message = MoveStatus.SUCCEEDED, server.host, None
         except (NovaError, TimeoutError) as error:
@@ -266,7 +273,9 @@ class HostFailure:
             if server.task_state is None:
                 if server.vm_state == "error" and before.vm_state != "error":
                     # Nova gave up on the rebuild; waiting longer only delays the retry.
-                    raise NovaError(f"instance went to error on {server.host}")
+                    raise NovaError(
+                        f"instance went to error on {server.host}: {server.fault or 'no fault'}"
+                    )
                 if server.host != self.host:
                     return server
             if loop.time() >= deadline:

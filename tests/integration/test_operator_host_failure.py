@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster
-from tests.harness.operator import running_operator
-from tests.harness.sim import running_sim
 from tests.integration.operator_env import (
-    Cloud,
     host,
     host_failure,
     iter_moves,
@@ -25,28 +19,6 @@ from tests.integration.operator_env import (
 pytestmark = pytest.mark.integration
 
 HOSTS = [{"name": f"compute{i}", "vcpus": 8} for i in (1, 2, 3, 4)]
-
-
-@pytest.fixture
-def cloud_factory(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Any]:
-    stack: list[Any] = []
-
-    def make(spec: dict[str, Any], env: dict[str, str] | None = None) -> Cloud:
-        sim_context = running_sim(spec, "--service-down-time", "2", "--evacuation-seconds", "0.3")
-        sim = sim_context.__enter__()
-        stack.append(sim_context)
-        operator_context = running_operator(
-            cluster.kubeconfig, namespace, sim.clouds_yaml, sim.cloud, tmp_path, env
-        )
-        operator = operator_context.__enter__()
-        stack.append(operator_context)
-        return Cloud(cluster, namespace, sim, operator)
-
-    yield make
-    # Shown by pytest only when the test failed.
-    print((tmp_path / "operator.log").read_text(errors="replace")[-8000:])
-    for context in reversed(stack):
-        context.__exit__(None, None, None)
 
 
 def test_auto_recovery_end_to_end(cloud_factory: Any) -> None:

@@ -20,7 +20,11 @@ MODELS = {"FailoverSegment": FailoverSegment, "Host": Host, "FailureEvent": Fail
 def _examples() -> list[dict[str, Any]]:
     documents = []
     for path in sorted((REPO / "examples").glob("*.yaml")):
-        documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        documents += [
+            doc
+            for doc in yaml.safe_load_all(path.read_text())
+            if doc and str(doc.get("apiVersion", "")).startswith("masakari.dev/")
+        ]
     return documents
 
 
