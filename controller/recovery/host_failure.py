@@ -32,7 +32,8 @@ DISABLE = "DisableComputeServiceTask"
 PREPARE = "PrepareHAEnabledInstancesTask"
 EVACUATE = "EvacuateInstancesTask"
 
-DISABLE_REASON = "masakari-operator: host failure ({event})"
+HOST_FAILURE_REASON = "masakari-operator: host failure"
+DISABLE_REASON = HOST_FAILURE_REASON + " ({event})"
 # Nova's migration record is created before evacuate returns; one older than our write-ahead
 # mark by more than this is from an earlier failure, not from our interrupted call.
 CLOCK_SKEW = timedelta(seconds=30)

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from controller.drivers.nova.model import ComputeService
 from controller.drivers.pacemaker.model import Node
+from controller.recovery.host_failure import HOST_FAILURE_REASON
 from controller.recovery.lifecycle import EventRecord, HostRecord
 from controller.resources.common import set_condition
 from controller.resources.failure_event import EventPhase, FailureType
@@ -29,6 +30,10 @@ from controller.resources.host import (
 OURS = "masakari-operator:"
 MAINTENANCE_REASON = f"{OURS} maintenance"
 RESERVED_REASON = f"{OURS} reserved host"
+# What this reconciler may undo once the host is in service again: its own maintenance and
+# reservation, and a released host failure. A process failure is undone only by its STARTED
+# report: nova-compute may still be down although Nova has not noticed yet.
+UNDOABLE = (MAINTENANCE_REASON, RESERVED_REASON, HOST_FAILURE_REASON)
 
 
 @dataclass
@@ -178,7 +183,7 @@ def _decide(
 ) -> tuple[HostPhase, str, str]:
     """The host's phase, and the changes that bring Nova and Pacemaker in line with spec.
 
-    Only a service this operator disabled (its reason starts with OURS) is ever re-enabled:
+    Only a service this operator disabled (its reason is UNDOABLE) is ever re-enabled here:
     a person who disabled a compute service keeps that decision.
     """
     if service is None:
@@ -201,7 +206,7 @@ def _decide(
         if service.is_enabled:
             result.disable = RESERVED_REASON
         return HostPhase.RESERVED, "Reserved", "reserved: kept out of the scheduler"
-    ours = (service.disabled_reason or "").startswith(OURS)
+    ours = (service.disabled_reason or "").startswith(UNDOABLE)
     if node is not None and node.standby and ours:
         result.standby = False
     if service.forced_down and last is not None:
