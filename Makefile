@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration crds check-crds lint control-plane control-plane-up clean
+.PHONY: all test unit integration crds check-crds lint control-plane control-plane-up nova-lab pacemaker-lab clean
 
 all: test
 
@@ -23,8 +23,28 @@ control-plane:
 control-plane-up: $(BIN)/.installed control-plane
 	$(BIN)/python -m tests.harness.control_plane up
 
+## Install what the real-Nova tier runs (as root: MariaDB and RabbitMQ from Debian, Nova,
+## Placement and Glance venvs in ~/.cache/masakari-operator/nova-lab/). Fast when done.
+## Not root: nothing is installed and the real_nova tests fail unless deselected.
+nova-lab:
+	@if [ "$$(id -u)" = 0 ]; then bash hack/nova-lab/install.sh; else \
+	  echo "nova-lab: not root, so not installed; the real_nova tests will fail" \
+	    "(deselect them with PYTEST_ARGS='-m \"not real_nova\"')" >&2; fi
+
+## Install the Pacemaker tier's packages (as root: Corosync, Pacemaker, crmsh, pcs,
+## fence-agents from Debian; pacemaker-remoted unpacked beside them). Fast when done.
+## Not root: nothing is installed and the pacemaker tests fail unless deselected.
+pacemaker-lab:
+	@if [ "$$(id -u)" = 0 ]; then bash hack/pacemaker-lab/install.sh; else \
+	  echo "pacemaker-lab: not root, so not installed; the pacemaker tests will fail" \
+	    "(deselect them with PYTEST_ARGS='-m \"not pacemaker\"')" >&2; fi
+
+## A host of a simulated cloud dies and the operator recovers it, live (KEEP=1 keeps it up).
+demo: $(BIN)/.installed control-plane
+	$(BIN)/python hack/demo/demo.py $(if $(KEEP),--keep)
+
 ## Every test tier that this machine can run.
-test: $(BIN)/.installed control-plane
+test: $(BIN)/.installed control-plane nova-lab pacemaker-lab
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed
