@@ -78,6 +78,9 @@ class Server:
     flavor: Flavor
     metadata: Mapping[str, str] = field(default_factory=dict)
     project_id: str | None = None
+    # Nova's fault message of a server in ERROR, e.g. "No valid host was found..." after an
+    # evacuation the scheduler could not place (Nova accepts it, then fails it).
+    fault: str | None = None
 
 
 @dataclass(frozen=True)

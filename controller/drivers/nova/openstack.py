@@ -1,0 +1,407 @@
+"""The `Nova` interface implemented with openstacksdk.
+
+Microversion: every compute call is pinned to 2.87 (`compute_api_version`), on purpose:
+- it is the newest microversion at which os-hypervisors still reports vcpus/memory (2.88 removed
+  them), which `host_capacity` reads;
+- it is below 2.95, from which Nova lands every evacuated server SHUTOFF; recovery needs an
+  evacuated server to keep its state (stopped stays stopped, active stays active), as Masakari
+  gets at 2.53;
+- it has everything else recovery uses: flavors embedded in servers (2.47), service updates by
+  id with forced_down (2.53), migration uuids and paging (2.59), lock reasons (2.73).
+openstacksdk would otherwise negotiate the newest microversion the cloud offers (>= 2.95 on
+current Nova), which would change evacuation semantics under the operator's feet.
+
+openstacksdk is synchronous: each call runs in one of the driver's own worker threads under a
+semaphore, so at most `max_concurrency` calls are in flight and the event loop never blocks.
+
+Errors become the model's NotFound / Conflict / NoValidHost / Unavailable (or NovaError for
+other refusals). Transient failures (HTTP 5xx, connection errors, timeouts) are retried with
+exponential backoff, bounded by attempts and total time; 4xx answers are never retried.
+Messages carry the operation, the HTTP status and Nova's own explanation, never credentials:
+whatever text reaches an exception or a log line is scrubbed of the cloud's secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from keystoneauth1 import exceptions as ksa_exceptions
+from openstack import config as os_config
+from openstack import connection
+from openstack import exceptions as sdk_exceptions
+
+from controller.drivers.nova.model import (
+    Aggregate,
+    ComputeService,
+    Conflict,
+    Flavor,
+    HostCapacity,
+    Migration,
+    NotFound,
+    NovaError,
+    NoValidHost,
+    Server,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+COMPUTE_MICROVERSION = "2.87"
+COMPUTE_BINARY = "nova-compute"
+#: Keys of a cloud's auth section whose values must never be shown.
+_SECRET_KEYS = ("password", "token", "application_credential_secret", "secret", "passcode")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried: `attempts` tries in total, no retry starting later
+    than `deadline` seconds after the first try, sleeping base_delay * 2**n between tries
+    (capped at max_delay, with jitter)."""
+
+    attempts: int = 5
+    deadline: float = 60.0
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, retry: int) -> float:
+        ceiling = min(self.max_delay, self.base_delay * (2**retry))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class _Transient(Exception):
+    """A failure worth trying again; carries the already-scrubbed message."""
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    # Nova writes UTC without saying so.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def connect(
+    path: Path, cloud: str, *, api_timeout: float = 30.0
+) -> tuple[connection.Connection, list[str]]:
+    """An openstacksdk connection to `cloud` of the clouds.yaml at `path` (and nothing else: no
+    OS_* environment variables, no other clouds.yaml on the machine), compute pinned to
+    COMPUTE_MICROVERSION; and the secrets of its auth section, for scrubbing messages."""
+    loader = os_config.OpenStackConfig(
+        config_files=[str(path)], vendor_files=[], load_envvars=False
+    )
+    try:
+        region = loader.get_one(
+            cloud=cloud, compute_api_version=COMPUTE_MICROVERSION, api_timeout=api_timeout
+        )
+    except sdk_exceptions.ConfigException as exc:
+        raise NovaError(f"cloud {cloud!r} in {path}: {type(exc).__name__}") from None
+    auth = region.config.get("auth") or {}
+    secrets = [str(auth[k]) for k in _SECRET_KEYS if auth.get(k)]
+    return connection.Connection(config=region), secrets
+
+
+class OpenStackNova:
+    """`Nova` over openstacksdk. Build it with `from_clouds_yaml`."""
+
+    def __init__(
+        self,
+        conn: connection.Connection,
+        secrets: Iterable[str] = (),
+        *,
+        max_concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._conn = conn
+        self._secrets = tuple(s for s in secrets if s)
+        self._slots = asyncio.Semaphore(max_concurrency)
+        # Threads of its own: the loop's default executor is small (cores + 4) and shared.
+        self._threads = ThreadPoolExecutor(max_concurrency, thread_name_prefix="nova-driver")
+        self._retry = retry or RetryPolicy()
+
+    @classmethod
+    def from_clouds_yaml(
+        cls,
+        path: Path,
+        cloud: str,
+        *,
+        max_concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        api_timeout: float = 30.0,
+    ) -> OpenStackNova:
+        """Connect with the cloud `cloud` of the clouds.yaml at `path`."""
+        conn, secrets = connect(path, cloud, api_timeout=api_timeout)
+        return cls(conn, secrets, max_concurrency=max_concurrency, retry=retry)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False)
+        self._conn.close()
+
+    # --- calling openstacksdk ---------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _translate(self, operation: str, exc: Exception) -> NovaError | _Transient:
+        """The domain error for an openstacksdk/keystoneauth failure (or _Transient)."""
+        if isinstance(exc, NovaError):  # raised by our own code in the worker thread
+            return exc
+        if isinstance(exc, sdk_exceptions.HttpException) and exc.status_code:
+            status = exc.status_code
+            detail = exc.details or ""
+            message = self._scrub(f"{operation}: HTTP {status}: {detail}".strip())
+            if status >= 500:
+                return _Transient(message)
+            if status == 404:
+                return NotFound(message)
+            if status == 409:
+                return Conflict(message)
+            if "No valid host" in detail:
+                return NoValidHost(message)
+            # Nova answers 400 to an evacuation while the source service is still up.
+            if status == 400 and "is still in use" in detail:
+                return Conflict(message)
+            return NovaError(message)
+        if isinstance(exc, ksa_exceptions.ConnectionError | ksa_exceptions.DiscoveryFailure):
+            return _Transient(f"{operation}: {type(exc).__name__}")
+        if isinstance(exc, ksa_exceptions.HttpError):
+            status = exc.http_status or 0
+            if status >= 500:
+                return _Transient(f"{operation}: HTTP {status} from the identity service")
+            if status == 401:
+                return NovaError(f"{operation}: authentication failed (HTTP 401)")
+            return NovaError(f"{operation}: HTTP {status} from the identity service")
+        # Anything else (configuration, a bug): the type only, its text may quote the config.
+        return NovaError(f"{operation}: {type(exc).__name__}")
+
+    async def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        policy = self._retry
+        started = time.monotonic()
+        for attempt in range(policy.attempts):
+            async with self._slots:
+                try:
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(self._threads, fn)
+                except Exception as exc:  # every failure is classified below
+                    error = self._translate(operation, exc)
+            if not isinstance(error, _Transient):
+                raise error from None
+            delay = policy.delay(attempt)
+            last = attempt + 1 >= policy.attempts
+            if last or time.monotonic() - started + delay > policy.deadline:
+                raise Unavailable(f"{error} (gave up after {attempt + 1} attempts)") from None
+            log.warning("%s (attempt %d), retrying in %.1fs", error, attempt + 1, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    # --- services ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _service(raw: Any) -> ComputeService:
+        return ComputeService(
+            id=str(raw.id),
+            host=raw.host,
+            state=raw.state,
+            status=raw.status,
+            forced_down=bool(raw.is_forced_down),
+            disabled_reason=raw.disabled_reason,
+            updated_at=_parse_time(raw.updated_at),
+            zone=raw.availability_zone,
+        )
+
+    def _raw_service(self, host: str) -> Any:
+        found = list(self._conn.compute.services(binary=COMPUTE_BINARY, host=host))
+        if not found:
+            raise NotFound(f"no {COMPUTE_BINARY} service on host {host}")
+        return found[0]
+
+    async def compute_services(self, host: str | None = None) -> list[ComputeService]:
+        query = {"binary": COMPUTE_BINARY} | ({"host": host} if host else {})
+        raw = await self._call("list services", lambda: list(self._conn.compute.services(**query)))
+        return [self._service(s) for s in raw if s.binary == COMPUTE_BINARY]
+
+    async def compute_service(self, host: str) -> ComputeService:
+        return self._service(
+            await self._call(f"get service of {host}", lambda: self._raw_service(host))
+        )
+
+    async def _update_service(self, host: str, operation: str, **attrs: Any) -> ComputeService:
+        def update() -> Any:
+            return self._conn.compute.update_service(self._raw_service(host), **attrs)
+
+        return self._service(await self._call(f"{operation} service of {host}", update))
+
+    async def disable_service(self, host: str, reason: str) -> ComputeService:
+        return await self._update_service(
+            host, "disable", status="disabled", disabled_reason=reason
+        )
+
+    async def enable_service(self, host: str) -> ComputeService:
+        return await self._update_service(host, "enable", status="enabled")
+
+    async def force_down(self, host: str, forced: bool) -> ComputeService:
+        operation = "force down" if forced else "unforce down"
+        return await self._update_service(host, operation, forced_down=forced)
+
+    # --- servers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _server(raw: Any) -> Server:
+        flavor = raw.flavor
+        fault = raw.fault if isinstance(raw.fault, Mapping) else None
+        return Server(
+            id=raw.id,
+            name=raw.name,
+            status=raw.status,
+            vm_state=raw.vm_state,
+            task_state=raw.task_state,
+            power_state=raw.power_state,
+            host=raw.compute_host,
+            locked=bool(raw.is_locked),
+            flavor=Flavor(
+                name=flavor.original_name or flavor.name or "",
+                vcpus=int(flavor.vcpus or 0),
+                ram_mb=int(flavor.ram or 0),
+                disk_gb=int(flavor.disk or 0),
+            ),
+            metadata=dict(raw.metadata or {}),
+            project_id=raw.project_id,
+            fault=str(fault.get("message")) if fault else None,
+        )
+
+    async def servers_on_host(self, host: str) -> list[Server]:
+        def servers() -> list[Any]:
+            return list(
+                self._conn.compute.servers(details=True, all_projects=True, compute_host=host)
+            )
+
+        return [self._server(s) for s in await self._call(f"list servers on {host}", servers)]
+
+    async def server(self, server_id: str) -> Server:
+        raw = await self._call(
+            f"get server {server_id}", lambda: self._conn.compute.get_server(server_id)
+        )
+        return self._server(raw)
+
+    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
+        where = f" to {target_host}" if target_host else ""
+        await self._call(
+            f"evacuate server {server_id}{where}",
+            lambda: self._conn.compute.evacuate_server(server_id, host=target_host),
+        )
+
+    async def _act(self, action: str, server_id: str, call: Callable[[str], object]) -> None:
+        await self._call(f"{action} server {server_id}", lambda: call(server_id))
+
+    async def stop_server(self, server_id: str) -> None:
+        await self._act("stop", server_id, self._conn.compute.stop_server)
+
+    async def start_server(self, server_id: str) -> None:
+        await self._act("start", server_id, self._conn.compute.start_server)
+
+    async def lock_server(self, server_id: str, reason: str | None = None) -> None:
+        await self._act(
+            "lock", server_id, lambda sid: self._conn.compute.lock_server(sid, locked_reason=reason)
+        )
+
+    async def unlock_server(self, server_id: str) -> None:
+        await self._act("unlock", server_id, self._conn.compute.unlock_server)
+
+    async def reset_state(self, server_id: str, state: str) -> None:
+        await self._act(
+            f"reset state ({state}) of",
+            server_id,
+            lambda sid: self._conn.compute.reset_server_state(sid, state),
+        )
+
+    # --- aggregates ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _aggregate(raw: Any) -> Aggregate:
+        return Aggregate(id=str(raw.id), name=raw.name, hosts=tuple(raw.hosts or ()))
+
+    async def aggregates(self) -> list[Aggregate]:
+        raw = await self._call("list aggregates", lambda: list(self._conn.compute.aggregates()))
+        return [self._aggregate(a) for a in raw]
+
+    async def add_host_to_aggregate(self, aggregate_id: str, host: str) -> None:
+        try:
+            await self._call(
+                f"add host {host} to aggregate {aggregate_id}",
+                lambda: self._conn.compute.add_host_to_aggregate(aggregate_id, host),
+            )
+        except Conflict:
+            # Nova answers 409 when the host is already a member; anything else stays an error.
+            current = await self._call(
+                f"get aggregate {aggregate_id}",
+                lambda: self._conn.compute.get_aggregate(aggregate_id),
+            )
+            if host not in (current.hosts or ()):
+                raise
+
+    # --- migrations and capacity ---------------------------------------------------------------
+
+    async def migrations(self, server_id: str) -> list[Migration]:
+        raw = await self._call(
+            f"list migrations of server {server_id}",
+            lambda: list(self._conn.compute.migrations(server_id=server_id)),
+        )
+        return [
+            Migration(
+                id=str(m.id),
+                server_id=m.server_id,
+                source_host=m.source_compute,
+                dest_host=m.dest_compute,
+                status=m.status,
+                migration_type=m.migration_type,
+                created_at=_parse_time(m.created_at),
+            )
+            for m in raw
+            if m.server_id == server_id
+        ]
+
+    async def host_capacity(self, host: str) -> HostCapacity:
+        def hypervisor() -> Mapping[str, Any]:
+            # Raw JSON: the sdk marks the capacity fields deprecated (they are gone at 2.88).
+            # The pattern matches hypervisor host names; the service host decides.
+            def matching(params: dict[str, str]) -> Mapping[str, Any] | None:
+                response = self._conn.compute.get("/os-hypervisors/detail", params=params)
+                sdk_exceptions.raise_from_response(response)
+                for item in response.json().get("hypervisors", []):
+                    if (item.get("service") or {}).get("host") == host:
+                        return dict(item)
+                return None
+
+            try:
+                found = matching({"hypervisor_hostname_pattern": host})
+            except sdk_exceptions.NotFoundException:
+                found = None
+            if found is None:  # the node name differs from the host name (e.g. ironic)
+                found = matching({})
+            if found is None:
+                raise NotFound(f"no hypervisor on host {host}")
+            return found
+
+        item = await self._call(f"get capacity of {host}", hypervisor)
+        return HostCapacity(
+            host=host,
+            vcpus=int(item.get("vcpus") or 0),
+            vcpus_used=int(item.get("vcpus_used") or 0),
+            memory_mb=int(item.get("memory_mb") or 0),
+            memory_mb_used=int(item.get("memory_mb_used") or 0),
+        )

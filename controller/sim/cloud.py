@@ -1,0 +1,585 @@
+"""The simulated cloud: compute hosts, their nova-compute services, servers, migrations.
+
+Everything lives in memory and is changed only from the event loop, so no locks are needed.
+Servers are indexed by id and by host: the requests recovery makes (servers on one host, one
+server, one service) never scan the whole cloud.
+
+Where recovery depends on it, the semantics are Nova's (see docs/nova.md for the sources):
+- a service is down when forced down, or when its host stopped reporting longer than
+  `service_down_time` ago;
+- evacuate is refused while the source service is up (Nova answers 400 "Compute service of
+  <host> is still in use."), and for servers that are not active/stopped/error or have a task;
+- the scheduler skips disabled, forced-down, down and full hosts; when nothing fits, the
+  evacuation is still accepted (Nova casts to the conductor) and then fails: the server goes to
+  ERROR on its source host and the migration record to "error";
+- below microversion 2.95 an evacuated server keeps its state (stopped stays stopped, active
+  stays active, error comes back active as Nova's rebuild powers it on); from 2.95 it lands
+  stopped;
+- a locked server refuses stop/start/delete from non-admins only (Nova's check_instance_lock
+  lets admins through; evacuate is not lock-checked at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from controller.sim import topology as topo
+
+POWER_RUNNING = 1
+POWER_SHUTDOWN = 4
+
+#: Nova's evacuate / stop / start state checks (nova/compute/api.py check_instance_state).
+EVACUABLE_VM_STATES = frozenset({"active", "stopped", "error"})
+STOPPABLE_VM_STATES = frozenset({"active", "error"})
+
+
+class ApiError(Exception):
+    """An error the API answers with: an HTTP status and Nova's (or Keystone's) message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(slots=True)
+class Timing:
+    service_down_time: float = 10.0
+    report_interval: float = 1.0
+    evacuation_seconds: float = 0.5
+    power_seconds: float = 0.2
+
+
+@dataclass(slots=True)
+class Flavor:
+    id: str
+    name: str
+    vcpus: int
+    ram: int
+    disk: int
+
+
+@dataclass(slots=True)
+class Server:
+    id: str
+    name: str
+    project_id: str
+    flavor: Flavor
+    metadata: dict[str, str]
+    host: str
+    vm_state: str
+    power_state: int
+    created: float
+    updated: float
+    task_state: str | None = None
+    locked: bool = False
+    locked_reason: str | None = None
+    fault: str | None = None
+    evacuations: int = 0
+    #: Bumped by every task, so a stale completion callback can tell it was overtaken.
+    task_seq: int = 0
+
+    @property
+    def status(self) -> str:
+        if self.task_state in ("rebuilding", "rebuild_spawning"):
+            return "REBUILD"
+        return {"active": "ACTIVE", "stopped": "SHUTOFF", "error": "ERROR"}.get(
+            self.vm_state, self.vm_state.upper()
+        )
+
+
+@dataclass(slots=True)
+class Host:
+    name: str
+    service_id: str
+    hypervisor_id: str
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    zone: str
+    status: str = "enabled"
+    disabled_reason: str | None = None
+    forced_down: bool = False
+    alive: bool = True
+    last_report: float = 0.0  # when a dead host last reported
+    vcpus_used: int = 0
+    memory_mb_used: int = 0
+    disk_gb_used: int = 0
+    servers: dict[str, Server] = field(default_factory=dict)
+
+    def fits(self, flavor: Flavor) -> bool:
+        return (
+            self.vcpus - self.vcpus_used >= flavor.vcpus
+            and self.memory_mb - self.memory_mb_used >= flavor.ram
+            and self.disk_gb - self.disk_gb_used >= flavor.disk
+        )
+
+    def claim(self, flavor: Flavor, sign: int = 1) -> None:
+        self.vcpus_used += sign * flavor.vcpus
+        self.memory_mb_used += sign * flavor.ram
+        self.disk_gb_used += sign * flavor.disk
+
+
+@dataclass(slots=True)
+class Migration:
+    id: int
+    uuid: str
+    instance_uuid: str
+    project_id: str
+    source_compute: str
+    dest_compute: str | None
+    status: str
+    created: float
+    updated: float
+    migration_type: str = "evacuation"
+
+
+@dataclass(slots=True)
+class Aggregate:
+    id: int
+    uuid: str
+    name: str
+    availability_zone: str | None
+    hosts: list[str]
+    metadata: dict[str, str]
+    created: float
+
+
+@dataclass(slots=True)
+class Context:
+    """Who is asking, and at which compute microversion."""
+
+    project_id: str
+    is_admin: bool
+    is_service: bool = False
+    microversion: tuple[int, int] = (2, 1)
+
+
+def iso(ts: float, *, micro: bool = False) -> str:
+    moment = datetime.fromtimestamp(ts, UTC)
+    if micro:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Cloud:
+    def __init__(
+        self,
+        spec: topo.Topology,
+        *,
+        seed: int | None = None,
+        timing: Timing | None = None,
+    ) -> None:
+        self.timing = timing or Timing()
+        self.rng = random.Random(seed)
+        self.clock = time.time
+        self.flavors: dict[str, Flavor] = {}
+        self.flavors_by_name: dict[str, Flavor] = {}
+        self.hosts: dict[str, Host] = {}
+        self.hosts_by_service_id: dict[str, Host] = {}
+        self.servers: dict[str, Server] = {}
+        self.migrations: list[Migration] = []
+        self.migrations_by_instance: dict[str, list[Migration]] = {}
+        self.aggregates: dict[int, Aggregate] = {}
+        #: Servers whose next evacuation fails on the destination (fault injection).
+        self.failing_evacuations: set[str] = set()
+        self._load(spec)
+
+    # --- loading -------------------------------------------------------------------------
+
+    @staticmethod
+    def _later(delay: float, callback: Callable[[], None]) -> None:
+        asyncio.get_running_loop().call_later(delay, callback)
+
+    def new_uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def _load(self, spec: topo.Topology) -> None:
+        now = self.clock()
+        for f in spec.flavors:
+            flavor = Flavor(f.id, f.name, f.vcpus, f.ram, f.disk)
+            self.flavors[f.id] = flavor
+            self.flavors_by_name[f.name] = flavor
+        for h in spec.hosts:
+            host = self._add_host(h.name, h.vcpus, h.memory_mb, h.disk_gb, h.zone)
+            host.status = h.status
+            host.disabled_reason = h.disabled_reason
+            host.forced_down = h.forced_down
+            if not h.alive:  # dead for a while already: its service is down from the start
+                host.alive = False
+                host.last_report = now - 2 * self.timing.service_down_time - 1
+            if h.dies_after_seconds is not None:
+                self._later(h.dies_after_seconds, functools.partial(self.kill_host, h.name))
+        for g in spec.host_groups:
+            flavor = self.flavor(g.flavor)
+            for i in range(1, g.count + 1):
+                host = self._add_host(f"{g.prefix}{i}", g.vcpus, g.memory_mb, g.disk_gb, g.zone)
+                for j in range(g.servers_per_host):
+                    self.boot(
+                        host.name, f"{host.name}-vm{j}", flavor, dict(g.metadata), "demo", now=now
+                    )
+        for a in spec.aggregates:
+            aggregate = self.create_aggregate(a.name, a.availability_zone)
+            aggregate.metadata.update(a.metadata)
+            for name in a.hosts:
+                self.add_host_to_aggregate(aggregate.id, name)
+        for s in spec.servers:
+            server = self.boot(
+                s.host, s.name, self.flavor(s.flavor), dict(s.metadata), s.project_id, s.id, now
+            )
+            if s.state == "stopped":
+                server.vm_state, server.power_state = "stopped", POWER_SHUTDOWN
+            elif s.state == "error":
+                server.vm_state = "error"
+            server.locked = s.locked
+
+    def _add_host(self, name: str, vcpus: int, memory_mb: int, disk_gb: int, zone: str) -> Host:
+        if name in self.hosts:
+            raise ValueError(f"host {name} is defined twice")
+        host = Host(name, self.new_uuid(), self.new_uuid(), vcpus, memory_mb, disk_gb, zone)
+        self.hosts[name] = host
+        self.hosts_by_service_id[host.service_id] = host
+        return host
+
+    def flavor(self, name_or_id: str) -> Flavor:
+        flavor = self.flavors.get(name_or_id) or self.flavors_by_name.get(name_or_id)
+        if flavor is None:
+            raise ApiError(404, f"Flavor {name_or_id} could not be found.")
+        return flavor
+
+    def host(self, name: str) -> Host:
+        host = self.hosts.get(name)
+        if host is None:
+            raise ApiError(404, f"Compute host {name} could not be found.")
+        return host
+
+    def boot(
+        self,
+        host_name: str,
+        name: str,
+        flavor: Flavor,
+        metadata: dict[str, str],
+        project_id: str,
+        server_id: str | None = None,
+        now: float | None = None,
+    ) -> Server:
+        """Place a server on a host directly (a boot forced to that host)."""
+        host = self.host(host_name)
+        if not host.fits(flavor):
+            raise ApiError(409, f"Host {host_name} has no room for flavor {flavor.name}.")
+        server_id = server_id or self.new_uuid()
+        if server_id in self.servers:
+            raise ApiError(409, f"Server {server_id} already exists.")
+        now = self.clock() if now is None else now
+        server = Server(
+            server_id, name, project_id, flavor, metadata, host_name, "active", POWER_RUNNING,
+            now, now,
+        )  # fmt: skip
+        host.claim(flavor)
+        host.servers[server_id] = server
+        self.servers[server_id] = server
+        return server
+
+    # --- services --------------------------------------------------------------------------
+
+    def service_state(self, host: Host, now: float | None = None) -> str:
+        if host.forced_down:
+            return "down"
+        if host.alive:
+            return "up"
+        now = self.clock() if now is None else now
+        return "up" if now - host.last_report <= self.timing.service_down_time else "down"
+
+    def service_updated_at(self, host: Host, now: float) -> float:
+        if host.alive:
+            return now - (now % self.timing.report_interval)
+        return host.last_report
+
+    def update_service(self, service_id: str, body: dict[str, object]) -> Host:
+        """PUT /os-services/{id} with 2.53 semantics."""
+        host = self.hosts_by_service_id.get(service_id)
+        if host is None:
+            raise ApiError(404, f"Service {service_id} not found.")
+        allowed = {"status", "disabled_reason", "forced_down"}
+        if not body or set(body) - allowed:
+            raise ApiError(400, "Invalid input for field/attribute service.")
+        status = body.get("status")
+        if status not in (None, "enabled", "disabled"):
+            raise ApiError(400, f"Invalid input: status {status!r}.")
+        if "disabled_reason" in body and status != "disabled":
+            raise ApiError(400, "Specifying 'disabled_reason' with status 'enabled' is invalid.")
+        forced = body.get("forced_down")
+        if forced is not None and not isinstance(forced, bool):
+            raise ApiError(400, "Invalid input for field/attribute forced_down.")
+        if forced is False and host.forced_down:
+            # Nova refuses to un-force a host while evacuations from it are not cleaned up by
+            # its restarted nova-compute (lab finding F7).
+            pending = [
+                m
+                for m in self._migrations_from(host.name)
+                if m.status in ("accepted", "pre-migrating", "done")
+            ]
+            if pending:
+                raise ApiError(
+                    400,
+                    f"Unable to un-force down service {service_id}: it has "
+                    f"{len(pending)} in-progress evacuation migrations.",
+                )
+        if status == "disabled":
+            host.status = "disabled"
+            host.disabled_reason = body.get("disabled_reason")  # type: ignore[assignment]
+        elif status == "enabled":
+            host.status, host.disabled_reason = "enabled", None
+        if forced is not None:
+            host.forced_down = forced
+        return host
+
+    def kill_host(self, name: str) -> None:
+        host = self.host(name)
+        if host.alive:
+            host.alive = False
+            host.last_report = self.clock()
+
+    def revive_host(self, name: str) -> None:
+        """nova-compute starts again: it reports, and cleans up the evacuations from it."""
+        host = self.host(name)
+        host.alive = True
+        now = self.clock()
+        for migration in self._migrations_from(name):
+            if migration.status == "done":
+                migration.status, migration.updated = "completed", now
+
+    def _migrations_from(self, host_name: str) -> list[Migration]:
+        return [m for m in self.migrations if m.source_compute == host_name]
+
+    # --- servers ---------------------------------------------------------------------------
+
+    def server(self, server_id: str, ctx: Context) -> Server:
+        server = self.servers.get(server_id)
+        if server is None or (not ctx.is_admin and server.project_id != ctx.project_id):
+            raise ApiError(404, f"Instance {server_id} could not be found.")
+        return server
+
+    def delete_server(self, server_id: str, ctx: Context) -> None:
+        server = self.server(server_id, ctx)
+        self._check_lock(server, ctx)
+        self.hosts[server.host].claim(server.flavor, -1)
+        del self.hosts[server.host].servers[server_id]
+        del self.servers[server_id]
+
+    @staticmethod
+    def _check_lock(server: Server, ctx: Context) -> None:
+        if server.locked and not ctx.is_admin:
+            raise ApiError(409, f"Instance {server.id} is locked")
+
+    @staticmethod
+    def _check_state(server: Server, action: str, vm_states: frozenset[str]) -> None:
+        if server.vm_state not in vm_states or server.task_state is not None:
+            attribute, state = (
+                ("task_state", server.task_state)
+                if server.task_state is not None
+                else ("vm_state", server.vm_state)
+            )
+            raise ApiError(
+                409,
+                f"Cannot '{action}' instance {server.id} while it is in {attribute} {state}",
+            )
+
+    def _start_task(
+        self, server: Server, task_state: str, seconds: float, done: Callable[[Server], None]
+    ) -> None:
+        server.task_state = task_state
+        server.task_seq += 1
+        server.updated = self.clock()
+        seq = server.task_seq
+
+        def finish() -> None:
+            current = self.servers.get(server.id)
+            if current is server and server.task_seq == seq:
+                server.task_state = None
+                server.updated = self.clock()
+                done(server)
+
+        self._later(seconds, finish)
+
+    def stop(self, server_id: str, ctx: Context) -> None:
+        server = self.server(server_id, ctx)
+        self._check_lock(server, ctx)
+        self._check_state(server, "stop", STOPPABLE_VM_STATES)
+
+        def stopped(s: Server) -> None:
+            s.vm_state, s.power_state = "stopped", POWER_SHUTDOWN
+
+        self._start_task(server, "powering-off", self.timing.power_seconds, stopped)
+
+    def start(self, server_id: str, ctx: Context) -> None:
+        server = self.server(server_id, ctx)
+        self._check_lock(server, ctx)
+        self._check_state(server, "start", frozenset({"stopped"}))
+
+        def started(s: Server) -> None:
+            s.vm_state, s.power_state = "active", POWER_RUNNING
+
+        self._start_task(server, "powering-on", self.timing.power_seconds, started)
+
+    def lock(self, server_id: str, ctx: Context, reason: str | None) -> None:
+        server = self.server(server_id, ctx)
+        server.locked, server.locked_reason = True, reason
+
+    def unlock(self, server_id: str, ctx: Context) -> None:
+        server = self.server(server_id, ctx)
+        server.locked, server.locked_reason = False, None
+
+    def reset_state(self, server_id: str, ctx: Context, state: str) -> None:
+        if not ctx.is_admin:
+            raise ApiError(403, "Policy doesn't allow os_compute_api:os-admin-actions:reset_state")
+        if state not in ("active", "error"):
+            raise ApiError(400, f"Invalid input for field/attribute state. Value: {state}.")
+        server = self.server(server_id, ctx)
+        server.vm_state, server.task_state = state, None
+        server.task_seq += 1
+        if state == "active":
+            server.fault = None
+        server.updated = self.clock()
+
+    # --- evacuation ------------------------------------------------------------------------
+
+    def evacuate(self, server_id: str, ctx: Context, target: str | None, force: bool) -> None:
+        """POST /servers/{id}/action {"evacuate": ...}, in the order Nova checks things."""
+        if not ctx.is_admin:
+            raise ApiError(403, "Policy doesn't allow os_compute_api:os-evacuate to be performed.")
+        if target is not None:
+            self.host(target)
+        server = self.server(server_id, ctx)
+        if target == server.host:
+            raise ApiError(400, "The target host can't be the same one.")
+        self._check_state(server, "evacuate", EVACUABLE_VM_STATES)
+        source = self.hosts[server.host]
+        if self.service_state(source) == "up":
+            raise ApiError(400, f"Compute service of {source.name} is still in use.")
+        now = self.clock()
+        migration = Migration(
+            len(self.migrations) + 1, self.new_uuid(), server.id, server.project_id,
+            source.name, None, "accepted", now, now,
+        )  # fmt: skip
+        self.migrations.append(migration)
+        self.migrations_by_instance.setdefault(server.id, []).append(migration)
+        server.evacuations += 1
+        original_vm_state = server.vm_state
+        server.task_state = "rebuilding"
+        server.task_seq += 1
+        server.updated = now
+        dest = self._select_destination(server, source, target, force)
+        if dest is None:
+            # The conductor's NoValidHost: the migration fails, the server goes to ERROR on its
+            # source host (nova/conductor/manager.py rebuild_instance).
+            migration.status, migration.updated = "error", now
+            server.vm_state, server.task_state = "error", None
+            server.fault = "No valid host was found. There are not enough hosts available."
+            return
+        migration.dest_compute = dest.name
+        migration.status = "pre-migrating"
+        self._move(server, source, dest)
+        lands_stopped = ctx.microversion >= (2, 95)
+        fails = server.id in self.failing_evacuations
+
+        def rebuilt(s: Server) -> None:
+            migration.updated = self.clock()
+            if fails:
+                self.failing_evacuations.discard(s.id)
+                migration.status = "failed"
+                s.vm_state = "error"
+                s.fault = "Evacuation failed on the destination (injected by the simulator)."
+                return
+            migration.status = "done"
+            # Nova's rebuild powers the server on, then stops it again if it was stopped: an
+            # evacuated server in ERROR comes back ACTIVE (nova/compute/manager.py).
+            if lands_stopped or original_vm_state == "stopped":
+                s.vm_state, s.power_state = "stopped", POWER_SHUTDOWN
+            else:
+                s.vm_state, s.power_state, s.fault = "active", POWER_RUNNING, None
+
+        self._start_task(server, "rebuilding", self.timing.evacuation_seconds, rebuilt)
+
+    def _move(self, server: Server, source: Host, dest: Host) -> None:
+        source.claim(server.flavor, -1)
+        del source.servers[server.id]
+        dest.claim(server.flavor)
+        dest.servers[server.id] = server
+        server.host = dest.name
+
+    def schedulable(self, host: Host, flavor: Flavor, now: float) -> bool:
+        return (
+            host.status == "enabled" and self.service_state(host, now) == "up" and host.fits(flavor)
+        )
+
+    def _select_destination(
+        self, server: Server, source: Host, target: str | None, force: bool
+    ) -> Host | None:
+        now = self.clock()
+        if target is not None:
+            host = self.hosts[target]
+            if force:
+                return host if host.fits(server.flavor) else None
+            return host if self.schedulable(host, server.flavor, now) else None
+        best: list[Host] = []
+        best_free = -1
+        for host in self.hosts.values():
+            if host is source or not self.schedulable(host, server.flavor, now):
+                continue
+            # Nova's default weigher spreads by free RAM; ties are broken at random (seeded).
+            free = host.memory_mb - host.memory_mb_used
+            if free > best_free:
+                best, best_free = [host], free
+            elif free == best_free:
+                best.append(host)
+        return self.rng.choice(best) if best else None
+
+    # --- aggregates ------------------------------------------------------------------------
+
+    def create_aggregate(self, name: str, zone: str | None) -> Aggregate:
+        if any(a.name == name for a in self.aggregates.values()):
+            raise ApiError(409, f"Aggregate {name} already exists.")
+        next_id = max(self.aggregates, default=0) + 1
+        aggregate = Aggregate(next_id, self.new_uuid(), name, zone, [], {}, self.clock())
+        if zone:
+            aggregate.metadata["availability_zone"] = zone
+        self.aggregates[next_id] = aggregate
+        return aggregate
+
+    def aggregate(self, aggregate_id: str | int) -> Aggregate:
+        try:
+            aggregate = self.aggregates.get(int(aggregate_id))
+        except ValueError:
+            aggregate = None
+        if aggregate is None:
+            raise ApiError(404, f"Aggregate {aggregate_id} could not be found.")
+        return aggregate
+
+    def delete_aggregate(self, aggregate_id: str) -> None:
+        aggregate = self.aggregate(aggregate_id)
+        if aggregate.hosts:
+            raise ApiError(400, f"Cannot delete aggregate {aggregate_id}: it still has hosts.")
+        del self.aggregates[aggregate.id]
+
+    def add_host_to_aggregate(self, aggregate_id: str | int, host_name: str) -> Aggregate:
+        aggregate = self.aggregate(aggregate_id)
+        self.host(host_name)
+        if host_name in aggregate.hosts:
+            raise ApiError(409, f"Aggregate {aggregate.id} already has host {host_name}.")
+        aggregate.hosts.append(host_name)
+        return aggregate
+
+    def remove_host_from_aggregate(self, aggregate_id: str, host_name: str) -> Aggregate:
+        aggregate = self.aggregate(aggregate_id)
+        if host_name not in aggregate.hosts:
+            raise ApiError(404, f"Host {host_name} is not in aggregate {aggregate_id}.")
+        aggregate.hosts.remove(host_name)
+        return aggregate

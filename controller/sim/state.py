@@ -1,0 +1,57 @@
+"""What one running simulator holds: the cloud, Keystone, the injected faults."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from controller.sim import cloud as sim_cloud
+from controller.sim import keystone as sim_keystone
+from controller.sim import topology as topo
+
+MIN_MICROVERSION = (2, 1)
+#: Nova 34 goes further; the simulator models up to 2.96, where the last behaviour recovery
+#: cares about (evacuated servers landing stopped, 2.95) is included.
+MAX_MICROVERSION = (2, 96)
+
+
+@dataclass(slots=True)
+class RouteFault:
+    error_rate: float = 0.0
+    latency: float = 0.0
+    status: int = 503
+
+
+@dataclass(slots=True)
+class Faults:
+    """Injected per route class ("servers", "services", "identity", ...); "*" is the default."""
+
+    routes: dict[str, RouteFault] = field(default_factory=dict)
+
+    def for_class(self, route_class: str) -> RouteFault | None:
+        return self.routes.get(route_class) or self.routes.get("*")
+
+
+@dataclass(slots=True)
+class Sim:
+    spec: topo.Topology
+    seed: int | None
+    timing: sim_cloud.Timing
+    cloud: sim_cloud.Cloud
+    keystone: sim_keystone.Keystone
+    faults: Faults
+    base_url: str = ""
+    requests: Counter[str] = field(default_factory=Counter)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def load(self, spec: topo.Topology) -> None:
+        """Start over from `spec`. Tokens survive, so connected clients keep working."""
+        cloud = sim_cloud.Cloud(spec, seed=self.seed, timing=self.timing)  # may refuse spec
+        self.spec, self.cloud = spec, cloud
+        self.keystone.load_users(spec.users)
+
+
+SIM = web.AppKey("sim", Sim)

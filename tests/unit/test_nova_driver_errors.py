@@ -1,0 +1,204 @@
+"""The driver's error mapping, retries, concurrency bound and secrecy, over real HTTP against
+the simulator and its fault injection (no mocks of openstacksdk)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.drivers.nova.model import Conflict, NotFound, NovaError, Unavailable
+from controller.drivers.nova.openstack import OpenStackNova, RetryPolicy
+from tests.harness import control_plane
+from tests.harness.sim import Sim, running_sim
+
+ADMIN_TOKEN = "static-admin-token-for-tests"
+FAST = RetryPolicy(attempts=3, deadline=30, base_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Sim]:
+    with running_sim(None, "--seed", "3", "--admin-token", ADMIN_TOKEN) as running:
+        yield running
+
+
+@pytest.fixture
+def clean(sim: Sim) -> Sim:
+    sim.control("PUT", "faults", {})
+    sim.control("POST", "reset")
+    sim.control("DELETE", "stats")
+    return sim
+
+
+def _driver(sim: Sim, **kwargs: Any) -> OpenStackNova:
+    return OpenStackNova.from_clouds_yaml(sim.clouds_yaml, sim.cloud, **kwargs)
+
+
+def _requests(sim: Sim, route_class: str) -> int:
+    return int(sim.control("GET", "stats")["requests"].get(route_class, 0))
+
+
+def _fault(sim: Sim, route_class: str, **fault: float) -> None:
+    sim.control("PUT", "faults", {"routes": {route_class: fault}})
+
+
+def test_5xx_is_retried_up_to_the_attempt_bound(clean: Sim) -> None:
+    _fault(clean, "services", error_rate=1.0, status=503)
+    with pytest.raises(Unavailable, match=r"HTTP 503.*gave up after 3 attempts"):
+        asyncio.run(_driver(clean, retry=FAST).compute_services())
+    assert _requests(clean, "services") == 3
+
+
+def test_retries_stop_at_the_deadline(clean: Sim) -> None:
+    _fault(clean, "services", error_rate=1.0, status=500)
+    policy = RetryPolicy(attempts=1000, deadline=1.0, base_delay=0.2, max_delay=0.2)
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        asyncio.run(_driver(clean, retry=policy).compute_services())
+    assert time.monotonic() - started < 5
+    assert 1 < _requests(clean, "services") < 20
+
+
+def test_transient_errors_are_ridden_out(clean: Sim) -> None:
+    _fault(clean, "services", error_rate=0.5, status=502)
+    policy = RetryPolicy(attempts=30, deadline=30, base_delay=0.01, max_delay=0.02)
+    services = asyncio.run(_driver(clean, retry=policy).compute_services())
+    assert {s.host for s in services} == {"compute1", "compute2", "compute3"}
+
+
+def test_timeouts_are_retried(clean: Sim) -> None:
+    _fault(clean, "servers", latency=2.0)
+    nova = OpenStackNova.from_clouds_yaml(
+        clean.clouds_yaml, clean.cloud, retry=FAST, api_timeout=0.3
+    )
+    with pytest.raises(Unavailable, match="gave up after 3 attempts"):
+        asyncio.run(nova.servers_on_host("compute1"))
+    assert _requests(clean, "servers") == 3
+
+
+def test_connection_refused_is_unavailable(tmp_path: Path, sim: Sim) -> None:
+    closed = f"http://127.0.0.1:{control_plane.free_port()}"
+    clouds = yaml.safe_load(sim.clouds_yaml.read_text())
+    clouds["clouds"]["sim"]["auth"]["auth_url"] = f"{closed}/identity/v3"
+    (tmp_path / "clouds.yaml").write_text(yaml.safe_dump(clouds))
+    nova = OpenStackNova.from_clouds_yaml(tmp_path / "clouds.yaml", "sim", retry=FAST)
+    with pytest.raises(Unavailable, match="gave up after 3 attempts"):
+        asyncio.run(nova.compute_services())
+
+
+def test_client_errors_are_mapped_and_never_retried(clean: Sim) -> None:
+    nova = _driver(clean, retry=FAST)
+    (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
+
+    async def scenario() -> None:
+        with pytest.raises(NotFound, match="HTTP 404"):
+            await nova.server("0c6f2b4e-5d3a-4f8e-9d1c-000000000000")
+        with pytest.raises(Conflict, match="still in use"):  # Nova's 400 for a live source
+            await nova.evacuate(sid)
+        with pytest.raises(NovaError, match="HTTP 400") as bad:
+            await nova.reset_state(sid, "bogus")
+        assert type(bad.value) is NovaError
+        await nova.stop_server(sid)
+        with pytest.raises(Conflict, match="HTTP 409"):
+            await nova.stop_server(sid)
+
+    asyncio.run(scenario())
+    stats = clean.control("GET", "stats")["requests"]
+    assert stats["servers"] == 1 and stats["actions"] == 4
+
+
+def test_forbidden_is_an_error_not_a_retry(clean: Sim, tmp_path: Path) -> None:
+    demo = clean.write_clouds_yaml(
+        tmp_path / "clouds.yaml", user="demo", password=clean.admin_password, project="demo"
+    )
+    (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
+    clean.control("POST", "hosts/compute1/kill")
+    nova = OpenStackNova.from_clouds_yaml(demo, clean.cloud, retry=FAST)
+    with pytest.raises(NovaError, match="HTTP 403"):
+        asyncio.run(nova.evacuate(sid))
+    assert _requests(clean, "actions") == 1
+
+
+def test_wrong_password_never_shows_the_password(
+    clean: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "Wr0ng-" + clean.admin_password[::-1]
+    clouds = clean.write_clouds_yaml(
+        tmp_path / "clouds.yaml", user="admin", password=wrong, project="admin"
+    )
+    caplog.set_level(logging.DEBUG)
+    nova = OpenStackNova.from_clouds_yaml(clouds, clean.cloud, retry=FAST)
+    with pytest.raises(NovaError) as failure:
+        asyncio.run(nova.compute_services())
+    assert not isinstance(failure.value, Unavailable)
+    assert "401" in str(failure.value)
+    text = f"{failure.value!s} {failure.value!r} {failure.value.__cause__!r} {caplog.text}"
+    assert wrong not in text and clean.admin_password not in text
+    assert _requests(clean, "identity") == 1
+
+
+def test_admin_token_with_compute_endpoint_override(clean: Sim, tmp_path: Path) -> None:
+    """How the real-Nova lab is reached: no Keystone, a static token, the endpoint given."""
+    endpoint = f"{clean.base_url}/compute/v2.1"
+
+    def clouds(token: str) -> Path:
+        path = tmp_path / f"clouds-{len(token)}.yaml"
+        cloud = {
+            "auth_type": "admin_token",
+            "auth": {"endpoint": endpoint, "token": token},
+            "compute_endpoint_override": endpoint,
+            "region_name": "RegionOne",
+        }
+        path.write_text(yaml.safe_dump({"clouds": {"lab": cloud}}))
+        return path
+
+    services = asyncio.run(
+        OpenStackNova.from_clouds_yaml(clouds(ADMIN_TOKEN), "lab").compute_services()
+    )
+    assert len(services) == 3
+    wrong = "not-the-token-" + ADMIN_TOKEN
+    with pytest.raises(NovaError) as failure:
+        asyncio.run(
+            OpenStackNova.from_clouds_yaml(clouds(wrong), "lab", retry=FAST).compute_services()
+        )
+    assert "401" in str(failure.value) and wrong not in str(failure.value)
+
+
+def test_missing_cloud_is_reported_without_its_contents(tmp_path: Path, sim: Sim) -> None:
+    with pytest.raises(NovaError, match="'elsewhere'") as failure:
+        OpenStackNova.from_clouds_yaml(sim.clouds_yaml, "elsewhere")
+    assert sim.admin_password not in str(failure.value)
+
+
+def test_concurrency_is_bounded_and_the_loop_stays_free(clean: Sim) -> None:
+    (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
+    nova = _driver(clean, max_concurrency=2)
+    asyncio.run(nova.server(sid))  # authenticate outside the measurement
+    _fault(clean, "servers", latency=0.3)
+
+    async def scenario() -> tuple[float, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        clock = asyncio.create_task(ticker())
+        started = time.monotonic()
+        await asyncio.gather(*(nova.server(sid) for _ in range(6)))
+        elapsed = time.monotonic() - started
+        clock.cancel()
+        return elapsed, ticks
+
+    elapsed, ticks = asyncio.run(scenario())
+    # Six calls of at least 0.3 s, two at a time, cannot take less than three rounds.
+    assert elapsed >= 0.9
+    assert ticks >= 10, "the event loop was blocked while openstacksdk worked"
