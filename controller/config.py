@@ -30,7 +30,8 @@ class OperatorConfig:
     recheck_interval: float  # how often a blocked event is evaluated again
     host_resync_interval: float
     segment_resync_interval: float
-    lease_name: str  # empty: no leader election
+    lease_name: str  # empty: no leader election (one replica only)
+    lease_namespace: str
     lease_duration: float
 
     @classmethod
@@ -48,5 +49,6 @@ class OperatorConfig:
             host_resync_interval=float(_get("HOST_RESYNC_INTERVAL", "30")),
             segment_resync_interval=float(_get("SEGMENT_RESYNC_INTERVAL", "10")),
             lease_name=_get("LEASE_NAME", ""),
+            lease_namespace=_get("LEASE_NAMESPACE", os.environ.get("POD_NAMESPACE", "default")),
             lease_duration=float(_get("LEASE_DURATION", "15")),
         )

@@ -6,12 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import random
 
 from controller.config import PREFIX
-
-# kopf's peering object: replicas see each other there, and only the highest priority acts.
-PEERING = "masakari-operator"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,16 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pacemaker", help="local | local:<command prefix> | ssh:[user@]host (default: none)"
     )
     parser.add_argument("--metrics-port", type=int, help="Prometheus port, 0 for none")
-    parser.add_argument(
+    election = parser.add_mutually_exclusive_group()
+    election.add_argument(
         "--standalone",
         action="store_true",
-        help="no peering: only for one replica (tests, local use)",
+        help="no leader election: only for a single replica (tests, local use)",
     )
-    parser.add_argument(
-        "--priority",
-        type=int,
-        help="peering priority; the highest-priority replica acts, others wait "
-        "(default: random, so two replicas never tie)",
+    election.add_argument(
+        "--lease",
+        default="masakari-operator",
+        help="the Lease replicas elect their leader on; only the leader acts (namespace: "
+        "$MASAKARI_LEASE_NAMESPACE, else $POD_NAMESPACE, else default)",
     )
     parser.add_argument("--verbose", action="store_true")
 
@@ -47,13 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    for flag, variable in (
-        ("clouds_yaml", "CLOUDS_YAML"),
-        ("cloud", "CLOUD"),
-        ("pacemaker", "PACEMAKER"),
-        ("metrics_port", "METRICS_PORT"),
-    ):
-        value = getattr(args, flag)
+    settings = {
+        "CLOUDS_YAML": args.clouds_yaml,
+        "CLOUD": args.cloud,
+        "PACEMAKER": args.pacemaker,
+        "METRICS_PORT": args.metrics_port,
+        "LEASE_NAME": "" if args.standalone else args.lease,
+    }
+    for variable, value in settings.items():
         if value is not None:
             os.environ[PREFIX + variable] = str(value)
     logging.basicConfig(
@@ -62,13 +60,7 @@ def run(args: argparse.Namespace) -> int:
     )
     import controller.handlers  # noqa: F401  (registers the handlers)
 
-    priority = args.priority if args.priority is not None else random.randint(1, 2**31)
-    kopf.run(
-        clusterwide=args.all_namespaces,
-        namespaces=args.namespace,
-        standalone=args.standalone,
-        priority=priority,
-        # kopf treats a named peering as mandatory even when standalone.
-        peering_name=None if args.standalone else PEERING,
-    )
+    # Leadership is our Lease (controller.drivers.lease), not kopf's peering: kopf lets two
+    # replicas of equal priority both run, and a standby must never act.
+    kopf.run(clusterwide=args.all_namespaces, namespaces=args.namespace, standalone=True)
     return 0

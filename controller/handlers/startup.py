@@ -13,6 +13,7 @@ from controller import metrics
 from controller.config import OperatorConfig
 from controller.drivers.kube import Kube, load_client
 from controller.drivers.kube_store import KubeStore
+from controller.drivers.lease import Lease
 from controller.drivers.nova.openstack import OpenStackNova
 from controller.drivers.pacemaker.cluster import CrmCluster
 from controller.drivers.pacemaker.runner import LocalRunner, SshRunner
@@ -52,6 +53,13 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
 
     config = OperatorConfig.from_environment()
     client = await asyncio.to_thread(load_client)
+    if config.lease_name:
+        # Handlers start only once this returns: a standby replica never acts.
+        lease = Lease.from_client(
+            client, config.lease_namespace, config.lease_name, config.lease_duration
+        )
+        await lease.acquire()
+        memo.lease_keeper = asyncio.create_task(lease.keep(), name="lease keeper")
     kube = Kube(client)
     nova = await asyncio.to_thread(
         OpenStackNova.from_clouds_yaml,
@@ -96,6 +104,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
+    keeper = getattr(memo, "lease_keeper", None)
+    if keeper is not None:
+        keeper.cancel()
     runtime = getattr(memo, "runtime", None)
     if runtime is None:
         return

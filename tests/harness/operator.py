@@ -20,6 +20,7 @@ from tests.harness.control_plane import _die_with_parent, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STARTED = "masakari-operator started"
+STANDING_BY = "standing by: lease"
 
 FAST = {
     "MASAKARI_POLL_INTERVAL": "0.1",
@@ -37,6 +38,7 @@ class Operator:
     cloud: str
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    standalone: bool = True  # else: elect a leader on a Lease in the test's namespace
     metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -51,20 +53,23 @@ class Operator:
             "MASAKARI_CLOUD": self.cloud,
             "MASAKARI_METRICS_ADDRESS": "127.0.0.1",
             "MASAKARI_METRICS_PORT": str(self.metrics_port),
+            "MASAKARI_LEASE_NAMESPACE": self.namespace,
+            "MASAKARI_LEASE_DURATION": "3",
             **self.env,
         }
         self.starts += 1
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "controller.cli", "run", "--standalone",
-                 "--namespace", self.namespace],
+                [sys.executable, "-m", "controller.cli", "run", "--namespace", self.namespace,
+                 *(["--standalone"] if self.standalone else [])],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if STARTED in self.log_path.read_text(errors="replace")[offset:]:
+            text = self.log_path.read_text(errors="replace")[offset:]
+            if STARTED in text or (not self.standalone and STANDING_BY in text):
                 return
             if self.process.poll() is not None:
                 raise RuntimeError(f"operator exited ({self.process.returncode}):\n{self.log()}")

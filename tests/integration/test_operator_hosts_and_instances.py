@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.operator_env import host, segment, servers, topology, wait_for
+from tests.integration.operator_env import host, segment, topology
 
 pytestmark = pytest.mark.integration
 

@@ -73,7 +73,7 @@ def test_auto_priority_falls_back_to_the_reserved_host(cloud_factory: Any) -> No
     cloud.apply(host_failure("c1", "compute1"))
     status = cloud.wait_phase("fev", "c1", DONE)
     assert status["phase"] == "Finished", status
-    [(name, state, dest)] = list(iter_moves(status))
+    [(_name, state, dest)] = list(iter_moves(status))
     assert (state, dest) == ("succeeded", "spare1")
     notes = [d["message"] for s in status["steps"] for d in s.get("progressDetails", [])]
     assert any("falling back to reserved hosts" in n for n in notes), notes
