@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "control-plane" / "build.sh"
 CRDS = REPO / "crds"
 BINARIES = ("etcd", "kube-apiserver", "kubectl")
+CRD_LABEL = "app.kubernetes.io/part-of=masakari-operator"
 BUILD_TIMEOUT = 3600
 READY_TIMEOUT = 120.0
 
@@ -279,9 +280,9 @@ class ControlPlane:
 def install_crds(
     kubectl: Callable[..., subprocess.CompletedProcess[str]], directory: Path = CRDS
 ) -> None:
-    """Apply the generated CRDs and wait until the API server serves them."""
-    kubectl("apply", "--server-side", "-f", str(directory))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(directory))
+    """Apply the generated CRDs (the directory's kustomization) and wait until they are served."""
+    kubectl("apply", "--server-side", "-k", str(directory))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", CRD_LABEL)
 
 
 @contextlib.contextmanager

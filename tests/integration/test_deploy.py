@@ -1,0 +1,48 @@
+"""deploy/ on the real API server: accepted, and its RBAC grants what the operator does and
+no more (status and metadata yes, spec never)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNT = "system:serviceaccount:masakari-system:masakari-operator"
+
+
+def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -> None:
+    rendered = cluster.kubectl("kustomize", str(REPO / "deploy")).stdout
+    assert "kind: Deployment" in rendered and "kind: CustomResourceDefinition" in rendered
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=rendered)
+    cluster.kubectl("get", "deployment", "masakari-operator", "-n", "masakari-system")
+
+    def can(verb: str, resource: str, namespace: str = "cloud-a") -> bool:
+        result = cluster.kubectl(
+            "auth", "can-i", verb, resource, "-n", namespace, f"--as={ACCOUNT}", check=False
+        )
+        return result.stdout.strip() == "yes"
+
+    for verb, resource in [
+        ("watch", "failureevents.masakari.dev"),
+        ("patch", "failureevents.masakari.dev/status"),
+        ("patch", "hosts.masakari.dev/status"),
+        ("patch", "failoversegments.masakari.dev/status"),
+        ("patch", "failureevents.masakari.dev"),  # labels
+        ("create", "events"),
+        ("list", "namespaces"),
+    ]:
+        assert can(verb, resource), f"the operator may not {verb} {resource}"
+    assert can("update", "leases.coordination.k8s.io", "masakari-system")
+    for verb, resource in [
+        ("update", "hosts.masakari.dev"),
+        ("create", "hosts.masakari.dev"),
+        ("delete", "failureevents.masakari.dev"),
+        ("get", "secrets"),
+    ]:
+        assert not can(verb, resource), f"the operator should not {verb} {resource}"
+    assert not can("update", "leases.coordination.k8s.io", "cloud-a")
