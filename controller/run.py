@@ -4,9 +4,9 @@ the one place handlers read their settings from (see controller.config)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
+from controller import logs
 from controller.config import PREFIX
 
 
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "$MASAKARI_LEASE_NAMESPACE, else $POD_NAMESPACE, else default)",
     )
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,10 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for variable, value in settings.items():
         if value is not None:
             os.environ[PREFIX + variable] = str(value)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(args.verbose, args.log_format == "json")
     import controller.handlers  # noqa: F401  (registers the handlers)
 
     # Leadership is our Lease (controller.drivers.lease), not kopf's peering: kopf lets two

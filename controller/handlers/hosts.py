@@ -4,6 +4,7 @@ status. Runs on every spec change and periodically, since Nova and Pacemaker cha
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from controller.recovery import hosts
 from controller.recovery.progress import utcnow
 from controller.resources.common import GROUP, VERSION
 
+log = logging.getLogger("masakari.hosts")
 INTERVAL = OperatorConfig.from_environment().host_resync_interval
 
 
@@ -44,7 +46,7 @@ async def _node(runtime: Runtime, name: str) -> Node | None:
     return state.node(name)
 
 
-async def reconcile(body: kopf.Body, runtime: Runtime, logger: kopf.Logger) -> None:
+async def reconcile(body: kopf.Body, runtime: Runtime) -> None:
     host = host_record(body)
     namespace = body["metadata"]["namespace"]
     async with runtime.host_lock(namespace, host.name):
@@ -90,17 +92,17 @@ async def reconcile(body: kopf.Body, runtime: Runtime, logger: kopf.Logger) -> N
                 reason=reason,
                 message=message,
             )
-            logger.info(message)
+            log.info(message, extra={"namespace": namespace, "host": host.name})
 
 
 @kopf.on.create(GROUP, VERSION, "hosts")
 @kopf.on.update(GROUP, VERSION, "hosts", field="spec")
-async def host_changed(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+async def host_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
     with metrics.handler_duration.labels("host").time():
-        await reconcile(body, runtime_of(memo), logger)
+        await reconcile(body, runtime_of(memo))
 
 
 @kopf.timer(GROUP, VERSION, "hosts", interval=INTERVAL, initial_delay=1.0)
-async def host_resync(body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+async def host_resync(body: kopf.Body, memo: Any, **_: Any) -> None:
     with metrics.handler_duration.labels("host_resync").time():
-        await reconcile(body, runtime_of(memo), logger)
+        await reconcile(body, runtime_of(memo))

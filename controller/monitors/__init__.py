@@ -1,0 +1,1 @@
+"""Agents that run beside the hypervisors and report failures as FailureEvents."""
