@@ -365,5 +365,12 @@ class Lifecycle:
             self.clock(),
             record.generation,
         )
-        await self.store.write_event_status(record.namespace, record.name, status)
-        self.signals.transition(record, status)
+        final = status
+
+        async def publish() -> None:
+            await self.store.write_event_status(record.namespace, record.name, final)
+            self.signals.transition(record, final)
+
+        # Shielded: the final write makes the event terminal, on which the operator stops this
+        # recovery's task; the Event and the counters for the transition must still go out.
+        await asyncio.shield(publish())

@@ -71,8 +71,12 @@ def test_auto_recovery_end_to_end(cloud_factory: Any) -> None:
     assert labels["masakari.dev/segment"] == "seg"
     host_status = cloud.wait_phase("mhost", "compute1", {"Failed"}, 30)
     assert host_status["lastFailure"]["event"] == "compute1-down"
-    reasons = {e["reason"] for e in cloud.events("compute1-down")}
-    assert {"Recovering", "Recovered"} <= reasons, reasons
+    # Events are posted asynchronously, after the status write.
+    wait_for(
+        "Kubernetes Events",
+        lambda: {"Recovering", "Recovered"} <= {e["reason"] for e in cloud.events("compute1-down")},
+        10,
+    )
     seg = wait_for(
         "segment counts",
         lambda: (s := cloud.status("fseg", "seg")).get("failedHosts") == 1 and s,
