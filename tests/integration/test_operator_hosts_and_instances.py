@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.operator_env import host, segment, topology
+from tests.integration.operator_env import (
+    host,
+    host_failure,
+    segment,
+    servers,
+    topology,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +130,29 @@ def test_nova_compute_process_failure_and_return(cloud_factory: Any) -> None:
     assert cloud.wait_phase("fev", "libvirt", DONE)["reason"] == "Recorded"
     assert service(cloud, "compute1").status == "enabled"
     assert cloud.status("mhost", "compute1")["phase"] == "Active"
+
+
+def test_maintenance_waits_while_the_host_recovers(cloud_factory: Any) -> None:
+
+    cloud = cloud_factory(
+        topology(HOSTS, servers(["a", "b", "c"], "compute1")),
+        sim_args=("--evacuation-seconds", "3"),
+    )
+    cloud.apply(
+        segment(hostFailure={"evacuationConcurrency": 1}), *(host(h["name"]) for h in HOSTS)
+    )
+    cloud.sim.control("POST", "hosts/compute1/kill")
+    cloud.apply(host_failure("c1", "compute1"))
+    cloud.wait_phase("fev", "c1", {"Running"}, 30)
+    cloud.apply(host("compute1", onMaintenance=True))
+
+    def maintenance_blocked() -> dict[str, Any] | None:
+        for condition in cloud.status("mhost", "compute1").get("conditions", []):
+            if condition["type"] == "MaintenanceBlocked" and condition["status"] == "True":
+                return condition
+        return None
+
+    condition = wait_for("maintenance blocked", maintenance_blocked, 30)
+    assert condition["reason"] == "RecoveryInProgress" and "c1" in condition["message"]
+    assert cloud.wait_phase("fev", "c1", {"Finished", "Failed"}, 60)["phase"] == "Finished"
+    wait_for("condition cleared", lambda: not maintenance_blocked(), 30)
