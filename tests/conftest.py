@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,17 +35,14 @@ class Cluster:
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.kubectl_binary), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
+        return control_plane.run_kubectl(
+            self.kubectl_binary,
+            self.kubeconfig,
+            *args,
+            stdin=stdin,
+            check=check,
             timeout=timeout,
-            check=False,
         )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result
 
 
 def _kind_cluster(request: pytest.FixtureRequest) -> Cluster:
@@ -83,6 +81,16 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         yield ready
         return
     pytest.fail(f"{PROVIDER_VARIABLE}={provider!r}: use apiserver or kind", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def real_nova() -> Iterator[Any]:
+    """Real Nova 34 on loopback (tests/harness/nova_lab), started once per session and shared by
+    the contract suite and the operator's real-Nova tests. Needs root; see docs/nova-lab.md."""
+    from tests.harness.nova_lab import running_nova_backend
+
+    with running_nova_backend() as backend:
+        yield backend
 
 
 @pytest.fixture

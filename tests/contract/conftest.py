@@ -24,10 +24,7 @@ def nova_backend_session(request: pytest.FixtureRequest) -> Iterator[NovaBackend
         with running_sim_backend() as backend:
             yield backend
     else:
-        from tests.harness.nova_lab import running_nova_backend
-
-        with running_nova_backend() as backend:
-            yield backend
+        yield request.getfixturevalue("real_nova")
 
 
 @pytest.fixture

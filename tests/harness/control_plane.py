@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -85,6 +86,39 @@ def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     os.setpgrp()
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`; always reaped."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def run_kubectl(
+    binary: Path,
+    kubeconfig: Path,
+    *args: str,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(binary), f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise ControlPlaneError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result
 
 
 @dataclass
@@ -246,17 +280,14 @@ class ControlPlane:
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.binaries["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
+        return run_kubectl(
+            self.binaries["kubectl"],
+            self.kubeconfig,
+            *args,
+            stdin=stdin,
+            check=check,
             timeout=timeout,
-            check=False,
         )
-        if check and result.returncode != 0:
-            raise ControlPlaneError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-        return result
 
     def install_crds(self, directory: Path = CRDS) -> None:
         install_crds(self.kubectl, directory)
@@ -265,14 +296,8 @@ class ControlPlane:
         # The API server first, so it does not log etcd's disappearance as an error storm.
         for name in ("kube-apiserver", "etcd"):
             process = self.processes.pop(name, None)
-            if process is None or process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+            if process is not None:
+                stop_process(process)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from tests.harness.control_plane import _die_with_parent
+from tests.harness.control_plane import _die_with_parent, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 READY_LINE = "masakari-operator sim listening on "
@@ -133,12 +133,7 @@ def running_sim(
         sim.write_clouds_yaml(sim.clouds_yaml, user="admin", password=password, project="admin")
         yield sim
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -37,7 +37,7 @@ def wait_for(
 class Cloud:
     cluster: Cluster
     namespace: str
-    sim: Sim
+    sim: Sim | None  # None when the cloud is real Nova
     operator: Operator
 
     def apply(self, *documents: dict[str, Any]) -> None:
@@ -82,6 +82,7 @@ class Cloud:
         return items
 
     def nova(self) -> Any:
+        assert self.sim is not None, "only the simulator's cloud is reached this way"
         loader = openstack.config.OpenStackConfig(
             config_files=[str(self.sim.clouds_yaml)], vendor_files=[], load_envvars=False
         )
