@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration crds check-crds lint control-plane control-plane-up nova-lab pacemaker-lab clean
+.PHONY: all test unit integration crds check-crds lint control-plane control-plane-up nova-lab pacemaker-lab demo clean
 
 all: test
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what the Pacemaker test tier needs from Debian: Corosync 3, Pacemaker 2.1, the CLI
+# tools (crm_mon, crm_attribute, crm_standby), crmsh, pcs and fence_dummy; and pacemaker-remoted
+# unpacked beside Pacemaker, because Debian's pacemaker-remote package conflicts with pacemaker
+# (installing it would remove pacemaker). Idempotent: returns at once when everything is there.
+set -euo pipefail
+remote_root="${PCMK_REMOTE_ROOT:-/opt/masakari-pcmk-remote}"
+remoted="$remote_root/usr/sbin/pacemaker-remoted"
+packages=(pacemaker corosync pacemaker-cli-utils crmsh pcs fence-agents iproute2 util-linux)
+tools=(corosync pacemakerd crm_mon crm_attribute crm_standby crm pcs fence_dummy corosync-keygen
+       ip nsenter unshare)
+
+have_all() {
+  local t
+  for t in "${tools[@]}"; do
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$t" >/dev/null || return 1
+  done
+  [[ -x "$remoted" ]]
+}
+
+if have_all; then exit 0; fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install.sh: the Pacemaker lab needs root to install packages and create namespaces" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Package scripts must not start daemons on the test machine: the lab starts its own, per node.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && created_policy=1
+fi
+trap '[[ $created_policy == 1 ]] && rm -f "$policy"' EXIT
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+if [[ ! -x "$remoted" ]]; then
+  work="$(mktemp -d)"
+  (cd "$work" && apt-get download -qq pacemaker-remote)
+  mkdir -p "$remote_root"
+  dpkg-deb -x "$work"/pacemaker-remote_*.deb "$remote_root"
+  rm -rf "$work"
+fi
+have_all || { echo "install.sh: packages installed but a tool is still missing" >&2; exit 1; }
+echo "install.sh: Pacemaker lab packages ready" >&2

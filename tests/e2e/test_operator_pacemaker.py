@@ -1,0 +1,90 @@
+"""The whole chain on real parts: a Pacemaker node SIGKILLed, the host monitors inside the
+surviving nodes report it, the operator checks the fencing with crm_mon, recovers the node's
+instances on the simulated Nova, and puts a node in standby for maintenance."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cluster
+from tests.e2e.conftest import LabFactory
+from tests.harness.hostmonitor_fleet import HostMonitorFleet
+from tests.harness.operator import running_operator
+from tests.harness.sim import running_sim
+from tests.integration.operator_env import Cloud, host, iter_moves, segment, wait_for
+
+pytestmark = [pytest.mark.pacemaker, pytest.mark.integration]
+
+NODES = ("node1", "node2", "node3")
+
+
+def test_killed_node_is_recovered_and_maintenance_uses_standby(
+    lab_factory: LabFactory, cluster: Cluster, tmp_path: Path
+) -> None:
+    namespace = f"operator-pcmk-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    topology = {
+        "hosts": [{"name": n, "vcpus": 8} for n in NODES],
+        "servers": [
+            {"name": f"vm-{i}", "host": "node3", "metadata": {"HA_Enabled": "True"}}
+            for i in range(3)
+        ],
+    }
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(lab_factory(members=3, fence_delay=2))
+        sim = stack.enter_context(running_sim(topology, "--service-down-time", "2"))
+        fleet = HostMonitorFleet(lab, cluster.kubeconfig, cluster.kubectl, namespace)
+        # The operator reads and changes the cluster through node1, as it would over SSH.
+        pacemaker = "local:" + " ".join(lab.nsenter_prefix("node1"))
+        operator = stack.enter_context(
+            running_operator(
+                cluster.kubeconfig,
+                namespace,
+                sim.clouds_yaml,
+                sim.cloud,
+                tmp_path,
+                {"MASAKARI_PACEMAKER": pacemaker},
+            )
+        )
+        cloud = Cloud(cluster, namespace, sim, operator)
+        cloud.apply(segment(fleet.segment), *(host(n, fleet.segment) for n in NODES))
+        wait_for(
+            "pacemaker state in host status",
+            lambda: all(
+                (cloud.status("mhost", n).get("pacemaker") or {}).get("state") == "online"
+                for n in NODES
+            ),
+            60,
+        )
+        fleet.start_all()
+        fleet.wait_ready()
+
+        lab.kill("node3")
+        sim.control("POST", "hosts/node3/kill")  # the same machine, as Nova sees it
+        report = fleet.wait_event("node3", "STOPPED", exclude=set())
+        name = report["metadata"]["name"]
+        status = cloud.wait_phase("fev", name, {"Finished", "Failed", "Ignored"}, 120)
+        assert status["phase"] == "Finished", status
+        assert {dest for _, _, dest in iter_moves(status)} <= {"node1", "node2"}
+        assert sorted(sim.control("GET", "evacuations")["evacuations"].values()) == [1, 1, 1]
+        failures = [e for e in fleet.events("node3") if e["spec"]["payload"]["event"] == "STOPPED"]
+        assert len(failures) == 1  # two monitors reported it, one object, one recovery
+
+        cloud.apply(host("node2", fleet.segment, onMaintenance=True))
+        wait_for(
+            "node2 in standby",
+            lambda: lab.node_states("node1").get("node2", {}).get("standby") == "true",
+            60,
+        )
+        cloud.wait_phase("mhost", "node2", {"Maintenance"}, 30)
+        cloud.apply(host("node2", fleet.segment))
+        wait_for(
+            "node2 online",
+            lambda: lab.node_states("node1").get("node2", {}).get("standby") == "false",
+            60,
+        )
+        cloud.wait_phase("mhost", "node2", {"Active"}, 30)
