@@ -48,7 +48,7 @@ def raw_sdk(backend: Any) -> float:
     backend.reset()
     failed = backend.hosts[0]
     ids = backend.boot_servers(failed, SERVERS)
-    compute = backend._compute
+    compute = backend.compute
     backend.kill_host(failed)
     begin = time.monotonic()
     service = next(iter(compute.services(host=failed, binary="nova-compute")))

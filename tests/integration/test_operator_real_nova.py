@@ -40,7 +40,7 @@ def test_host_failure_recovered_on_real_nova(
 
     moves = {name: (state, dest) for name, state, dest in iter_moves(status)}
     assert all(state == "succeeded" and dest in others for state, dest in moves.values()), moves
-    compute = real_nova._compute
+    compute = real_nova.compute
     for server_id in active + stopped:
         server = compute.get_server(server_id)
         assert server.compute_host in others

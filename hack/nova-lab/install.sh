@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what the real-Nova test tier runs on, idempotently, and prints the directory of the
+# virtualenvs: MariaDB and RabbitMQ from Debian (apt), then Nova + Placement and Glance from PyPI
+# into virtualenvs in a cache directory keyed by the pinned versions. A warm cache returns at once.
+# Needs root (apt, and the lab starts the database and the broker as root).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${MASAKARI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/masakari-operator}"
+python="${NOVA_LAB_PYTHON:-python3}"
+
+fail() { echo "nova-lab install: $*" >&2; exit 1; }
+[[ $(id -u) == 0 ]] || fail "must run as root (Debian packages, and the lab runs MariaDB/RabbitMQ as root)"
+
+packages=(mariadb-server rabbitmq-server)
+installed() { dpkg-query -W -f='${Status}\n' "$@" 2>/dev/null | grep -c '^install ok installed$' | grep -qx "$#"; }
+if ! installed "${packages[@]}"; then
+  command -v apt-get >/dev/null || fail "apt-get not found: the lab needs a Debian-like system"
+  echo "nova-lab install: apt-get install ${packages[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # policy-rc.d keeps the packages' own services from starting: the lab runs private instances.
+  policy=/usr/sbin/policy-rc.d; own_policy=0
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; own_policy=1; fi
+  trap 'if [[ $own_policy == 1 ]]; then rm -f "$policy"; fi' EXIT
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${packages[@]}" >&2
+fi
+
+pyver="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+lock_hash="$(cat "$here"/requirements-*.txt | sha256sum | cut -c1-12)"
+dest="$cache/nova-lab/py$pyver-$lock_hash"
+ready() { [[ -x "$dest/nova/bin/nova-compute" && -x "$dest/glance/bin/glance-manage" && -e "$dest/.complete" ]]; }
+if ready; then echo "$dest"; exit 0; fi
+
+mkdir -p "$cache/nova-lab"
+exec 9>"$cache/nova-lab/.install.lock"
+flock 9   # a second install waits for the first and then finds the venvs
+if ready; then echo "$dest"; exit 0; fi
+
+tmp="$dest.partial"
+rm -rf "$tmp" && mkdir -p "$tmp"
+start=$(date +%s)
+echo "nova-lab install: Nova, Placement and Glance into $dest (first use only)" >&2
+# Two venvs because glance and nova pin some libraries differently; built side by side.
+for venv in nova glance; do
+  (
+    "$python" -m venv "$tmp/$venv"
+    "$tmp/$venv/bin/pip" install -q --disable-pip-version-check --no-deps \
+      -r "$here/requirements-$venv.txt" >"$tmp/$venv-pip.log" 2>&1 \
+      || { cat "$tmp/$venv-pip.log" >&2; exit 1; }
+  ) &
+done
+for job in $(jobs -p); do wait "$job" || fail "pip install failed (see above)"; done
+# Venvs are not relocatable: their scripts name the interpreter by path. Rewrite them to $dest.
+grep -rlF "$tmp" "$tmp"/*/bin | xargs -r sed -i "s|$tmp|$dest|g"
+touch "$tmp/.complete"
+rm -rf "$dest" && mv "$tmp" "$dest"
+echo "nova-lab install: done in $(( $(date +%s) - start ))s" >&2
+echo "$dest"
