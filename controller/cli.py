@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller import run as operator
+from controller.api import main as api_main
 from controller.monitors import hostmonitor
 from controller.resources import crd_files
 from controller.sim import main as sim_main
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hostmonitor.add_arguments(monitor)
     monitor.set_defaults(handler=hostmonitor.run)
+    api = commands.add_parser(
+        "api", help="serve Masakari's v1 API (1.0-1.3) from the resources of one namespace"
+    )
+    api_main.add_arguments(api)
+    api.set_defaults(handler=api_main.run)
     return parser
 
 

@@ -26,6 +26,14 @@ class Gone(KubeError):
     """The object was deleted."""
 
 
+class Conflict(KubeError):
+    """409: the object exists already, or changed since it was read (resourceVersion)."""
+
+
+class Invalid(KubeError):
+    """422: the API server's schema refused the object; the message says which field."""
+
+
 @dataclass(frozen=True)
 class Plural:
     failure_events: str = "failureevents"
@@ -59,7 +67,9 @@ def _message(body: Any) -> str:
 
 class Kube:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self._client = client
         self._objects = kubernetes.client.CustomObjectsApi(client)
+        self._core = kubernetes.client.CoreV1Api(client)
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -67,6 +77,9 @@ class Kube:
         except ApiException as error:
             if error.status == 404:
                 raise Gone(f"{args[-1]} no longer exists") from None
+            if error.status in (409, 422):
+                kind = Conflict if error.status == 409 else Invalid
+                raise kind(_message(error.body)) from None
             # The API server's own message says which field was refused; it never echoes
             # credentials (those stay in the client configuration).
             detail = _message(error.body)
@@ -109,12 +122,44 @@ class Kube:
         )
 
     async def label(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:
-        await self._call(
+        await self.patch(plural, namespace, name, {"metadata": {"labels": labels}})
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = await self._call(
+            self._objects.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
+        )
+        return created
+
+    async def patch(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A merge patch; with metadata.resourceVersion in it, it applies only to that
+        version of the object (Conflict otherwise)."""
+        patched: dict[str, Any] = await self._call(
             self._objects.patch_namespaced_custom_object,
             GROUP,
             VERSION,
             namespace,
             plural,
             name,
-            {"metadata": {"labels": labels}},
+            patch,
+            _content_type="application/merge-patch+json",
         )
+        return patched
+
+    async def delete(self, plural: str, namespace: str, name: str) -> None:
+        await self._call(
+            self._objects.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
+
+    async def config_map(self, namespace: str, name: str) -> dict[str, Any]:
+        found = await self._call(self._core.read_namespaced_config_map, name, namespace)
+        body: dict[str, Any] = self._client.sanitize_for_serialization(found)
+        return body
+
+    async def create_config_map(self, namespace: str, body: dict[str, Any]) -> None:
+        await self._call(self._core.create_namespaced_config_map, namespace, body)
+
+    async def replace_config_map(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        """Replace; body's metadata.resourceVersion makes it conditional (Conflict)."""
+        await self._call(self._core.replace_namespaced_config_map, name, namespace, body)

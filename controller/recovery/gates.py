@@ -73,7 +73,7 @@ def storm_limit(segment: FailoverSegmentSpec, hosts: int) -> int | None:
     return None
 
 
-def _duplicate_of(report: Report, others: list[Report]) -> Report | None:
+def duplicate_of(report: Report, others: list[Report]) -> Report | None:
     for other in sorted(others, key=Report.sort_key):
         if other.sort_key() >= report.sort_key() or other.spec.type != report.spec.type:
             continue
@@ -113,7 +113,7 @@ def admit(
         return Decision(
             Verdict.IGNORE, "HostOnMaintenance", f"{report.spec.host} is on maintenance"
         )
-    original = _duplicate_of(report, others)
+    original = duplicate_of(report, others)
     if original is not None:
         return Decision(Verdict.IGNORE, "Duplicate", f"same failure as {original.name}")
     payload = report.spec.payload

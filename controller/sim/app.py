@@ -167,7 +167,7 @@ async def issue_token(request: web.Request) -> web.Response:
         return keystone.unauthorized()
     token_id, token = issued
     return web.json_response(
-        keystone.Keystone.render(token, sim.base_url),
+        keystone.Keystone.render(token, sim.base_url, extra=sim.spec.catalog),
         status=201,
         headers={"X-Subject-Token": token_id},
     )
@@ -195,7 +195,7 @@ async def validate_token(request: web.Request) -> web.Response:
         )
     catalog = "nocatalog" not in request.query
     return web.json_response(
-        keystone.Keystone.render(subject, sim.base_url, catalog=catalog),
+        keystone.Keystone.render(subject, sim.base_url, catalog=catalog, extra=sim.spec.catalog),
         headers={"X-Subject-Token": subject_id},
     )
 

@@ -128,7 +128,13 @@ class Keystone:
         return token_id, token
 
     @staticmethod
-    def render(token: Token, base_url: str, *, catalog: bool = True) -> dict[str, Any]:
+    def render(
+        token: Token,
+        base_url: str,
+        *,
+        catalog: bool = True,
+        extra: list[topo.CatalogEntrySpec] | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "methods": ["password"],
             "user": {"id": token.user.name, "name": token.user.name, "domain": DOMAIN},
@@ -144,6 +150,7 @@ class Keystone:
                 body["catalog"] = [
                     _service("identity", "keystone", f"{base_url}/identity"),
                     _service("compute", "nova", f"{base_url}/compute/v2.1"),
+                    *(_service(entry.type, entry.name, entry.url) for entry in extra or []),
                 ]
         return {"token": body}
 

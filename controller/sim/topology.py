@@ -79,6 +79,15 @@ class UserSpec(_Strict):
     roles: list[str] = Field(default_factory=lambda: ["member"])
 
 
+class CatalogEntrySpec(_Strict):
+    """A service the simulated Keystone lists in its catalog beside identity and compute,
+    e.g. a Masakari-compatible API (type instance-ha) under test."""
+
+    type: str
+    name: str
+    url: str
+
+
 class Topology(_Strict):
     flavors: list[FlavorSpec] = Field(
         default_factory=lambda: [
@@ -92,6 +101,7 @@ class Topology(_Strict):
     host_groups: list[HostGroupSpec] = Field(default_factory=list)
     aggregates: list[AggregateSpec] = Field(default_factory=list)
     servers: list[ServerSpec] = Field(default_factory=list)
+    catalog: list[CatalogEntrySpec] = Field(default_factory=list)
     users: list[UserSpec] = Field(
         default_factory=lambda: [
             UserSpec(name="admin", password="admin", project="admin", roles=["admin", "member"]),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster
+from tests.harness.masakari_api import ApiCloud, api_cloud
 from tests.harness.operator import running_operator
 from tests.harness.sim import running_sim
 from tests.integration.operator_env import Cloud
@@ -37,3 +38,14 @@ def cloud_factory(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[
         yield make
         # pytest shows this only when the test failed.
         print((tmp_path / "operator.log").read_text(errors="replace")[-8000:])
+
+
+@pytest.fixture
+def api_env(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[ApiCloud]:
+    """A simulator whose catalog lists `masakari-operator api` (serving this test's
+    namespace) as instance-ha, and that API; both stopped after the test."""
+    with api_cloud(cluster.kubeconfig, namespace, tmp_path) as ready:
+        try:
+            yield ready
+        finally:
+            print(ready.api.log()[-6000:])

@@ -1,0 +1,105 @@
+"""`masakari-operator api`: Masakari's v1 API over the custom resources of one namespace."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from controller import logs
+from controller.api.app import Context, build_app
+from controller.api.store import Store
+from controller.drivers.keystone import TokenValidator
+from controller.drivers.kube import Kube, load_client
+from controller.drivers.nova.model import NovaError
+from controller.drivers.nova.openstack import OpenStackNova
+
+log = logging.getLogger("masakari.api")
+READY = "masakari-operator api listening on "
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n", "--namespace", required=True, help="the namespace of the cloud's resources"
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then ~/.kube)")
+    parser.add_argument(
+        "--clouds-yaml",
+        type=Path,
+        default=Path("/etc/openstack/clouds.yaml"),
+        help="the operator's clouds.yaml: Nova checks of new hosts and token validation",
+    )
+    parser.add_argument("--cloud", default="openstack", help="the cloud's name in clouds.yaml")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=15868, help="port (Masakari's); 0: any")
+    parser.add_argument(
+        "--token-cache-seconds",
+        type=float,
+        default=60.0,
+        help="how long a token's validation is reused (never beyond its expiry)",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="accept every request as admin without a token: ONLY for local experiments",
+    )
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+
+
+class NovaComputeHosts:
+    """Masakari's host check: a nova-compute service of exactly that host name exists."""
+
+    def __init__(self, nova: OpenStackNova) -> None:
+        self.nova = nova
+
+    async def exists(self, name: str) -> bool:
+        services = await self.nova.compute_services(host=name)
+        return any(service.host == name for service in services)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    kube = Kube(load_client(args.kubeconfig))
+    nova = OpenStackNova.from_clouds_yaml(args.clouds_yaml, args.cloud)
+    tokens = None
+    if args.insecure_no_auth:
+        log.warning(
+            "--insecure-no-auth: every request is served as admin without a token; never "
+            "expose this API beyond your own machine"
+        )
+    else:
+        tokens = TokenValidator(args.clouds_yaml, args.cloud, args.token_cache_seconds)
+    app = build_app(Context(Store(kube, args.namespace), tokens, NovaComputeHosts(nova)))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, args.host, args.port).start()
+        port = runner.addresses[0][1]
+        netloc = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"{READY}http://{netloc}:{port}", flush=True)
+        log.info("serving namespace %s", args.namespace)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        nova.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(args.verbose, args.log_format == "json")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(args))
+    except (OSError, NovaError) as error:
+        print(f"masakari-operator api: {error}", file=sys.stderr)
+        return 2
+    return 0
