@@ -15,6 +15,16 @@ REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "system:serviceaccount:masakari-system:masakari-operator"
 
 
+def allowed(cluster: Cluster, account: str, verb: str, resource: str, namespace: str) -> bool:
+    """kubectl auth can-i; `resource/sub` names a subresource (kubectl would read a name)."""
+    resource, _, subresource = resource.partition("/")
+    extra = [f"--subresource={subresource}"] if subresource else []
+    result = cluster.kubectl(
+        "auth", "can-i", verb, resource, *extra, "-n", namespace, f"--as={account}", check=False
+    )
+    return result.stdout.strip() == "yes"
+
+
 def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -> None:
     rendered = cluster.kubectl("kustomize", str(REPO / "deploy")).stdout
     assert "kind: Deployment" in rendered and "kind: CustomResourceDefinition" in rendered
@@ -22,10 +32,7 @@ def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -
     cluster.kubectl("get", "deployment", "masakari-operator", "-n", "masakari-system")
 
     def can(verb: str, resource: str, namespace: str = "cloud-a") -> bool:
-        result = cluster.kubectl(
-            "auth", "can-i", verb, resource, "-n", namespace, f"--as={ACCOUNT}", check=False
-        )
-        return result.stdout.strip() == "yes"
+        return allowed(cluster, ACCOUNT, verb, resource, namespace)
 
     for verb, resource in [
         ("watch", "failureevents.masakari.dev"),
@@ -46,3 +53,19 @@ def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -
     ]:
         assert not can(verb, resource), f"the operator should not {verb} {resource}"
     assert not can("update", "leases.coordination.k8s.io", "cloud-a")
+
+
+def test_api_deployment_is_accepted_with_namespace_scoped_rights(
+    cluster: Cluster, namespace: str
+) -> None:
+    rendered = cluster.kubectl("kustomize", str(REPO / "deploy/api")).stdout
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=rendered)
+    account = f"system:serviceaccount:{namespace}:masakari-api"
+
+    def can(verb: str, resource: str, where: str = namespace) -> bool:
+        return allowed(cluster, account, verb, resource, where)
+
+    assert can("create", "failureevents.masakari.dev")
+    assert can("update", "configmaps")
+    assert not can("patch", "failureevents.masakari.dev/status")  # status is the operator's
+    assert not can("create", "failureevents.masakari.dev", "another-cloud")
