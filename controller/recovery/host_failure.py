@@ -56,6 +56,8 @@ class HostFailure:
     nova: Nova
     progress: Progress
     reserved_candidates: list[str] = field(default_factory=list)  # available, in order
+    # Takes a reserved host for this recovery; False when another recovery has it.
+    claim: Callable[[str], bool] = lambda _host: True
     overall_limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
     timing: Timing = field(default_factory=Timing)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -141,8 +143,14 @@ class HostFailure:
             return Outcome.error(
                 "ReservedHostsUnavailable", "the segment has no reserved host available"
             )
-        outcome = Outcome.error("ReservedHostsUnavailable", "no reserved host took them")
+        outcome = Outcome.error(
+            "ReservedHostsUnavailable", "every reserved host is taken by another recovery"
+        )
         for reserved in candidates:
+            # Claimed one at a time, as it is taken: two hosts failing together in one segment
+            # each get a reserved host of their own.
+            if not self.claim(reserved) and reserved not in taken:
+                continue
             await self._take_reserved_host(reserved)
             outcome = await self._evacuate_remaining(reserved)
             if outcome.phase == "Finished":

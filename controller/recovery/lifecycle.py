@@ -260,7 +260,10 @@ class Lifecycle:
                 policy=segment.host_failure,
                 nova=self.nova,
                 progress=progress,
-                reserved_candidates=self._reserved_candidates(record, host, hosts),
+                reserved_candidates=self._reserved_candidates(
+                    record, host, hosts, await self._taken_elsewhere(record)
+                ),
+                claim=self._claimer(record),
                 overall_limit=self.overall_limit,
                 timing=self.settings.timing,
             ).run()
@@ -287,13 +290,14 @@ class Lifecycle:
         ).run()
 
     def _reserved_candidates(
-        self, record: EventRecord, failed: HostRecord, hosts: dict[str, HostRecord]
+        self,
+        record: EventRecord,
+        failed: HostRecord,
+        hosts: dict[str, HostRecord],
+        taken_elsewhere: set[str],
     ) -> list[str]:
-        """The segment's reserved hosts free to take, newest first as Masakari orders them.
-
-        A reserved host is claimed for one recovery at a time in this process; hosts that
-        status already shows in use are not offered again.
-        """
+        """The segment's reserved hosts free to take, newest first as Masakari orders them:
+        not on maintenance or failed, not shown in use, not taken by another open recovery."""
         free = [
             h
             for h in hosts.values()
@@ -303,12 +307,29 @@ class Lifecycle:
             and h.name != failed.name
             and h.status.reservation != "InUse"
             and h.status.phase != "Failed"
-            and self._claims.get((record.namespace, h.name), record.name) == record.name
+            and h.nova_host not in taken_elsewhere
         ]
         free.sort(key=lambda h: (h.created, h.name), reverse=True)
-        for h in free:
-            self._claims[(record.namespace, h.name)] = record.name
         return [h.nova_host for h in free]
+
+    def _claimer(self, record: EventRecord) -> Callable[[str], bool]:
+        """Claims reserved hosts for `record` in this process, until it ends."""
+
+        def claim(nova_host: str) -> bool:
+            owner = self._claims.setdefault((record.namespace, nova_host), record.name)
+            return owner == record.name
+
+        return claim
+
+    async def _taken_elsewhere(self, record: EventRecord) -> set[str]:
+        """Reserved hosts recorded by other open recoveries (also after a restart, when the
+        in-process claims are gone)."""
+        return {
+            reserved
+            for event in await self.store.failure_events(record.namespace)
+            if event.name != record.name and event.status.phase not in TERMINAL
+            for reserved in event.status.reserved_hosts
+        }
 
     async def _recent_restarts(self, record: EventRecord, segment: FailoverSegmentSpec) -> int:
         window = timedelta(seconds=segment.instance_failure.restart_window_seconds)

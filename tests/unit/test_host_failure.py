@@ -232,3 +232,34 @@ def test_killed_at_any_call_resumes_without_a_second_evacuation(landing_reads: i
         assert dict(nova.evacuations) == {"uuid-a": 1, "uuid-b": 1, "uuid-c": 1}, point
         assert all(not s.locked for s in nova.servers.values()), point
         assert nova.servers["uuid-b"].vm_state == "stopped", point
+
+
+def test_two_hosts_failing_together_get_a_reserved_host_each() -> None:
+    nova = cloud(("a", {}))
+    nova.add_server("b", "h2")
+    nova.kill("h2")
+    for host in ("h3",):
+        nova.services[host] = nova.services[host].__class__(
+            **{**nova.services[host].__dict__, "status": "disabled"}
+        )
+    claims: dict[str, str] = {}
+
+    def claimer(event: str) -> Any:
+        return lambda host: claims.setdefault(host, event) == event
+
+    stores = [Store(), Store()]
+    recoveries = [
+        recovery(nova, store, method="reserved_host", reserved=["r1", "r2"]) for store in stores
+    ]
+    recoveries[1].host = "h2"
+    for number, failed in enumerate(recoveries):
+        failed.event = f"ev{number}"
+        failed.claim = claimer(failed.event)
+
+    async def both() -> list[Outcome]:
+        return list(await asyncio.gather(*(r.run() for r in recoveries)))
+
+    outcomes = asyncio.run(both())
+    assert [o.phase for o in outcomes] == ["Finished", "Finished"], outcomes
+    taken = [store.status.reserved_hosts for store in stores]
+    assert sorted(h for hosts in taken for h in hosts) == ["r1", "r2"], taken
