@@ -121,9 +121,6 @@ class Kube:
             _content_type="application/json-patch+json",
         )
 
-    async def label(self, plural: str, namespace: str, name: str, labels: dict[str, str]) -> None:
-        await self.patch(plural, namespace, name, {"metadata": {"labels": labels}})
-
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         created: dict[str, Any] = await self._call(
             self._objects.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body

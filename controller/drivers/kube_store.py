@@ -53,6 +53,12 @@ class KubeStore:
         bodies = await self.kube.list(PLURAL.failure_events, namespace, selector)
         return [event_record(b) for b in bodies]
 
+    async def host(self, namespace: str, name: str) -> HostRecord | None:
+        try:
+            return host_record(await self.kube.get(PLURAL.hosts, namespace, name))
+        except Gone:
+            return None
+
     async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
         selector = f"spec.segment={segment}" if segment else None
         return [host_record(b) for b in await self.kube.list(PLURAL.hosts, namespace, selector)]

@@ -32,8 +32,7 @@ async def received(
     metrics.events_received.labels(spec["type"]).inc()
     wanted = {f"{LABEL}/host": spec["host"], f"{LABEL}/type": spec["type"]}
     if f"{LABEL}/segment" not in labels:
-        hosts = await runtime_of(memo).store.hosts(namespace or "")
-        host = next((h for h in hosts if h.name == spec["host"]), None)
+        host = await runtime_of(memo).store.host(namespace or "", spec["host"])
         if host is not None:
             wanted[f"{LABEL}/segment"] = host.spec.segment
     missing = {k: v for k, v in wanted.items() if labels.get(k) != v}

@@ -45,6 +45,27 @@ class Timing:
     poll_interval: float = 1.0
 
 
+async def wait_for_vm_state(
+    nova: Nova,
+    server_id: str,
+    vm_state: str,
+    timeout: float,
+    timing: Timing,
+    sleep: Callable[[float], Awaitable[None]],
+) -> Server:
+    """Poll until the server is in `vm_state` with no task running; TimeoutError after
+    `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        server = await nova.server(server_id)
+        if server.vm_state == vm_state and server.task_state is None:
+            return server
+        if loop.time() >= deadline:
+            raise TimeoutError(f"{server.name} not {vm_state} after {timeout:.0f}s")
+        await sleep(timing.poll_interval)
+
+
 @dataclass
 class HostFailure:
     """One attempt at recovering one failed host."""
@@ -298,23 +319,17 @@ class HostFailure:
         """Put the instance back in the state it had: stopped stays stopped."""
         if move.original_state in ("stopped", "error") and server.vm_state == "active":
             await self.nova.stop_server(server.id)
-            server = await self._wait_state(server.id, "stopped")
+            server = await wait_for_vm_state(
+                self.nova,
+                server.id,
+                "stopped",
+                self.policy.evacuation_timeout_seconds,
+                self.timing,
+                self.sleep,
+            )
         if move.original_state == "error" and server.vm_state != "error":
             await self.nova.reset_state(server.id, "error")
         return server
-
-    async def _wait_state(self, server_id: str, vm_state: str) -> Server:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.policy.evacuation_timeout_seconds
-        while True:
-            server = await self.nova.server(server_id)
-            if server.vm_state == vm_state and server.task_state is None:
-                return server
-            if loop.time() >= deadline:
-                raise TimeoutError(
-                    f"not {vm_state} after {self.policy.evacuation_timeout_seconds}s"
-                )
-            await self.sleep(self.timing.poll_interval)
 
     async def _finish(
         self, move: InstanceMove, status: MoveStatus, destination: str | None, message: str | None

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from controller.drivers.nova.model import Conflict, NotFound, Nova, NovaError
-from controller.recovery.host_failure import Timing
+from controller.recovery.host_failure import Timing, wait_for_vm_state
 from controller.recovery.instances import flag
 from controller.recovery.outcome import Outcome
 from controller.recovery.progress import Progress
@@ -74,7 +74,9 @@ class InstanceFailure:
                 # Conflict: already stopping or stopped (LP#1782517); the wait below decides.
                 with contextlib.suppress(Conflict):
                     await self.nova.stop_server(server.id)
-            await self._wait(server.id, "stopped", POWER_OFF_TIMEOUT)
+            await wait_for_vm_state(
+                self.nova, server.id, "stopped", POWER_OFF_TIMEOUT, self.timing, self.sleep
+            )
             await self.progress.end(STOP, StepState.SUCCESS, f"{server.name} stopped")
         if not self.progress.done(START):
             await self.progress.begin(START, "starting")
@@ -83,17 +85,8 @@ class InstanceFailure:
                 await self.nova.start_server(current.id)
             await self.progress.end(START, StepState.SUCCESS, "start requested")
         await self.progress.begin(CONFIRM, "waiting for ACTIVE")
-        await self._wait(self.instance_id, "active", POWER_ON_TIMEOUT)
+        await wait_for_vm_state(
+            self.nova, self.instance_id, "active", POWER_ON_TIMEOUT, self.timing, self.sleep
+        )
         await self.progress.end(CONFIRM, StepState.SUCCESS, "instance is ACTIVE")
         return Outcome.finished("Recovered", f"{server.name} restarted on {server.host}")
-
-    async def _wait(self, server_id: str, vm_state: str, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            server = await self.nova.server(server_id)
-            if server.vm_state == vm_state and server.task_state is None:
-                return
-            if loop.time() >= deadline:
-                raise TimeoutError(f"{server.name} not {vm_state} after {timeout:.0f}s")
-            await self.sleep(self.timing.poll_interval)

@@ -98,7 +98,6 @@ Wait = Callable[[float], Awaitable[bool]]  # sleeps; True when the operator is s
 @dataclass
 class Settings:
     recheck_interval: float = 5.0  # blocked events are evaluated again this often
-    fencing_poll_interval: float = 1.0
     timing: Timing = field(default_factory=Timing)
 
 
@@ -149,10 +148,17 @@ class Lifecycle:
         await self._attempt(record)
         return None
 
-    async def _admit(self, record: EventRecord) -> Decision:
+    async def _host_and_segment(
+        self, record: EventRecord
+    ) -> tuple[dict[str, HostRecord], HostRecord | None, FailoverSegmentSpec | None]:
+        """The namespace's hosts by name, the event's host and its segment (None if gone)."""
         hosts = {h.name: h for h in await self.store.hosts(record.namespace)}
         host = hosts.get(record.spec.host)
         segment = await self.store.segment(record.namespace, host.spec.segment) if host else None
+        return hosts, host, segment
+
+    async def _admit(self, record: EventRecord) -> Decision:
+        hosts, host, segment = await self._host_and_segment(record)
         others = [
             e.report()
             for e in await self.store.failure_events(record.namespace, record.spec.host)
@@ -242,9 +248,7 @@ class Lifecycle:
         await self._end(record, outcome, progress.status)
 
     async def _run(self, record: EventRecord, progress: Progress) -> Outcome:
-        hosts = {h.name: h for h in await self.store.hosts(record.namespace)}
-        host = hosts.get(record.spec.host)
-        segment = await self.store.segment(record.namespace, host.spec.segment) if host else None
+        hosts, host, segment = await self._host_and_segment(record)
         if host is None or segment is None:
             return Outcome.error("HostNotFound", "the host or its segment disappeared")
         progress.status.segment = host.spec.segment
@@ -354,11 +358,7 @@ class Lifecycle:
         status = (status or record.status).model_copy(deep=True)
         segment = None
         if outcome.phase == EventPhase.ERROR:
-            hosts = {h.name: h for h in await self.store.hosts(record.namespace)}
-            host = hosts.get(record.spec.host)
-            segment = (
-                await self.store.segment(record.namespace, host.spec.segment) if host else None
-            )
+            _, _, segment = await self._host_and_segment(record)
         status.reason, status.message = outcome.reason, outcome.message
         status.phase = outcome.phase
         if outcome.phase == EventPhase.ERROR:

@@ -29,13 +29,14 @@ def summarize(
     status.active_hosts = phases.count(HostPhase.ACTIVE)
     status.failed_hosts = sum(p in (HostPhase.FAILED, HostPhase.RECOVERING) for p in phases)
     status.maintenance_hosts = phases.count(HostPhase.MAINTENANCE)
-    reservations = [h.status.reservation for h in hosts if h.spec.reserved]
+    reserved = [h for h in hosts if h.spec.reserved]
     status.reserved_hosts_available = sum(
-        r == ReservationState.AVAILABLE
-        for h, r in zip((h for h in hosts if h.spec.reserved), reservations, strict=True)
-        if not h.spec.on_maintenance
+        h.status.reservation == ReservationState.AVAILABLE and not h.spec.on_maintenance
+        for h in reserved
     )
-    status.reserved_hosts_in_use = reservations.count(ReservationState.IN_USE)
+    status.reserved_hosts_in_use = sum(
+        h.status.reservation == ReservationState.IN_USE for h in reserved
+    )
     status.recoveries_in_flight = sum(e.status.phase == EventPhase.RUNNING for e in open_events)
     blocked = [
         e
@@ -78,9 +79,7 @@ def summarize(
     status.phase = phase
     status.observed_generation = generation
     set_condition(status.conditions, "RecoveryAllowed", allowed, reason, message, now, generation)
-    degraded = status.failed_hosts > 0 or (
-        status.reserved_hosts_available == 0 and bool(reservations)
-    )
+    degraded = status.failed_hosts > 0 or (status.reserved_hosts_available == 0 and bool(reserved))
     set_condition(
         status.conditions,
         "Degraded",
