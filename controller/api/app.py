@@ -27,6 +27,7 @@ from controller.api.store import Snapshot, Store
 from controller.drivers.keystone import Caller, KeystoneUnavailable
 from controller.drivers.kube import PLURAL
 from controller.drivers.nova.model import NovaError
+from controller.microversions import HEADER
 from controller.monitors.reporting import LABEL_VALUE
 from controller.recovery.gates import Report, duplicate_of
 from controller.resources.common import API_VERSION, HOSTNAME_PATTERN
@@ -71,7 +72,7 @@ def _fault(error: ApiFault, version: versions.Version) -> web.Response:
 async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
     version = versions.MIN_VERSION
     try:
-        version = versions.requested(request.headers.getall(versions.HEADER, []))
+        version = versions.requested(request.headers.getall(HEADER, []))
         request[VERSION] = version
         match = request.match_info
         if match.http_exception is None and match.handler not in PUBLIC:
@@ -88,8 +89,8 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         response = _fault(ApiFault(500, INTERNAL_ERROR), version)
-    response.headers[versions.HEADER] = f"{versions.SERVICE_TYPE} {versions.text(version)}"
-    response.headers["Vary"] = versions.HEADER
+    response.headers[HEADER] = f"{versions.SERVICE_TYPE} {versions.text(version)}"
+    response.headers["Vary"] = HEADER
     return response
 
 

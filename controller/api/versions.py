@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 from controller.api.faults import ApiFault, bad_request
+from controller.microversions import asked_for
 
 SERVICE_TYPE = "instance-ha"
-HEADER = "OpenStack-API-Version"
 MIN_VERSION = (1, 0)
 MAX_VERSION = (1, 3)
 UPDATED = "2016-07-01T11:33:21Z"
@@ -23,12 +23,7 @@ def text(version: Version) -> str:
 
 def requested(headers: list[str]) -> Version:
     """The microversion asked for: missing means the minimum, as in Masakari."""
-    value = None
-    for header in headers:
-        for part in header.split(","):
-            service, _, version = part.strip().partition(" ")
-            if service.lower() == SERVICE_TYPE:
-                value = version.strip()
+    value = asked_for(headers, SERVICE_TYPE)
     if value is None:
         return MIN_VERSION
     if value.lower() == "latest":

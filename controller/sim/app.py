@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from controller.microversions import HEADER, asked_for
 from controller.sim import cloud as sim_cloud
 from controller.sim import compute, control, keystone
 from controller.sim import topology as topo
@@ -50,12 +51,7 @@ def _nova_error(status: int, message: str) -> web.Response:
 
 def _requested_microversion(request: web.Request) -> tuple[int, int]:
     """The compute microversion a request asks for (2.1 when it names none)."""
-    value = None
-    for header in request.headers.getall("OpenStack-API-Version", []):
-        for part in header.split(","):
-            service, _, version = part.strip().partition(" ")
-            if service.lower() == "compute":
-                value = version.strip()
+    value = asked_for(request.headers.getall(HEADER, []), "compute")
     if value is None:
         value = request.headers.get("X-OpenStack-Nova-API-Version")
     if value is None:
