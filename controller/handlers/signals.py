@@ -28,6 +28,7 @@ class RecoverySignals:
     def __init__(self) -> None:
         self._blocked: dict[tuple[str, str], str] = {}
         self._observed_moves: set[tuple[str, str, str]] = set()
+        self._running: set[tuple[str, str]] = set()
 
     def transition(self, record: EventRecord, status: FailureEventStatus) -> None:
         kind = record.spec.type
@@ -38,10 +39,6 @@ class RecoverySignals:
         body = reference("FailureEvent", record.namespace, record.name, record.uid)
         post = kopf.warn if phase in _WARNINGS else kopf.info
         post(body, reason=status.reason or str(phase), message=message[:1024])
-        if phase == EventPhase.RUNNING:
-            metrics.in_flight.labels(kind).inc()
-        elif status.start_time is not None and phase != EventPhase.NEW:
-            metrics.in_flight.labels(kind).dec()
         if phase in TERMINAL:
             metrics.recoveries.labels(kind, phase).inc()
             if status.end_time is not None:
@@ -68,3 +65,14 @@ class RecoverySignals:
         if reason is not None:
             self._blocked[key] = reason
             metrics.blocked.labels(reason).inc()
+
+    def running(self, record: EventRecord, running: bool) -> None:
+        """Counted once while this process runs the recovery, however it started (fresh,
+        retried, or resumed after a restart) and however often it is told."""
+        key = (record.namespace, record.name)
+        if running and key not in self._running:
+            self._running.add(key)
+            metrics.in_flight.labels(record.spec.type).inc()
+        elif not running and key in self._running:
+            self._running.remove(key)
+            metrics.in_flight.labels(record.spec.type).dec()

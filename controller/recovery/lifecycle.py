@@ -90,6 +90,8 @@ class Signals(Protocol):
 
     def blocked(self, record: EventRecord, reason: str | None) -> None: ...
 
+    def running(self, record: EventRecord, running: bool) -> None: ...
+
 
 Fencing = Callable[[], Awaitable[ClusterState]]
 Wait = Callable[[float], Awaitable[bool]]  # sleeps; True when the operator is stopping
@@ -239,6 +241,7 @@ class Lifecycle:
             await self.store.write_event_status(record.namespace, record.name, status)
             if not resuming:
                 self.signals.transition(record, status)
+            self.signals.running(record, True)  # a resumed recovery runs in this process too
             progress = Progress(
                 status,
                 lambda s: self.store.write_event_status(record.namespace, record.name, s),
@@ -390,6 +393,7 @@ class Lifecycle:
 
         async def publish() -> None:
             await self.store.write_event_status(record.namespace, record.name, final)
+            self.signals.running(record, False)
             self.signals.transition(record, final)
 
         # Shielded: the final write makes the event terminal, on which the operator stops this
