@@ -30,7 +30,6 @@ RECOVERABLE_VM_EVENTS = {
 
 class Verdict(StrEnum):
     PROCEED = "Proceed"  # start (or resume) the recovery
-    FINISH = "Finish"  # nothing to do, and that is success (e.g. a host came back)
     IGNORE = "Ignore"  # recorded, deliberately not acted on
     WAIT = "Wait"  # stays New, visibly blocked; evaluated again later
     CONFIRM_FENCING = "ConfirmFencing"  # ask Pacemaker whether the host is fenced

@@ -139,13 +139,8 @@ class Lifecycle:
             if decision.verdict == Verdict.WAIT:
                 await self._block(record, decision)
                 return self.settings.recheck_interval
-            if decision.verdict in (Verdict.IGNORE, Verdict.FINISH):
-                phase = (
-                    EventPhase.IGNORED
-                    if decision.verdict == Verdict.IGNORE
-                    else EventPhase.FINISHED
-                )
-                await self._end(record, Outcome(phase, decision.reason, decision.message))
+            if decision.verdict == Verdict.IGNORE:
+                await self._end(record, Outcome.ignored(decision.reason, decision.message))
                 return None
         await self._attempt(record)
         return None
