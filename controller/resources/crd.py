@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .cloud_binding import CloudBinding
 from .common import API_VERSION, CATEGORY, GROUP, VERSION
 from .failure_event import FailureEvent
 from .host import Host
@@ -94,7 +95,30 @@ FAILURE_EVENT = Kind(
     selectable_fields=[".spec.host", ".spec.type"],
 )
 
-KINDS = (SEGMENT, HOST, FAILURE_EVENT)
+
+def _ready(field: str) -> str:
+    return f'.status.conditions[?(@.type=="Ready")].{field}'
+
+
+CLOUD_BINDING = Kind(
+    kind="CloudBinding",
+    plural="cloudbindings",
+    singular="cloudbinding",
+    short_names=["mcloud"],
+    model=CloudBinding,
+    description="Binds its namespace to one OpenStack cloud: the Secret holding the cloud's "
+    "clouds.yaml and how its Pacemaker cluster is reached. A namespace without exactly one "
+    "binding is never acted on.",
+    printer_columns=[
+        {"name": "Secret", "type": "string", "jsonPath": ".spec.secretName"},
+        {"name": "Cloud", "type": "string", "jsonPath": ".spec.cloud"},
+        {"name": "Ready", "type": "string", "jsonPath": _ready("status")},
+        {"name": "Reason", "type": "string", "jsonPath": _ready("reason")},
+        _AGE,
+    ],
+)
+
+KINDS = (SEGMENT, HOST, FAILURE_EVENT, CLOUD_BINDING)
 
 # Schema keywords the API server does not accept in a structural schema, or that say nothing.
 _DROPPED = {"title", "additionalProperties", "$defs"}

@@ -39,6 +39,12 @@ EVENT: dict[str, Any] = {
         "payload": {"event": "STOPPED", "host_status": "NORMAL", "cluster_status": "OFFLINE"},
     },
 }
+BINDING: dict[str, Any] = {
+    "apiVersion": "masakari.dev/v1alpha1",
+    "kind": "CloudBinding",
+    "metadata": {"name": "cloud"},
+    "spec": {"secretName": "openstack-clouds", "cloud": "openstack"},
+}
 VM_PAYLOAD = {
     "event": "LIFECYCLE",
     "vir_domain_event": "STOPPED_FAILED",
@@ -69,7 +75,7 @@ def _apply(cluster: Cluster, namespace: str, body: dict[str, Any], *verb: str) -
 
 def test_examples_are_accepted(cluster: Cluster, namespace: str) -> None:
     result = cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples"))
-    assert result.stdout.count("created") == 9, result.stdout
+    assert result.stdout.count("created") == 10, result.stdout
     segment = json.loads(
         cluster.kubectl("get", "fseg", "rack-a", "-n", namespace, "-o", "json").stdout
     )
@@ -186,6 +192,36 @@ INVALID = [
         'spec.generatedTime: Invalid value: "yesterday"',
     ),
     ("event-without-payload", _with(EVENT, "spec.payload", ...), "spec.payload: Required value"),
+    (
+        "binding-without-secret",
+        _with(BINDING, "spec.secretName", ...),
+        "spec.secretName: Required value",
+    ),
+    (
+        "binding-secret-not-a-name",
+        _with(BINDING, "spec.secretName", "../clouds"),
+        'spec.secretName: Invalid value: "../clouds"',
+    ),
+    (
+        "binding-pacemaker-local-and-ssh",
+        _with(BINDING, "spec.pacemaker", {"local": {}, "ssh": {"host": "node1"}}),
+        "spec.pacemaker: Invalid value: set exactly one of local and ssh",
+    ),
+    (
+        "binding-pacemaker-neither",
+        _with(BINDING, "spec.pacemaker", {}),
+        "set exactly one of local and ssh",
+    ),
+    (
+        "binding-ssh-host-with-shell",
+        _with(BINDING, "spec.pacemaker", {"ssh": {"host": "node1;reboot"}}),
+        'spec.pacemaker.ssh.host: Invalid value: "node1;reboot"',
+    ),
+    (
+        "binding-ssh-user-option",
+        _with(BINDING, "spec.pacemaker", {"ssh": {"host": "node1", "user": "-oProxyCommand"}}),
+        'spec.pacemaker.ssh.user: Invalid value: "-oProxyCommand"',
+    ),
 ]
 
 
@@ -206,6 +242,13 @@ def test_the_valid_bases_are_accepted(cluster: Cluster, namespace: str) -> None:
         SEGMENT,
         HOST,
         EVENT,
+        BINDING,
+        _with(
+            _with(BINDING, "metadata.name", "ssh"),
+            "spec.pacemaker",
+            {"ssh": {"host": "node1", "user": "hacluster"}},
+        ),
+        _with(_with(BINDING, "metadata.name", "local"), "spec.pacemaker", {"local": {}}),
         _with(
             _with(EVENT, "metadata.name", "vm"),
             "spec",

@@ -9,12 +9,18 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from controller.resources.cloud_binding import CloudBinding
 from controller.resources.failure_event import FailureEvent
 from controller.resources.host import Host
 from controller.resources.segment import FailoverSegment, RecoveryMethod
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS = {"FailoverSegment": FailoverSegment, "Host": Host, "FailureEvent": FailureEvent}
+MODELS = {
+    "FailoverSegment": FailoverSegment,
+    "Host": Host,
+    "FailureEvent": FailureEvent,
+    "CloudBinding": CloudBinding,
+}
 
 
 def _examples() -> list[dict[str, Any]]:
