@@ -33,6 +33,9 @@ class OperatorConfig:
     lease_name: str  # empty: no leader election (one replica only)
     lease_namespace: str
     lease_duration: float
+    # Seconds one Kubernetes call may take: ours and kopf's, watches excepted. Lease calls have
+    # their own, a sixth of lease_duration (controller.drivers.lease).
+    kube_timeout: float
 
     @classmethod
     def from_environment(cls) -> OperatorConfig:
@@ -51,4 +54,5 @@ class OperatorConfig:
             lease_name=_get("LEASE_NAME", ""),
             lease_namespace=_get("LEASE_NAMESPACE", os.environ.get("POD_NAMESPACE", "default")),
             lease_duration=float(_get("LEASE_DURATION", "15")),
+            kube_timeout=float(_get("KUBE_TIMEOUT", "5")),
         )

@@ -3,19 +3,34 @@
 kopf watches and dispatches; status is written here, in the middle of a recovery, because
 progress must reach the API server before the next action starts. The `kubernetes` client
 is synchronous, so calls run in threads.
+
+Every call has a request timeout, and transient failures (connection errors, timeouts, 429,
+5xx) are tried again a few times within seconds: an API server restart or an etcd leader
+change is bridged, a real outage surfaces quickly to kopf, which runs the handler again. A
+retried write that had in fact been applied comes back as Conflict or Gone, as it would for
+a client retrying on its own. With `leading` given, every write (each try) is refused with
+NotLeading unless this replica still holds its Lease; reads go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from controller.drivers.lease import NotLeading
 from controller.resources.common import GROUP, VERSION
+
+log = logging.getLogger("masakari.kube")
 
 
 class KubeError(Exception):
@@ -65,25 +80,79 @@ def _message(body: Any) -> str:
         return "no details"
 
 
+@dataclass(frozen=True)
+class Retries:
+    """`tries` in all, sleeping first_delay * 2**n (with jitter) in between, and no try
+    started later than `window` seconds after the first."""
+
+    tries: int = 4
+    first_delay: float = 0.2
+    window: float = 3.0
+
+    def delay(self, tries: int) -> float:
+        """The sleep after the `tries`-th failed try."""
+        return random.uniform(0.5, 1.0) * self.first_delay * 2.0 ** (tries - 1)
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, ApiException):
+        status: int = error.status
+        return status == 429 or status >= 500
+    return isinstance(error, urllib3.exceptions.HTTPError)  # connection errors, timeouts
+
+
+def _final(error: Exception, name: str) -> KubeError:
+    if not isinstance(error, ApiException):
+        return KubeError(f"Kubernetes API unreachable: {type(error).__name__}")
+    if error.status == 404:
+        return Gone(f"{name} no longer exists")
+    if error.status in (409, 422):
+        kind = Conflict if error.status == 409 else Invalid
+        return kind(_message(error.body))
+    # The API server's own message says which field was refused; it never echoes
+    # credentials (those stay in the client configuration).
+    return KubeError(f"Kubernetes API answered {error.status}: {_message(error.body)}")
+
+
 class Kube:
-    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+    def __init__(
+        self,
+        client: kubernetes.client.ApiClient,
+        *,
+        timeout: float = 5.0,
+        retries: Retries = Retries(),
+        leading: Callable[[], bool] | None = None,
+    ) -> None:
         self._client = client
         self._objects = kubernetes.client.CustomObjectsApi(client)
         self._core = kubernetes.client.CoreV1Api(client)
+        self._timeout = timeout
+        self._retries = retries
+        self._leading = leading
 
-    async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await asyncio.to_thread(function, *args, **kwargs)
-        except ApiException as error:
-            if error.status == 404:
-                raise Gone(f"{args[-1]} no longer exists") from None
-            if error.status in (409, 422):
-                kind = Conflict if error.status == 409 else Invalid
-                raise kind(_message(error.body)) from None
-            # The API server's own message says which field was refused; it never echoes
-            # credentials (those stay in the client configuration).
-            detail = _message(error.body)
-            raise KubeError(f"Kubernetes API answered {error.status}: {detail}") from None
+    async def _call(self, function: Any, *args: Any, write: bool = False, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        tries = 0
+        while True:
+            if write and self._leading is not None and not self._leading():
+                raise NotLeading(f"not the leader: {function.__name__} refused")
+            tries += 1
+            try:
+                return await asyncio.to_thread(
+                    function, *args, _request_timeout=self._timeout, **kwargs
+                )
+            except (ApiException, urllib3.exceptions.HTTPError) as error:
+                failure = _final(error, str(args[-1]))
+                if not _transient(error):
+                    raise failure from None
+            delay = self._retries.delay(tries)
+            if (
+                tries >= self._retries.tries
+                or time.monotonic() - started + delay > self._retries.window
+            ):
+                raise KubeError(f"{failure} (gave up after {tries} tries)") from None
+            log.warning("%s (try %d), trying again in %.1fs", failure, tries, delay)
+            await asyncio.sleep(delay)
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         body: dict[str, Any] = await self._call(
@@ -94,7 +163,7 @@ class Kube:
     async def list(
         self, plural: str, namespace: str, field_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        extra = {"field_selector": field_selector} if field_selector else {}
+        extra: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
         body = await self._call(
             self._objects.list_namespaced_custom_object,
             GROUP,
@@ -118,12 +187,19 @@ class Kube:
             plural,
             name,
             [{"op": "add", "path": "/status", "value": status}],
+            write=True,
             _content_type="application/json-patch+json",
         )
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         created: dict[str, Any] = await self._call(
-            self._objects.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
+            self._objects.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            body,
+            write=True,
         )
         return created
 
@@ -140,13 +216,20 @@ class Kube:
             plural,
             name,
             patch,
+            write=True,
             _content_type="application/merge-patch+json",
         )
         return patched
 
     async def delete(self, plural: str, namespace: str, name: str) -> None:
         await self._call(
-            self._objects.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            self._objects.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            write=True,
         )
 
     async def config_map(self, namespace: str, name: str) -> dict[str, Any]:
@@ -155,8 +238,10 @@ class Kube:
         return body
 
     async def create_config_map(self, namespace: str, body: dict[str, Any]) -> None:
-        await self._call(self._core.create_namespaced_config_map, namespace, body)
+        await self._call(self._core.create_namespaced_config_map, namespace, body, write=True)
 
     async def replace_config_map(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         """Replace; body's metadata.resourceVersion makes it conditional (Conflict)."""
-        await self._call(self._core.replace_namespaced_config_map, name, namespace, body)
+        await self._call(
+            self._core.replace_namespaced_config_map, name, namespace, body, write=True
+        )

@@ -40,7 +40,19 @@ async def received(
         patch.metadata.labels.update(missing)
 
 
-@kopf.daemon(GROUP, VERSION, "failureevents", when=_open, cancellation_timeout=30.0)
+# kopf restarts a failed daemon after 60 s by default; a recovery interrupted by an error
+# (Kubernetes unreachable for longer than the driver's retries) resumes within seconds instead.
+RESTART_AFTER_ERROR = 2.0
+
+
+@kopf.daemon(
+    GROUP,
+    VERSION,
+    "failureevents",
+    when=_open,
+    cancellation_timeout=30.0,
+    backoff=RESTART_AFTER_ERROR,
+)
 async def recover(
     name: str, namespace: str | None, memo: Any, stopped: kopf.DaemonStopped, **_: Any
 ) -> None:

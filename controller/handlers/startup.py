@@ -14,6 +14,8 @@ from controller.config import OperatorConfig
 from controller.drivers.kube import Kube, load_client
 from controller.drivers.kube_store import KubeStore
 from controller.drivers.lease import Lease
+from controller.drivers.nova.leading import LeaderOnlyNova
+from controller.drivers.nova.model import Nova
 from controller.drivers.nova.openstack import OpenStackNova
 from controller.drivers.pacemaker.cluster import CrmCluster
 from controller.drivers.pacemaker.runner import LocalRunner, SshRunner
@@ -52,7 +54,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     settings.execution.max_workers = 8
 
     config = OperatorConfig.from_environment()
+    # kopf's own requests (patches, Events; watches have their own timeouts) give up in time.
+    settings.networking.request_timeout = config.kube_timeout
     client = await asyncio.to_thread(load_client)
+    leading = None
     if config.lease_name:
         # Handlers start only once this returns: a standby replica never acts.
         lease = Lease.from_client(
@@ -60,13 +65,17 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         )
         await lease.acquire()
         memo.lease_keeper = asyncio.create_task(lease.keep(), name="lease keeper")
-    kube = Kube(client)
-    nova = await asyncio.to_thread(
+        leading = lease.holding
+    # Every write to Kubernetes and every change to Nova asks the Lease first, so a leader
+    # that wakes up past its deadline changes nothing before its keeper stops the process.
+    kube = Kube(client, timeout=config.kube_timeout, leading=leading)
+    openstack = await asyncio.to_thread(
         OpenStackNova.from_clouds_yaml,
         config.clouds_yaml,
         config.cloud,
         max_concurrency=config.nova_concurrency,
     )
+    nova: Nova = openstack if leading is None else LeaderOnlyNova(openstack, leading)
     pacemaker = pacemaker_cluster(config.pacemaker)
     store = KubeStore(kube)
     runtime = Runtime(
@@ -87,7 +96,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         ),
     )
     runtime.lifecycle.fencing = runtime.cluster_state()
-    runtime.closers.append(nova.close)
+    runtime.closers.append(openstack.close)
     memo.runtime = runtime
     if config.metrics_port:
         prometheus_client.start_http_server(
