@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration crds check-crds lint control-plane control-plane-up nova-lab pacemaker-lab demo clean
+.PHONY: all test unit integration properties crds check-crds lint control-plane control-plane-up nova-lab pacemaker-lab demo clean
 
 all: test
 
@@ -52,6 +52,11 @@ unit: $(BIN)/.installed
 
 integration: $(BIN)/.installed control-plane
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+## The safety invariants' property test at length (make test runs 100 examples of it).
+properties: $(BIN)/.installed
+	MASAKARI_PROPERTY_EXAMPLES=$(or $(EXAMPLES),2000) $(BIN)/pytest \
+	  tests/unit/test_safety_properties.py --hypothesis-show-statistics $(PYTEST_ARGS)
 
 ## Regenerate crds/ from the resource models.
 crds: $(BIN)/.installed

@@ -8,8 +8,9 @@ from typing import Any
 
 from controller.drivers.kube import PLURAL, Gone, Kube
 from controller.recovery.lifecycle import EventRecord, HostRecord
+from controller.recovery.progress import utcnow
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
-from controller.resources.host import HostSpec, HostStatus
+from controller.resources.host import HOLDS, HostSpec, HostStatus, ServiceHold
 from controller.resources.segment import FailoverSegmentSpec
 
 
@@ -74,3 +75,7 @@ class KubeStore:
         self, namespace: str, name: str, status: FailureEventStatus
     ) -> None:
         await self.kube.write_status(PLURAL.failure_events, namespace, name, status.to_wire())
+
+    async def hold_host_service(self, namespace: str, host: str, event: str) -> None:
+        hold = ServiceHold(since=utcnow()).to_wire()
+        await self.kube.merge_status(PLURAL.hosts, namespace, host, {HOLDS: {event: hold}})

@@ -1,13 +1,16 @@
 """The checks a failure report passes before any action: pure, no I/O, one decision.
 
 Order follows Masakari's pipeline (host known, segment enabled, host not on maintenance,
-duplicate), then our own safety gates: a host failure is recovered only once the host is
-confirmed down, and not while the segment is paused or past its storm limit.
+duplicate), then our own safety gates: a host failure is not recovered once the host reported
+started again, nor while the segment is paused or past its storm limit, and only once the host
+is confirmed down (`recovery.fencing`). Every attempt passes them, retries included; a retry
+is never a duplicate (it was the original when first admitted).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,6 +22,7 @@ from controller.resources.segment import FailoverSegmentSpec
 # Masakari's duplicate_notification_detection_interval.
 DUPLICATE_WINDOW = timedelta(seconds=180)
 OPEN_PHASES = {None, EventPhase.NEW, EventPhase.RUNNING, EventPhase.ERROR}
+ADMITTED = {EventPhase.RUNNING, EventPhase.ERROR, EventPhase.FINISHED, EventPhase.FAILED}
 
 # engine/instance_events.py: the (event, vir_domain_event) pairs worth a restart.
 RECOVERABLE_VM_EVENTS = {
@@ -32,7 +36,7 @@ class Verdict(StrEnum):
     PROCEED = "Proceed"  # start (or resume) the recovery
     IGNORE = "Ignore"  # recorded, deliberately not acted on
     WAIT = "Wait"  # stays New, visibly blocked; evaluated again later
-    CONFIRM_FENCING = "ConfirmFencing"  # ask Pacemaker whether the host is fenced
+    CONFIRM_FENCING = "ConfirmFencing"  # passed: now confirm the host down (recovery.fencing)
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,21 @@ def storm_limit(segment: FailoverSegmentSpec, hosts: int) -> int | None:
     return None
 
 
+def _precedence(report: Report) -> tuple[bool, bool, datetime, str]:
+    """Which of two reports of one failure is the original: one that was admitted, then one
+    whose monitor confirmed the host down (a confirmed report takes over from an unconfirmed
+    one still waiting), then the earliest. A total order: no report is the duplicate of its
+    own duplicate."""
+    waiting = report.phase not in ADMITTED
+    unconfirmed = (
+        report.spec.type == FailureType.COMPUTE_HOST and report.spec.payload.host_status != "NORMAL"
+    )
+    return (waiting, waiting and unconfirmed, report.created, report.name)
+
+
 def duplicate_of(report: Report, others: list[Report]) -> Report | None:
-    for other in sorted(others, key=Report.sort_key):
-        if other.sort_key() >= report.sort_key() or other.spec.type != report.spec.type:
+    for other in sorted(others, key=_precedence):
+        if _precedence(other) >= _precedence(report) or other.spec.type != report.spec.type:
             continue
         if other.spec.host != report.spec.host:
             continue
@@ -90,6 +106,38 @@ def duplicate_of(report: Report, others: list[Report]) -> Report | None:
         if still_recovering:
             return other
     return None
+
+
+def started_since(report: Report, others: list[Report]) -> Report | None:
+    """A STARTED report of the host generated after this STOPPED one: the host came back."""
+    return next(
+        (
+            other
+            for other in others
+            if other.spec.type == FailureType.COMPUTE_HOST
+            and other.spec.host == report.spec.host
+            and other.spec.payload.event == "STARTED"
+            and other.spec.generated_time > report.spec.generated_time
+        ),
+        None,
+    )
+
+
+def segment_health(
+    members: Mapping[str, str | None], open_recoveries: list[Report]
+) -> SegmentHealth:
+    """The segment's failed hosts: those whose Host shows them failed or recovering, and those
+    of every admitted host recovery, which Host status shows only a resync later."""
+    failed = {name for name, phase in members.items() if phase in ("Failed", "Recovering")}
+    failed |= {
+        r.spec.host
+        for r in open_recoveries
+        if r.spec.host in members
+        and r.spec.type == FailureType.COMPUTE_HOST
+        and r.spec.payload.event == "STOPPED"
+        and r.phase in (EventPhase.RUNNING, EventPhase.ERROR)
+    }
+    return SegmentHealth(hosts=len(members), failed_hosts=failed)
 
 
 def admit(
@@ -112,9 +160,10 @@ def admit(
         return Decision(
             Verdict.IGNORE, "HostOnMaintenance", f"{report.spec.host} is on maintenance"
         )
-    original = duplicate_of(report, others)
-    if original is not None:
-        return Decision(Verdict.IGNORE, "Duplicate", f"same failure as {original.name}")
+    if report.phase in (None, EventPhase.NEW):  # a retry was the original already
+        original = duplicate_of(report, others)
+        if original is not None:
+            return Decision(Verdict.IGNORE, "Duplicate", f"same failure as {original.name}")
     payload = report.spec.payload
     if report.spec.type == FailureType.VM:
         if (payload.event, payload.vir_domain_event) not in RECOVERABLE_VM_EVENTS:
@@ -126,12 +175,21 @@ def admit(
         return Decision(Verdict.PROCEED)
     if report.spec.type == FailureType.PROCESS or payload.event == "STARTED":
         return Decision(Verdict.PROCEED)
-    return _admit_host_failure(report, host, segment, health)
+    return _admit_host_failure(report, host, segment, others, health)
 
 
 def _admit_host_failure(
-    report: Report, host: HostSpec, segment: FailoverSegmentSpec, health: SegmentHealth
+    report: Report,
+    host: HostSpec,
+    segment: FailoverSegmentSpec,
+    others: list[Report],
+    health: SegmentHealth,
 ) -> Decision:
+    started = started_since(report, others)
+    if started is not None:
+        return Decision(
+            Verdict.IGNORE, "HostRecovered", f"{report.spec.host} reported started ({started.name})"
+        )
     if segment.storm.pause_requests:
         return Decision(
             Verdict.WAIT, "RecoveryPaused", "paused: " + "; ".join(segment.storm.pause_requests)
@@ -145,10 +203,6 @@ def _admit_host_failure(
             f"{len(failed_others)} host(s) of segment {host.segment} already failed "
             f"(limit {limit})",
         )
-    if report.spec.payload.host_status != "NORMAL":
-        return Decision(
-            Verdict.CONFIRM_FENCING,
-            "AwaitingFencing",
-            f"{report.spec.host} is not confirmed down by its monitor; checking Pacemaker",
-        )
-    return Decision(Verdict.PROCEED)
+    return Decision(
+        Verdict.CONFIRM_FENCING, "AwaitingFencing", f"confirming {report.spec.host} is down"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,11 +39,17 @@ DISABLE_REASON = HOST_FAILURE_REASON + " ({event})"
 # mark by more than this is from an earlier failure, not from our interrupted call.
 CLOCK_SKEW = timedelta(seconds=30)
 _SETTLED_STATES = {"active", "stopped", "error"}
+# Nova's task states while it rebuilds an instance on its destination (an evacuation).
+REBUILDING = {"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"}
 
 
 @dataclass(frozen=True)
 class Timing:
+    """How the recovery waits on Nova: tests give it a virtual clock."""
+
     poll_interval: float = 1.0
+    clock: Callable[[], float] = time.monotonic  # deadlines of the waits
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 async def wait_for_vm_state(
@@ -51,19 +58,17 @@ async def wait_for_vm_state(
     vm_state: str,
     timeout: float,
     timing: Timing,
-    sleep: Callable[[float], Awaitable[None]],
 ) -> Server:
     """Poll until the server is in `vm_state` with no task running; TimeoutError after
     `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = timing.clock() + timeout
     while True:
         server = await nova.server(server_id)
         if server.vm_state == vm_state and server.task_state is None:
             return server
-        if loop.time() >= deadline:
+        if timing.clock() >= deadline:
             raise TimeoutError(f"{server.name} not {vm_state} after {timeout:.0f}s")
-        await sleep(timing.poll_interval)
+        await timing.sleep(timing.poll_interval)
 
 
 @dataclass
@@ -79,9 +84,10 @@ class HostFailure:
     reserved_candidates: list[str] = field(default_factory=list)  # available, in order
     # Takes a reserved host for this recovery; False when another recovery has it.
     claim: Callable[[str], bool] = lambda _host: True
+    # Records on the Host that its service is being taken out (before Nova is touched).
+    hold: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0)
     overall_limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
     timing: Timing = field(default_factory=Timing)
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def run(self) -> Outcome:
         try:
@@ -98,6 +104,7 @@ class HostFailure:
         if self.progress.done(DISABLE):
             return
         await self.progress.begin(DISABLE, f"taking {self.host} out of Nova")
+        await self.hold()
         service = await self.nova.compute_service(self.host)
         if not service.forced_down:
             # Forced down first: Nova then accepts evacuations at once, and disabling a host
@@ -233,7 +240,7 @@ class HostFailure:
             return
         try:
             if server.host == self.host or server.task_state is not None:
-                if not await self._evacuation_in_flight(move):
+                if not await self._evacuation_in_flight(move, server):
                     await self._lock(move, server)
                     await self._start_evacuation(move, server, target)
                 server = await self._wait_landed(server)
@@ -275,9 +282,14 @@ class HostFailure:
         await self.progress.save()
         await self.nova.evacuate(server.id, target)
 
-    async def _evacuation_in_flight(self, move: InstanceMove) -> bool:
-        """After a restart: did our last evacuate call reach Nova? Then wait, don't repeat."""
-        if move.status != MoveStatus.ONGOING or move.start_time is None:
+    async def _evacuation_in_flight(self, move: InstanceMove, server: Server) -> bool:
+        """Is Nova still moving it? Then wait for it: resetting it or evacuating it again while
+        a rebuild runs would start the instance twice. Asked before every evacuate call: after
+        a restart, after a move that timed out (its rebuild may still run), on a retry, and
+        before a method's fallback."""
+        if server.task_state in REBUILDING:
+            return True
+        if move.start_time is None:
             return False
         since = move.start_time - CLOCK_SKEW
         for migration in await self.nova.migrations(move.instance_uuid):
@@ -296,8 +308,7 @@ class HostFailure:
             await self.nova.reset_state(server.id, "error")
 
     async def _wait_landed(self, before: Server) -> Server:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.policy.evacuation_timeout_seconds
+        deadline = self.timing.clock() + self.policy.evacuation_timeout_seconds
         while True:
             server = await self.nova.server(before.id)
             if server.task_state is None:
@@ -308,12 +319,12 @@ class HostFailure:
                     )
                 if server.host != self.host:
                     return server
-            if loop.time() >= deadline:
+            if self.timing.clock() >= deadline:
                 raise TimeoutError(
                     f"not landed after {self.policy.evacuation_timeout_seconds}s "
                     f"(host {server.host}, task {server.task_state})"
                 )
-            await self.sleep(self.timing.poll_interval)
+            await self.timing.sleep(self.timing.poll_interval)
 
     async def _restore_state(self, move: InstanceMove, server: Server) -> Server:
         """Put the instance back in the state it had: stopped stays stopped."""
@@ -325,7 +336,6 @@ class HostFailure:
                 "stopped",
                 self.policy.evacuation_timeout_seconds,
                 self.timing,
-                self.sleep,
             )
         if move.original_state == "error" and server.vm_state != "error":
             await self.nova.reset_state(server.id, "error")

@@ -25,6 +25,7 @@ from controller.resources.host import (
     NovaServiceStatus,
     PacemakerNodeStatus,
     ReservationState,
+    ServiceHold,
 )
 
 OURS = "masakari-operator:"
@@ -34,6 +35,10 @@ RESERVED_REASON = f"{OURS} reserved host"
 # reservation, and a released host failure. A process failure is undone only by its STARTED
 # report: nova-compute may still be down although Nova has not noticed yet.
 UNDOABLE = (MAINTENANCE_REASON, RESERVED_REASON, HOST_FAILURE_REASON)
+# Host failures that took the host out of service (Ignored ones took nothing out).
+ACTED = (EventPhase.RUNNING, EventPhase.ERROR, EventPhase.FINISHED, EventPhase.FAILED)
+# Pacemaker node states (status.pacemaker.state) in which the node is out of the cluster.
+DOWN_STATES = ("offline", "unclean")
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Plan:
     standby: bool | None = None  # True: put in standby, False: bring online
     status: HostStatus = field(default_factory=HostStatus)
     transition: tuple[str, str] | None = None  # (reason, message) when the phase changed
+    released_holds: list[str] = field(default_factory=list)  # status.serviceHolds to clear
 
 
 def _open_host_failure(events: list[EventRecord]) -> EventRecord | None:
@@ -59,17 +65,44 @@ def _open_host_failure(events: list[EventRecord]) -> EventRecord | None:
     return None
 
 
-def _last_host_failure(events: list[EventRecord]) -> EventRecord | None:
-    """The latest host failure that was acted on (Ignored reports took nothing out)."""
-    acted = [
-        e
+def _last_host_failure(
+    events: list[EventRecord], holds: dict[str, ServiceHold]
+) -> FailureRecord | None:
+    """The latest host failure that took the host out: one acted on (Ignored reports took
+    nothing out), or one that recorded a service hold, even if its event has since ended
+    Ignored or been deleted."""
+    by_name = {e.name: e for e in events}
+    failures = [
+        (e.created, e.name)
         for e in events
         if e.spec.type == FailureType.COMPUTE_HOST
         and e.spec.payload.event == "STOPPED"
-        and e.status.phase
-        in (EventPhase.RUNNING, EventPhase.ERROR, EventPhase.FINISHED, EventPhase.FAILED)
+        and (e.status.phase in ACTED or e.name in holds)
     ]
-    return max(acted, key=lambda e: (e.created, e.name), default=None)
+    failures += [(hold.since, name) for name, hold in holds.items() if name not in by_name]
+    if not failures:
+        return None
+    _, name = max(failures)
+    event = by_name.get(name)
+    if event is None:
+        return FailureRecord(event=name, type=FailureType.COMPUTE_HOST, time=holds[name].since)
+    return FailureRecord(
+        event=name, type=event.spec.type, time=event.spec.generated_time, result=event.status.phase
+    )
+
+
+def _online_since(
+    previous: PacemakerNodeStatus | None, node: Node, fenced_at: datetime | None, now: datetime
+) -> datetime | None:
+    """When the node came online, as far as the operator can tell: the first time it is seen
+    online after being seen otherwise, or after a fencing of it that the operator did not see
+    happen between two reads."""
+    if not node.online or node.unclean:
+        return previous.online_since if previous else None
+    since = previous.online_since if previous and previous.state not in DOWN_STATES else None
+    if since is None or (fenced_at is not None and fenced_at >= since):
+        return now
+    return since
 
 
 def _reserved_by(host: HostRecord, events: list[EventRecord]) -> EventRecord | None:
@@ -85,22 +118,19 @@ def plan(
     all_events: list[EventRecord],
     now: datetime,
     generation: int,
+    fenced_at: datetime | None = None,
 ) -> Plan:
+    """`fenced_at`: when Pacemaker last fenced the node, if it did."""
     result = Plan()
     status = host.status.model_copy(deep=True)
     spec = host.spec
     recovering = _open_host_failure(own_events)
-    last = _last_host_failure(own_events)
-    released = last is None or spec.release_failure == last.name
+    last = _last_host_failure(own_events, status.service_holds)
+    released = last is None or spec.release_failure == last.event
     taker = _reserved_by(host, all_events) if spec.reserved else None
 
     if last is not None:
-        status.last_failure = FailureRecord(
-            event=last.name,
-            type=last.spec.type,
-            time=last.spec.generated_time,
-            result=last.status.phase,
-        )
+        status.last_failure = last
     status.reservation = (
         ReservationState.NOT_RESERVED
         if not spec.reserved
@@ -139,7 +169,22 @@ def plan(
             if node.online
             else "offline"
         )
-        status.pacemaker = PacemakerNodeStatus(state=state, remote=node.is_remote, observed_at=now)
+        status.pacemaker = PacemakerNodeStatus(
+            state=state,
+            remote=node.is_remote,
+            observed_at=now,
+            online_since=_online_since(status.pacemaker, node, fenced_at, now),
+        )
+    if (
+        released
+        and recovering is None
+        and service is not None
+        and not service.forced_down
+        and not (service.disabled_reason or "").startswith(HOST_FAILURE_REASON)
+    ):
+        # Released and nothing of the recovery left in Nova: the holds have done their work.
+        result.released_holds = sorted(status.service_holds)
+        status.service_holds = {}
 
     if status.phase != phase:
         status.history.append(HistoryEntry(time=now, phase=phase, reason=reason, message=why))
@@ -177,7 +222,7 @@ def _decide(
     service: ComputeService | None,
     node: Node | None,
     recovering: EventRecord | None,
-    last: EventRecord | None,
+    last: FailureRecord | None,
     released: bool,
     taker: EventRecord | None,
 ) -> tuple[HostPhase, str, str]:
@@ -194,7 +239,7 @@ def _decide(
         return (
             HostPhase.FAILED,
             "AwaitingRelease",
-            f"failed ({last.name}); set spec.releaseFailure: {last.name} to return it",
+            f"failed ({last.event}); set spec.releaseFailure: {last.event} to return it",
         )
     if spec.on_maintenance:
         if service.is_enabled:

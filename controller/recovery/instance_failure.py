@@ -6,9 +6,7 @@ becoming a restart storm; the count comes from the instance's earlier FailureEve
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from controller.drivers.nova.model import Conflict, NotFound, Nova, NovaError
@@ -36,7 +34,6 @@ class InstanceFailure:
     progress: Progress
     recent_restarts: int = 0  # restarts of this instance within policy.restart_window_seconds
     timing: Timing = field(default_factory=Timing)
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def run(self) -> Outcome:
         try:
@@ -74,9 +71,7 @@ class InstanceFailure:
                 # Conflict: already stopping or stopped (LP#1782517); the wait below decides.
                 with contextlib.suppress(Conflict):
                     await self.nova.stop_server(server.id)
-            await wait_for_vm_state(
-                self.nova, server.id, "stopped", POWER_OFF_TIMEOUT, self.timing, self.sleep
-            )
+            await wait_for_vm_state(self.nova, server.id, "stopped", POWER_OFF_TIMEOUT, self.timing)
             await self.progress.end(STOP, StepState.SUCCESS, f"{server.name} stopped")
         if not self.progress.done(START):
             await self.progress.begin(START, "starting")
@@ -86,7 +81,7 @@ class InstanceFailure:
             await self.progress.end(START, StepState.SUCCESS, "start requested")
         await self.progress.begin(CONFIRM, "waiting for ACTIVE")
         await wait_for_vm_state(
-            self.nova, self.instance_id, "active", POWER_ON_TIMEOUT, self.timing, self.sleep
+            self.nova, self.instance_id, "active", POWER_ON_TIMEOUT, self.timing
         )
         await self.progress.end(CONFIRM, StepState.SUCCESS, "instance is ACTIVE")
         return Outcome.finished("Recovered", f"{server.name} restarted on {server.host}")

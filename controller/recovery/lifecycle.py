@@ -1,23 +1,29 @@
 """A FailureEvent from report to end: gates, attempts, backoff, and the phase it ends in.
 
 New → Running → Finished | Ignored | Error → (backoff, bounded attempts) → Failed.
-Gates that block (storm limit, pause, fencing not yet confirmed) keep the event New with a
+Every attempt passes the gates, retries included (and a recovery resumed after a restart
+before its host was taken out of Nova). Gates that block (no cloud bound, storm limit, pause,
+host not yet confirmed down) keep the event where it is (New, or Error for a retry) with a
 reason and a Blocked condition, and are evaluated again until they let it through.
+
+Host failures of one segment are admitted one at a time under the segment's lock, counting
+every admitted recovery as a failed host, so hosts failing together cannot pass the storm
+limit between two Host resyncs.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from controller.drivers.nova.model import Nova
+from controller.drivers.nova.model import NotFound, Nova, NovaError
 from controller.drivers.pacemaker.model import ClusterState
-from controller.recovery.fencing import confirmed_down
-from controller.recovery.gates import Decision, Report, SegmentHealth, Verdict, admit
-from controller.recovery.host_failure import HostFailure, Timing
+from controller.recovery.fencing import Evidence, confirm
+from controller.recovery.gates import Decision, Report, Verdict, admit, segment_health
+from controller.recovery.host_failure import DISABLE, HostFailure, Timing
 from controller.recovery.instance_failure import InstanceFailure
 from controller.recovery.outcome import Outcome
 from controller.recovery.process_failure import ProcessFailure
@@ -29,8 +35,8 @@ from controller.resources.failure_event import (
     FailureEventStatus,
     FailureType,
 )
-from controller.resources.host import HostSpec, HostStatus
-from controller.resources.segment import FailoverSegmentSpec
+from controller.resources.host import HostPhase, HostSpec, HostStatus, ReservationState
+from controller.resources.segment import FailoverSegmentSpec, FencingMethod
 
 TERMINAL = {EventPhase.FINISHED, EventPhase.IGNORED, EventPhase.FAILED}
 
@@ -82,6 +88,11 @@ class Store(Protocol):
         self, namespace: str, name: str, status: FailureEventStatus
     ) -> None: ...
 
+    async def hold_host_service(self, namespace: str, host: str, event: str) -> None:
+        """Record on the Host, before Nova is touched, that `event` takes its compute service
+        out (status.serviceHolds), so the host is released even if the event is deleted."""
+        ...
+
 
 class Signals(Protocol):
     """What the outside world hears: Kubernetes Events, metrics, log lines."""
@@ -97,22 +108,52 @@ Fencing = Callable[[], Awaitable[ClusterState]]
 Wait = Callable[[float], Awaitable[bool]]  # sleeps; True when the operator is stopping
 
 
+@dataclass(frozen=True)
+class Cloud:
+    """The OpenStack cloud a namespace is bound to, as the recovery reaches it."""
+
+    nova: Nova
+    fencing: Fencing | None = None  # reads the cloud's Pacemaker cluster; None: no access
+
+
+class CloudNotBound(Exception):
+    """The namespace has no usable binding to a cloud: nothing in it is acted on."""
+
+
+class Clouds(Protocol):
+    """Which cloud each namespace is bound to."""
+
+    async def cloud(self, namespace: str) -> Cloud:
+        """The namespace's cloud; CloudNotBound (saying why) when there is none."""
+        ...
+
+
 @dataclass
 class Settings:
     recheck_interval: float = 5.0  # blocked events are evaluated again this often
     timing: Timing = field(default_factory=Timing)
 
 
+@dataclass(frozen=True)
+class Context:
+    """What one step of an event needs to know of the world, read at the start of the step."""
+
+    cloud: Cloud
+    hosts: dict[str, HostRecord]
+    host: HostRecord | None
+    segment: FailoverSegmentSpec | None
+
+
 @dataclass
 class Lifecycle:
-    nova: Nova
+    clouds: Clouds
     store: Store
     signals: Signals
-    fencing: Fencing | None = None
     settings: Settings = field(default_factory=Settings)
     overall_limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
     clock: Callable[[], datetime] = utcnow
     _host_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _segment_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _claims: dict[tuple[str, str], str] = field(default_factory=dict)
 
     async def process(self, namespace: str, name: str, wait: Wait) -> None:
@@ -134,68 +175,97 @@ class Lifecycle:
             delay = (status.next_attempt_time - self.clock()).total_seconds()
             if delay > 0:
                 return delay
-        if status.phase in (None, EventPhase.NEW):
-            decision = await self._admit(record)
+        try:
+            cloud = await self.clouds.cloud(record.namespace)
+        except CloudNotBound as error:
+            await self._block(record, Decision(Verdict.WAIT, "CloudNotBound", str(error)))
+            return self.settings.recheck_interval
+        context = await self._context(record, cloud)
+        if not self._needs_gates(record):
+            await self._attempt(record, context)
+            return None
+        segment = context.host.spec.segment if context.host else ""
+        lock = self._segment_locks.setdefault((record.namespace, segment), asyncio.Lock())
+        # Admission and the write that records it happen under the segment's lock: the next
+        # report of the segment counts this one among the open recoveries.
+        async with lock:
+            decision = await self._admit(record, context)
             if decision.verdict == Verdict.WAIT:
                 await self._block(record, decision)
                 return self.settings.recheck_interval
             if decision.verdict == Verdict.IGNORE:
                 await self._end(record, Outcome.ignored(decision.reason, decision.message))
                 return None
-        await self._attempt(record)
+            record = await self._start(record)
+        await self._attempt(record, context)
         return None
 
-    async def _host_and_segment(
-        self, record: EventRecord
-    ) -> tuple[dict[str, HostRecord], HostRecord | None, FailoverSegmentSpec | None]:
-        """The namespace's hosts by name, the event's host and its segment (None if gone)."""
+    def _needs_gates(self, record: EventRecord) -> bool:
+        """A new report, a retry, or a recovery resumed before it took its host out of Nova."""
+        if record.status.phase != EventPhase.RUNNING:
+            return True
+        disable = next((s for s in record.status.steps if s.name == DISABLE), None)
+        return record.spec.type == FailureType.COMPUTE_HOST and disable is None
+
+    async def _context(self, record: EventRecord, cloud: Cloud) -> Context:
         hosts = {h.name: h for h in await self.store.hosts(record.namespace)}
         host = hosts.get(record.spec.host)
         segment = await self.store.segment(record.namespace, host.spec.segment) if host else None
-        return hosts, host, segment
+        return Context(cloud, hosts, host, segment)
 
-    async def _admit(self, record: EventRecord) -> Decision:
-        hosts, host, segment = await self._host_and_segment(record)
-        others = [
+    async def _admit(self, record: EventRecord, context: Context) -> Decision:
+        # Read fresh under the segment's lock: what other recoveries were admitted is a safety
+        # matter (the storm limit), never taken from a cache.
+        events = [
             e.report()
-            for e in await self.store.failure_events(record.namespace, record.spec.host)
+            for e in await self.store.failure_events(record.namespace)
             if e.name != record.name
         ]
-        members = [h for h in hosts.values() if host and h.spec.segment == host.spec.segment]
-        health = SegmentHealth(
-            hosts=len(members),
-            failed_hosts={h.name for h in members if h.status.phase in ("Failed", "Recovering")},
+        host, segment = context.host, context.segment
+        members = {
+            h.name: h.status.phase
+            for h in context.hosts.values()
+            if host and h.spec.segment == host.spec.segment
+        }
+        decision = admit(
+            record.report(),
+            host.spec if host else None,
+            segment,
+            [e for e in events if e.spec.host == record.spec.host],
+            segment_health(members, events),
         )
-        decision = admit(record.report(), host.spec if host else None, segment, others, health)
         if decision.verdict != Verdict.CONFIRM_FENCING or host is None or segment is None:
             return decision
-        return await self._confirm_fencing(record, host, segment)
+        try:
+            evidence = await self._evidence(context.cloud, host, segment)
+        except NovaError as error:
+            return Decision(Verdict.WAIT, "NovaUnavailable", f"Nova failed: {error}")
+        return confirm(record.report(), host.pacemaker_node, segment, evidence, self.clock())
 
-    async def _confirm_fencing(
-        self, record: EventRecord, host: HostRecord, segment: FailoverSegmentSpec
-    ) -> Decision:
-        timeout = timedelta(seconds=segment.host_failure.fencing_timeout_seconds)
-        waited = self.clock() - record.created
-        why = "no Pacemaker cluster is configured"
-        if self.fencing is not None:
-            try:
-                down, why = confirmed_down(await self.fencing(), host.pacemaker_node)
-            except Exception as error:  # any driver failure means "not confirmed"
-                down, why = False, f"Pacemaker could not be read: {error}"
-            if down:
-                return Decision(Verdict.PROCEED, "FencingConfirmed", why)
-        if waited >= timeout:
-            return Decision(
-                Verdict.IGNORE,
-                "HostNotConfirmedDown",
-                f"not confirmed down after {timeout.total_seconds():.0f}s: {why}",
-            )
-        return Decision(Verdict.WAIT, "AwaitingFencing", why)
+    async def _evidence(
+        self, cloud: Cloud, host: HostRecord, segment: FailoverSegmentSpec
+    ) -> Evidence:
+        try:
+            heartbeat = (await cloud.nova.compute_service(host.nova_host)).updated_at
+        except NotFound:
+            heartbeat = None
+        pacemaker = host.status.pacemaker
+        evidence = Evidence(
+            heartbeat=heartbeat, online_since=pacemaker.online_since if pacemaker else None
+        )
+        if cloud.fencing is None or segment.fencing.method == FencingMethod.NONE:
+            return evidence
+        try:
+            return replace(evidence, cluster=await cloud.fencing())
+        except Exception as error:  # any driver failure means "not confirmed"
+            return replace(evidence, cluster_unavailable=f"Pacemaker could not be read: {error}")
 
     async def _block(self, record: EventRecord, decision: Decision) -> None:
         status = record.status.model_copy(deep=True)
-        changed = status.reason != decision.reason or status.phase != EventPhase.NEW
-        status.phase = EventPhase.NEW
+        # A retry waits in Error, with its attempts; anything else waits as New.
+        phase = EventPhase.ERROR if status.phase == EventPhase.ERROR else EventPhase.NEW
+        changed = status.reason != decision.reason or status.phase != phase
+        status.phase = phase
         status.reason = decision.reason
         status.message = decision.message
         set_condition(
@@ -212,41 +282,49 @@ class Lifecycle:
             self.signals.transition(record, status)
         self.signals.blocked(record, decision.reason)
 
-    async def _attempt(self, record: EventRecord) -> None:
+    async def _start(self, record: EventRecord) -> EventRecord:
+        """Record the admission: Running, one more attempt."""
+        status = record.status.model_copy(deep=True)
+        resumed = status.phase == EventPhase.RUNNING
+        if not resumed:
+            status.attempts = (status.attempts or 0) + 1
+            status.start_time = status.start_time or self.clock()
+            status.next_attempt_time = None
+            status.phase = EventPhase.RUNNING
+            status.reason, status.message = "Recovering", f"attempt {status.attempts}"
+        set_condition(
+            status.conditions,
+            "Blocked",
+            False,
+            "Admitted",
+            "gates passed",
+            self.clock(),
+            record.generation,
+        )
+        self.signals.blocked(record, None)
+        await self.store.write_event_status(record.namespace, record.name, status)
+        if not resumed:
+            self.signals.transition(record, status)
+        return replace(record, status=status)
+
+    async def _attempt(self, record: EventRecord, context: Context) -> None:
         lock = self._host_locks.setdefault((record.namespace, record.spec.host), asyncio.Lock())
         async with lock:
             status = record.status.model_copy(deep=True)
-            resuming = status.phase == EventPhase.RUNNING
-            if not resuming:
-                status.attempts = (status.attempts or 0) + 1
-                status.start_time = status.start_time or self.clock()
-                status.next_attempt_time = None
-                status.phase = EventPhase.RUNNING
-                status.reason, status.message = "Recovering", f"attempt {status.attempts}"
-            self.signals.blocked(record, None)
-            set_condition(
-                status.conditions,
-                "Blocked",
-                False,
-                "Admitted",
-                "gates passed",
-                self.clock(),
-                record.generation,
-            )
-            await self.store.write_event_status(record.namespace, record.name, status)
-            if not resuming:
-                self.signals.transition(record, status)
             self.signals.running(record, True)  # a resumed recovery runs in this process too
             progress = Progress(
                 status,
                 lambda s: self.store.write_event_status(record.namespace, record.name, s),
                 self.clock,
             )
-            outcome = await self._run(record, progress)
-        await self._end(record, outcome, progress.status)
+            try:
+                outcome = await self._run(record, context, progress)
+            except NovaError as error:
+                outcome = Outcome.error("NovaUnavailable", f"Nova failed: {error}")
+        await self._end(record, outcome, progress.status, context.segment)
 
-    async def _run(self, record: EventRecord, progress: Progress) -> Outcome:
-        hosts, host, segment = await self._host_and_segment(record)
+    async def _run(self, record: EventRecord, context: Context, progress: Progress) -> Outcome:
+        host, segment, nova = context.host, context.segment, context.cloud.nova
         if host is None or segment is None:
             return Outcome.error("HostNotFound", "the host or its segment disappeared")
         progress.status.segment = host.spec.segment
@@ -255,17 +333,22 @@ class Lifecycle:
             if payload.event == "STARTED":
                 return Outcome.finished("HostStarted", f"{host.name} reported started")
             progress.status.recovery_method = segment.recovery_method
+
+            async def hold() -> None:
+                await self.store.hold_host_service(record.namespace, host.name, record.name)
+
             return await HostFailure(
                 event=record.name,
                 host=host.nova_host,
                 method=segment.recovery_method,
                 policy=segment.host_failure,
-                nova=self.nova,
+                nova=nova,
                 progress=progress,
                 reserved_candidates=self._reserved_candidates(
-                    record, host, hosts, await self._taken_elsewhere(record)
+                    record, host, context.hosts, await self._taken_elsewhere(record)
                 ),
                 claim=self._claimer(record),
+                hold=hold,
                 overall_limit=self.overall_limit,
                 timing=self.settings.timing,
             ).run()
@@ -274,7 +357,7 @@ class Lifecycle:
                 event=record.name,
                 instance_id=payload.instance_uuid or "",
                 policy=segment.instance_failure,
-                nova=self.nova,
+                nova=nova,
                 progress=progress,
                 recent_restarts=await self._recent_restarts(record, segment),
                 timing=self.settings.timing,
@@ -284,10 +367,12 @@ class Lifecycle:
             host=host.nova_host,
             process=payload.process_name or "",
             stopped=payload.event == "STOPPED",
-            nova=self.nova,
+            nova=nova,
             progress=progress,
             may_enable=not (
-                host.spec.reserved or host.spec.on_maintenance or host.status.phase == "Failed"
+                host.spec.reserved
+                or host.spec.on_maintenance
+                or host.status.phase == HostPhase.FAILED
             ),
         ).run()
 
@@ -307,8 +392,8 @@ class Lifecycle:
             and h.spec.reserved
             and not h.spec.on_maintenance
             and h.name != failed.name
-            and h.status.reservation != "InUse"
-            and h.status.phase != "Failed"
+            and h.status.reservation != ReservationState.IN_USE
+            and h.status.phase != HostPhase.FAILED
             and h.nova_host not in taken_elsewhere
         ]
         free.sort(key=lambda h: (h.created, h.name), reverse=True)
@@ -352,11 +437,9 @@ class Lifecycle:
         record: EventRecord,
         outcome: Outcome,
         status: FailureEventStatus | None = None,
+        segment: FailoverSegmentSpec | None = None,
     ) -> None:
         status = (status or record.status).model_copy(deep=True)
-        segment = None
-        if outcome.phase == EventPhase.ERROR:
-            _, _, segment = await self._host_and_segment(record)
         status.reason, status.message = outcome.reason, outcome.message
         status.phase = outcome.phase
         if outcome.phase == EventPhase.ERROR:

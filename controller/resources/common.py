@@ -43,6 +43,20 @@ class Model(BaseModel):
         """The object as the API server stores it: camelCase keys, unset fields left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def to_merge_patch(self, exclude: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+        """The object as a JSON merge patch that makes the stored one equal to it: every field
+        named, None for an unset one (which deletes it), nested objects likewise; lists are
+        replaced whole. Fields in `exclude` are left to their other writers."""
+        wire = self.to_wire()
+        patch: dict[str, Any] = {}
+        for name, info in type(self).model_fields.items():
+            if name in exclude:
+                continue
+            key = info.alias or name
+            value = getattr(self, name)
+            patch[key] = value.to_merge_patch() if isinstance(value, Model) else wire.get(key)
+        return patch
+
 
 class ConditionStatus(StrEnum):
     TRUE = "True"

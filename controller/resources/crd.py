@@ -121,7 +121,8 @@ CLOUD_BINDING = Kind(
 KINDS = (SEGMENT, HOST, FAILURE_EVENT, CLOUD_BINDING)
 
 # Schema keywords the API server does not accept in a structural schema, or that say nothing.
-_DROPPED = {"title", "additionalProperties", "$defs"}
+# additionalProperties stays where it types a map's values (dict fields), not as a bool.
+_DROPPED = {"title", "$defs"}
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -150,7 +151,7 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
         del node["default"]
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _DROPPED:
+        if key in _DROPPED or (key == "additionalProperties" and isinstance(value, bool)):
             continue
         if key == "properties":
             out[key] = {name: _inline(prop, defs) for name, prop in value.items()}

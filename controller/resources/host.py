@@ -17,6 +17,8 @@ from .common import (
 )
 
 HISTORY_LIMIT = 20
+# status.serviceHolds: written by recoveries, cleared by the Host reconciler, key by key.
+HOLDS = "serviceHolds"
 
 
 class HostSpec(Model):
@@ -113,6 +115,11 @@ class PacemakerNodeStatus(Model):
     observed_at: datetime | None = Field(
         default=None, description="When the operator last read the node."
     )
+    online_since: datetime | None = Field(
+        default=None,
+        description="When the operator saw the node come online, after its latest fencing: "
+        "only a fencing of the node completed after this confirms a later failure of the host.",
+    )
 
 
 class FailureRecord(Model):
@@ -124,6 +131,12 @@ class FailureRecord(Model):
     result: str | None = Field(
         default=None, max_length=32, description="Phase the FailureEvent ended in, if it ended."
     )
+
+
+class ServiceHold(Model):
+    """The compute service taken out of Nova by a host recovery."""
+
+    since: datetime = Field(description="When the recovery was about to force it down.")
 
 
 class HistoryEntry(Model):
@@ -156,6 +169,13 @@ class HostStatus(Model):
     pacemaker: PacemakerNodeStatus | None = Field(default=None, description="The Pacemaker node.")
     last_failure: FailureRecord | None = Field(
         default=None, description="The host's most recent failure."
+    )
+    service_holds: dict[str, ServiceHold] = Field(
+        default_factory=dict,
+        max_length=HISTORY_LIMIT,
+        description="Host recoveries that forced the compute service down and disabled it, by "
+        "FailureEvent name: recorded before Nova is touched and kept until the host is "
+        "released and back in service, even if the FailureEvent is deleted.",
     )
     history: list[HistoryEntry] = Field(
         default_factory=list,

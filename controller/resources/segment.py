@@ -66,9 +66,32 @@ class HostFailurePolicy(Model):
         default=300,
         ge=0,
         le=3600,
-        description="How long a host failure not confirmed by its monitor waits for "
-        "Pacemaker to report the node fenced before the event ends with a reason. "
-        "0 means do not wait: unconfirmed failures are ignored, as in Masakari.",
+        description="How long a host failure waits to be confirmed down (see fencing) "
+        "before the event ends HostNotConfirmedDown. 0 means do not wait.",
+    )
+
+
+class FencingMethod(StrEnum):
+    """How a host failure is confirmed before anything is evacuated."""
+
+    PACEMAKER = "pacemaker"
+    NONE = "none"
+
+
+class FencingPolicy(Model):
+    """How a failed host is confirmed down (principle: fence before evacuate)."""
+
+    method: FencingMethod = Field(
+        default=FencingMethod.PACEMAKER,
+        description="pacemaker (default): a host failure is recovered only once the cloud's "
+        "Pacemaker cluster has fenced the node after it was last seen online, whatever the "
+        "reporter says; without Pacemaker access for the cloud, host failures wait and end "
+        "HostNotConfirmedDown. none: nothing can confirm a failure in this segment, so a "
+        "report with host_status NORMAL is trusted as it is (Masakari's behaviour). RISK: "
+        "with none, a host that is alive but reported down (a cluster network partition, a "
+        "monitor's mistake) has its instances evacuated while they still run, and instances "
+        "on shared storage then run twice and corrupt their disks. Choose none only where "
+        "no fencing exists and the reporters are trusted.",
     )
 
 
@@ -191,6 +214,11 @@ class FailoverSegmentSpec(Model):
     )
     description: str | None = Field(
         default=None, max_length=4096, description="Free text for the people in charge."
+    )
+    fencing: FencingPolicy = Field(
+        default_factory=FencingPolicy,
+        description="How host failures are confirmed down before any evacuation.",
+        json_schema_extra={"default": FencingPolicy().to_wire()},
     )
     host_failure: HostFailurePolicy = Field(
         default_factory=HostFailurePolicy,

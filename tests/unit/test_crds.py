@@ -36,6 +36,8 @@ def _fields(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[
         yield from _fields(prop, f"{path}.{name}")
     if "items" in schema:
         yield from _fields(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _fields(schema["additionalProperties"], f"{path}{{}}")
 
 
 def _schemas() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -59,8 +61,13 @@ def test_schema_is_structural(kind: str, schema: dict[str, Any]) -> None:
     untyped = [path for path, prop in _fields(schema) if "type" not in prop]
     assert untyped == [], f"{kind}: fields without a type: {untyped}"
     text = yaml.safe_dump(schema)
-    for keyword in ("$ref", "anyOf", "additionalProperties", "title:"):
+    for keyword in ("$ref", "anyOf", "title:"):
         assert keyword not in text, f"{kind}: {keyword} is not allowed in a structural schema"
+    # additionalProperties only as a map's value schema, never beside properties or as a bool.
+    for path, prop in _fields(schema):
+        if "additionalProperties" in prop:
+            assert isinstance(prop["additionalProperties"], dict), path
+            assert "properties" not in prop, f"{kind}{path}: properties and a map at once"
 
 
 def test_spec_strings_are_bounded() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.recovery.gates import Report, SegmentHealth, Verdict, admit
+from controller.recovery.gates import Report, SegmentHealth, Verdict, admit, segment_health
 from controller.resources.failure_event import FailureEventSpec
 from controller.resources.host import HostSpec
 from controller.resources.segment import FailoverSegmentSpec
@@ -49,8 +50,12 @@ def decide(
     return decision.verdict, decision.reason
 
 
-def test_confirmed_host_failure_proceeds() -> None:
-    assert decide(report()) == (Verdict.PROCEED, "")
+PASSED = (Verdict.CONFIRM_FENCING, "AwaitingFencing")
+
+
+def test_host_failure_passing_the_gates_still_needs_confirmation() -> None:
+    """A NORMAL report is a claim: the fencing check (recovery.fencing) decides, not the gate."""
+    assert decide(report()) == PASSED
 
 
 def test_unknown_host_and_segment() -> None:
@@ -67,14 +72,14 @@ def test_disabled_segment_and_maintenance_are_ignored() -> None:
 def test_duplicates_from_several_monitors_become_one() -> None:
     first = report("first", at=T0)
     second = report("second", at=T0 + timedelta(seconds=2))
-    assert decide(first, others=[second]) == (Verdict.PROCEED, "")
+    assert decide(first, others=[second]) == PASSED
     assert decide(second, others=[first]) == (Verdict.IGNORE, "Duplicate")
 
 
 def test_same_payload_outside_the_window_is_not_a_duplicate() -> None:
     old = report("old", at=T0, phase="Finished")
     new = report("new", at=T0 + timedelta(minutes=10))
-    assert decide(new, others=[old]) == (Verdict.PROCEED, "")
+    assert decide(new, others=[old]) == PASSED
 
 
 def test_open_host_recovery_absorbs_later_stopped_reports() -> None:
@@ -89,28 +94,79 @@ def test_open_host_recovery_absorbs_later_stopped_reports() -> None:
 
 def test_other_hosts_and_types_are_not_duplicates() -> None:
     other_host = report("x", host="h2", at=T0 - timedelta(seconds=1))
-    assert decide(report(), others=[other_host]) == (Verdict.PROCEED, "")
+    assert decide(report(), others=[other_host]) == PASSED
 
 
 def test_unconfirmed_host_failure_asks_for_fencing() -> None:
     unknown = report(payload={"event": "STOPPED", "host_status": "UNKNOWN"})
-    assert decide(unknown) == (Verdict.CONFIRM_FENCING, "AwaitingFencing")
+    assert decide(unknown) == PASSED
+
+
+UNKNOWN = {"event": "STOPPED", "host_status": "UNKNOWN", "cluster_status": "OFFLINE"}
+
+
+def test_a_confirmed_report_takes_over_from_a_held_unconfirmed_one() -> None:
+    """Defect 7: an UNKNOWN report still New made a later NORMAL one a duplicate, then timed out
+    HostNotConfirmedDown: nothing was recovered although a monitor confirmed the failure."""
+    held = report("held", at=T0, payload=UNKNOWN, phase="New")
+    confirmed = report("confirmed", at=T0 + timedelta(seconds=30))
+    assert decide(confirmed, others=[held]) == PASSED
+    assert decide(held, others=[confirmed]) == (Verdict.IGNORE, "Duplicate")
+    # Once admitted, the unconfirmed one is the original whatever comes later.
+    running = report("held", at=T0, payload=UNKNOWN, phase="Running")
+    assert decide(confirmed, others=[running]) == (Verdict.IGNORE, "Duplicate")
+
+
+def test_a_retry_is_never_a_duplicate() -> None:
+    """Every attempt passes the gates; a retry was the original when it was first admitted."""
+    retry = report("retry", at=T0 + timedelta(seconds=5), phase="Error")
+    earlier = report("earlier", at=T0, phase="Ignored")
+    assert decide(retry, others=[earlier]) == PASSED
+    assert decide(retry, seg=segment(enabled=False)) == (Verdict.IGNORE, "SegmentDisabled")
+    paused = segment(storm={"pauseRequests": ["bob: network work"]})
+    assert decide(retry, seg=paused) == (Verdict.WAIT, "RecoveryPaused")
+
+
+def test_a_newer_started_report_means_the_host_came_back() -> None:
+    """Defect 5: a three-hour-old STOPPED held by a pause was admitted after a STARTED for
+    that host had finished."""
+    old = report("old", at=T0, phase="New")
+    started = report(
+        "up", at=T0 + timedelta(hours=3), payload={"event": "STARTED"}, phase="Finished"
+    )
+    paused = segment(storm={"pauseRequests": ["alice: storage work"]})
+    assert decide(old, seg=paused, others=[started]) == (Verdict.IGNORE, "HostRecovered")
+    before = report("up", at=T0 - timedelta(minutes=1), payload={"event": "STARTED"})
+    assert decide(old, others=[before]) == PASSED
+
+
+def test_segment_health_counts_admitted_recoveries_before_host_status_shows_them() -> None:
+    """Defect 6: Host status lags a resync behind; an admitted recovery counts at once."""
+    members = {"h1": "Active", "h2": "Active", "h3": "Failed", "h4": "Active"}
+    events = [
+        report("a", host="h1", phase="Running"),
+        report("b", host="h2", phase="New"),
+        report("c", host="h4", phase="Finished"),
+        report("d", host="elsewhere", phase="Running"),
+    ]
+    health = segment_health(members, events)
+    assert (health.hosts, health.failed_hosts) == (4, {"h1", "h3"})
 
 
 def test_pause_and_storm_limits() -> None:
     paused = segment(storm={"pauseRequests": ["alice: storage work"]})
     assert decide(report(), seg=paused) == (Verdict.WAIT, "RecoveryPaused")
     one = segment(storm={"maxFailedHosts": 1})
-    assert decide(report(), seg=one, health=SegmentHealth(10, {"h1"})) == (Verdict.PROCEED, "")
+    assert decide(report(), seg=one, health=SegmentHealth(10, {"h1"})) == PASSED
     assert decide(report(), seg=one, health=SegmentHealth(10, {"h2"})) == (
         Verdict.WAIT,
         "StormLimitReached",
     )
     percent = segment(storm={"maxFailedHostsPercent": 20})  # 2 of 10
-    assert decide(report(), seg=percent, health=SegmentHealth(10, {"h2"}))[0] == Verdict.PROCEED
+    assert decide(report(), seg=percent, health=SegmentHealth(10, {"h2"})) == PASSED
     assert decide(report(), seg=percent, health=SegmentHealth(10, {"h2", "h3"}))[0] == Verdict.WAIT
     tiny = segment(storm={"maxFailedHostsPercent": 10})  # rounds down to 0: at least one
-    assert decide(report(), seg=tiny, health=SegmentHealth(3, set()))[0] == Verdict.PROCEED
+    assert decide(report(), seg=tiny, health=SegmentHealth(3, set())) == PASSED
 
 
 def test_vm_events_outside_the_table_are_ignored() -> None:
@@ -122,3 +178,16 @@ def test_vm_events_outside_the_table_are_ignored() -> None:
     assert decide(report(kind="VM", payload=crash)) == (Verdict.PROCEED, "")
     shutdown = {**crash, "vir_domain_event": "STOPPED_SHUTDOWN"}
     assert decide(report(kind="VM", payload=shutdown)) == (Verdict.IGNORE, "NotRecoverableEvent")
+
+
+def test_reports_created_in_the_same_second_have_one_original() -> None:
+    """creationTimestamp has a resolution of one second: three monitors' reports tie on it, and
+    one ended Ignored as a duplicate must not become the original of the one it duplicates."""
+    names = ["c1-from-node2", "c1-from-node3", "c1-from-node4"]
+    reports = {n: report(n, at=T0) for n in names}
+    duplicate = dataclasses.replace(reports["c1-from-node3"], phase="Ignored")
+    assert decide(reports["c1-from-node2"], others=[duplicate, reports["c1-from-node4"]]) == PASSED
+    verdicts = [
+        decide(reports[n], others=[r for m, r in reports.items() if m != n])[0] for n in names
+    ]
+    assert verdicts == [Verdict.CONFIRM_FENCING, Verdict.IGNORE, Verdict.IGNORE]

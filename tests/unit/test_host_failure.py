@@ -28,6 +28,20 @@ class Store:
         self.status = status
 
 
+class VirtualClock:
+    """Time that passes only when the recovery sleeps: timeouts without waiting for them."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        self.time += seconds
+        await asyncio.sleep(0)
+
+
 def recovery(
     nova: FakeNova,
     store: Store,
@@ -35,9 +49,7 @@ def recovery(
     reserved: list[str] | None = None,
     **policy: Any,
 ) -> HostFailure:
-    async def no_wait(_: float) -> None:
-        await asyncio.sleep(0)
-
+    clock = VirtualClock()
     return HostFailure(
         event="ev",
         host="h1",
@@ -46,8 +58,7 @@ def recovery(
         nova=nova,  # type: ignore[arg-type]
         progress=Progress(store.status.model_copy(deep=True), store.persist),
         reserved_candidates=reserved or [],
-        timing=Timing(poll_interval=0),
-        sleep=no_wait,
+        timing=Timing(poll_interval=1, clock=clock.now, sleep=clock.sleep),
     )
 
 
@@ -201,6 +212,48 @@ def test_retry_moves_only_what_failed() -> None:
     second = run(nova, store)
     assert second.phase == "Finished"
     assert dict(nova.evacuations) == {"uuid-a": 1, "uuid-b": 2, "uuid-c": 1}
+
+
+def test_a_move_still_rebuilding_after_its_timeout_is_never_evacuated_again() -> None:
+    """Defect 1: the move timed out and was marked failed; the retry reset the server to error
+    and evacuated it a second time while Nova's first rebuild was still running."""
+    nova = cloud(("a", {}))
+    nova.landing_reads = 20  # Nova's rebuild outlasts the 5 s wait
+    store = Store()
+    first = run(nova, store, evacuation_timeout_seconds=5)
+    assert (first.phase, first.reason) == ("Error", "EvacuationFailed")
+    assert "not landed" in (store.status.instances[0].message or "")
+    second = run(nova, store, evacuation_timeout_seconds=60)
+    assert second.phase == "Finished"
+    assert dict(nova.evacuations) == {"uuid-a": 1}
+    assert not [c for c in nova.calls if c[0] == "reset_state"]
+    assert moves(store)["a"] == ("succeeded", "h2")
+
+
+@pytest.mark.parametrize("method", ["auto_priority", "rh_priority"])
+def test_a_fallback_waits_for_the_rebuild_its_first_method_started(method: str) -> None:
+    """Defect 1, within one attempt: the fallback method found the timed-out move failed and
+    evacuated it again."""
+    nova = cloud(("a", {}))
+    nova.landing_reads = 8  # lands after the first method's 5 s, within the fallback's wait
+    store = Store()
+    outcome = run(nova, store, method=method, reserved=["r1"], evacuation_timeout_seconds=5)
+    assert outcome.phase == "Finished", outcome
+    assert dict(nova.evacuations) == {"uuid-a": 1}
+    assert not [c for c in nova.calls if c[0] == "reset_state"]
+
+
+def test_a_rebuild_nova_runs_is_waited_for_even_without_a_record_of_ours() -> None:
+    """Someone (a person, another tool) evacuated it: Nova's task state says so."""
+    nova = cloud(("a", {}))
+    nova.servers["uuid-a"] = nova.servers["uuid-a"].__class__(
+        **{**nova.servers["uuid-a"].__dict__, "task_state": "rebuild_spawning"}
+    )
+    nova._landing["uuid-a"] = ("h3", 3)
+    store = Store()
+    assert run(nova, store).phase == "Finished"
+    assert dict(nova.evacuations) == {}
+    assert moves(store)["a"] == ("succeeded", "h3")
 
 
 def _clean_run_calls(landing_reads: int) -> list[tuple[str, int]]:

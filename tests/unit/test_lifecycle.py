@@ -1,0 +1,289 @@
+"""The lifecycle of FailureEvents against in-memory objects, an in-memory Nova and a fake
+Pacemaker: every attempt passes the gates, storms are admitted atomically, the host that came
+back is left alone, a confirmed report takes over, and the host keeps the record of what its
+recovery did to Nova."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from controller.drivers.nova.model import NovaError
+from controller.recovery import hosts
+from controller.recovery.host_failure import HOST_FAILURE_REASON, Timing
+from controller.recovery.lifecycle import Cloud, Lifecycle, Settings
+from tests.unit.fake_cluster import (
+    BoundClouds,
+    Clock,
+    FakePacemaker,
+    MemoryStore,
+    RecordedSignals,
+)
+from tests.unit.fake_nova import FakeNova
+
+NAMESPACE = "cloud"
+HOSTS = ["h1", "h2", "h3", "h4", "h5", "h6", "h7"]
+
+
+class World:
+    def __init__(self, fencing: str = "pacemaker", **segment: Any) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore(self.clock, NAMESPACE)
+        self.store.add_segment(fencing={"method": fencing}, **segment)
+        for name in HOSTS:
+            self.store.add_host(name)
+        self.nova = FakeNova(HOSTS)
+        self.pacemaker = FakePacemaker(HOSTS, self.clock)
+        self.signals = RecordedSignals()
+        self.lifecycle = self.operator()
+
+    def operator(self) -> Lifecycle:
+        """A new operator process on the same world (in-process state is lost)."""
+
+        async def no_wait(_: float) -> None:
+            await asyncio.sleep(0)
+
+        cloud = Cloud(self.nova, self.pacemaker.state)  # type: ignore[arg-type]
+        return Lifecycle(
+            clouds=BoundClouds(**{NAMESPACE: cloud}),
+            store=self.store,
+            signals=self.signals,
+            settings=Settings(recheck_interval=5, timing=Timing(poll_interval=0, sleep=no_wait)),
+            clock=self.clock,
+        )
+
+    def fail(self, host: str, *servers: str) -> None:
+        """The host dies with these servers on it, and Pacemaker fences it."""
+        for server in servers:
+            self.nova.add_server(server, host)
+        self.nova.kill(host)
+        self.pacemaker.fence(host)
+
+    def run(self, names: Iterable[str], rounds: int = 3, seconds: float = 5) -> None:
+        """Drive these events concurrently, each waiting at most `rounds` times."""
+
+        async def drive(name: str) -> None:
+            waits = 0
+
+            async def wait(pause: float) -> bool:
+                nonlocal waits
+                waits += 1
+                await asyncio.sleep(0)
+                self.clock.advance(min(pause, seconds))
+                return waits > rounds
+
+            await self.lifecycle.process(NAMESPACE, name, wait)
+
+        async def everything() -> None:
+            await asyncio.gather(*(drive(name) for name in names))
+
+        asyncio.run(everything())
+
+    def phase(self, name: str) -> tuple[str | None, str | None]:
+        status = self.store.events[name].status
+        return status.phase, status.reason
+
+
+def test_a_fenced_host_is_recovered() -> None:
+    world = World()
+    world.fail("h1", "a", "b")
+    world.store.report("ev", "h1")
+    world.run(["ev"])
+    assert world.phase("ev") == ("Finished", "Recovered")
+    assert dict(world.nova.evacuations) == {"uuid-a": 1, "uuid-b": 1}
+
+
+def test_a_clean_stop_of_a_live_host_is_never_evacuated() -> None:
+    """Defects 2 and 3: the cluster stack stopped by hand on a live hypervisor, reported NORMAL
+    by a monitor: no fencing record, so no Nova action, and the event ends with a reason."""
+    world = World(hostFailure={"fencingTimeoutSeconds": 30})
+    world.nova.add_server("a", "h1")
+    world.pacemaker.stop_cleanly("h1")
+    world.store.report("ev", "h1", host_status="NORMAL")
+    world.run(["ev"], rounds=10)
+    assert world.phase("ev") == ("Ignored", "HostNotConfirmedDown")
+    assert "no fencing of it" in (world.store.events["ev"].status.message or "")
+    assert world.nova.calls == []
+
+
+def test_an_unbound_namespace_is_never_acted_on() -> None:
+    world = World()
+    world.fail("h1", "a")
+    world.store.report("ev", "h1")
+    world.lifecycle.clouds = BoundClouds()
+    world.run(["ev"], rounds=2)
+    assert world.phase("ev") == ("New", "CloudNotBound")
+    assert world.signals.blocked_now == {"ev": "CloudNotBound"}
+    assert world.nova.calls == []
+
+
+def _error_then(world: World, change: Any) -> None:
+    """The first attempt ends in Error (Nova refuses every evacuation), then `change`."""
+    world.fail("h1", "a")
+    world.nova.failing_evacuations.add("uuid-a")
+    world.store.report("ev", "h1")
+    world.run(["ev"], rounds=0)
+    assert world.phase("ev") == ("Error", "EvacuationFailed")
+    world.nova.failing_evacuations.clear()
+    world.nova.servers["uuid-a"] = dataclasses.replace(
+        world.nova.servers["uuid-a"], vm_state="active", host="h1"
+    )
+    change()
+
+
+def test_a_retry_waits_while_the_segment_is_paused() -> None:
+    """Defect 4: an event in Error went straight to a new attempt, past every gate."""
+    world = World()
+
+    def pause() -> None:
+        world.store.add_segment(
+            fencing={"method": "pacemaker"}, storm={"pauseRequests": ["carol: power work"]}
+        )
+
+    _error_then(world, pause)
+    evacuations = dict(world.nova.evacuations)
+    world.run(["ev"], rounds=5, seconds=60)
+    assert world.phase("ev") == ("Error", "RecoveryPaused")
+    assert world.store.events["ev"].status.attempts == 1
+    assert dict(world.nova.evacuations) == evacuations
+    world.store.add_segment(fencing={"method": "pacemaker"})
+    world.run(["ev"], rounds=5, seconds=60)
+    assert world.phase("ev") == ("Finished", "Recovered")
+    assert world.store.events["ev"].status.attempts == 2
+
+
+def test_a_retry_of_a_disabled_segment_ends() -> None:
+    world = World()
+    _error_then(world, lambda: world.store.add_segment(enabled=False))
+    evacuations = dict(world.nova.evacuations)
+    world.run(["ev"], rounds=5, seconds=60)
+    assert world.phase("ev") == ("Ignored", "SegmentDisabled")
+    assert dict(world.nova.evacuations) == evacuations
+
+
+def test_a_retry_needs_the_host_still_confirmed_down() -> None:
+    """The host came back between attempts (Pacemaker shows it online): no second attempt."""
+    world = World()
+    _error_then(world, lambda: world.pacemaker.online.__setitem__("h1", True))
+    evacuations = dict(world.nova.evacuations)
+    world.run(["ev"], rounds=5, seconds=60)
+    assert world.phase("ev") == ("Ignored", "HostRecovered")
+    assert dict(world.nova.evacuations) == evacuations
+
+
+def test_a_heartbeat_after_the_report_means_the_host_is_alive() -> None:
+    """Defect 5: nova-compute reported after the failure report; nothing is forced down."""
+    world = World(fencing="none")
+    world.nova.add_server("a", "h1")
+    world.store.report("ev", "h1")
+    world.nova.services["h1"] = dataclasses.replace(
+        world.nova.services["h1"], updated_at=world.clock() + timedelta(seconds=30)
+    )
+    world.run(["ev"])
+    assert world.phase("ev") == ("Ignored", "HostRecovered")
+    assert world.nova.calls == []
+
+
+def test_five_hosts_failing_together_admit_exactly_the_storm_limit() -> None:
+    """Defect 6: Host status lags a resync behind, so a rack losing power passed
+    maxFailedHosts host by host. With a limit of 1, one runs and four wait, visibly."""
+    world = World(storm={"maxFailedHosts": 1})
+    names = []
+    for number, host in enumerate(HOSTS[:5]):
+        world.fail(host, f"vm{number}")
+        names.append(world.store.report(f"ev{number}", host).name)
+    world.nova.landing_reads = 3  # evacuations take a while, all five are in flight together
+    world.run(names, rounds=2, seconds=1)
+    phases = sorted(world.phase(name) for name in names)
+    assert phases == [("Finished", "Recovered")] + [("New", "StormLimitReached")] * 4, phases
+    assert sorted(world.signals.blocked_now.values()) == ["StormLimitReached"] * 4
+    assert sum(world.nova.evacuations.values()) == 1
+
+
+def test_a_confirmed_report_takes_over_from_a_held_unconfirmed_one() -> None:
+    """Defect 7, end to end, where the reporter's word is all there is (fencing: none)."""
+    world = World(fencing="none")
+    world.fail("h1", "a")
+    world.store.report("held", "h1", host_status="UNKNOWN")
+    world.run(["held"], rounds=1)
+    assert world.phase("held") == ("New", "AwaitingFencing")
+    world.clock.advance(20)
+    world.store.report("confirmed", "h1", host_status="NORMAL")
+    world.run(["confirmed", "held"])
+    assert world.phase("confirmed") == ("Finished", "Recovered")
+    assert world.phase("held") == ("Ignored", "Duplicate")
+    assert dict(world.nova.evacuations) == {"uuid-a": 1}
+
+
+def test_a_deleted_event_does_not_strand_its_host() -> None:
+    """Defect 8: un-forcing the service needed the event; once it was deleted the service
+    stayed forced down and disabled forever while the Host showed Active."""
+    world = World()
+    world.fail("h1", "a")
+    world.store.report("ev", "h1")
+    world.run(["ev"])
+    assert world.store.holds_recorded == [("h1", "ev")]
+    del world.store.events["ev"]
+    host = world.store.hosts_["h1"]
+    service = world.nova.services["h1"]
+    assert service.forced_down and not service.is_enabled
+
+    def reconcile() -> hosts.Plan:
+        current = world.store.hosts_["h1"]
+        result = hosts.plan(current, world.nova.services["h1"], None, [], [], world.clock(), 1)
+        world.store.hosts_["h1"] = dataclasses.replace(current, status=result.status)
+        return result
+
+    waiting = reconcile()
+    assert waiting.status.phase == "Failed"
+    assert "releaseFailure: ev" in waiting.status.history[-1].message
+    assert not waiting.unforce
+    world.store.hosts_["h1"] = dataclasses.replace(
+        world.store.hosts_["h1"], spec=host.spec.model_copy(update={"release_failure": "ev"})
+    )
+    released = reconcile()
+    assert released.unforce
+    world.nova.services["h1"] = dataclasses.replace(service, forced_down=False, state="up")
+    enabling = reconcile()
+    assert enabling.enable
+    assert (world.nova.services["h1"].disabled_reason or "").startswith(HOST_FAILURE_REASON)
+    world.nova.services["h1"] = dataclasses.replace(
+        world.nova.services["h1"], status="enabled", disabled_reason=None
+    )
+    back = reconcile()
+    assert back.status.phase == "Active"
+    assert back.released_holds == ["ev"]
+    assert back.status.service_holds == {}
+
+
+def test_the_hold_is_recorded_before_nova_is_touched() -> None:
+    world = World()
+    world.fail("h1", "a")
+    world.store.report("ev", "h1")
+    recorded_before: list[bool] = []
+    force_down = world.nova.force_down
+
+    async def watched(host: str, forced: bool) -> Any:
+        recorded_before.append(bool(world.store.hosts_["h1"].status.service_holds))
+        return await force_down(host, forced)
+
+    world.nova.force_down = watched  # type: ignore[method-assign]
+    world.run(["ev"])
+    assert recorded_before == [True]
+
+
+def test_nova_unreachable_at_admission_keeps_the_event_waiting() -> None:
+    world = World()
+    world.fail("h1", "a")
+    world.store.report("ev", "h1")
+
+    async def unreachable(host: str) -> Any:
+        raise NovaError("connection refused")
+
+    world.nova.compute_service = unreachable  # type: ignore[method-assign]
+    world.run(["ev"], rounds=2)
+    assert world.phase("ev") == ("New", "NovaUnavailable")
+    assert world.nova.calls == []

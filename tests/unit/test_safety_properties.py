@@ -1,0 +1,327 @@
+"""The safety invariants as a property: any interleaving of host deaths, clean stops, reports
+(confirmed or not, STOPPED or STARTED), slow rebuilds, Nova errors, operator crashes and
+restarts, retries, fallbacks, pauses, releases and deleted events keeps them:
+
+1. an instance is never evacuated while Nova still rebuilds it, and moves off a failed host at
+   most once (per failure);
+2. nothing is forced down or evacuated off a host that Pacemaker has not fenced;
+3. never more admitted host recoveries in a segment than its storm limit;
+4. once a failed host is released and healthy, no compute service stays forced down or
+   disabled by the operator.
+
+`make test` runs a short sample; `make properties` runs it long
+(MASAKARI_PROPERTY_EXAMPLES: 100 by default, 2,000 there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+)
+
+from controller.drivers.nova.model import NovaError
+from controller.recovery import hosts
+from controller.recovery.host_failure import HOST_FAILURE_REASON, Timing
+from controller.recovery.lifecycle import TERMINAL, Cloud, Lifecycle, Settings
+from controller.resources.failure_event import EventPhase, FailureType
+from tests.unit.fake_cluster import (
+    T0,
+    BoundClouds,
+    Clock,
+    FakePacemaker,
+    MemoryStore,
+    RecordedSignals,
+)
+from tests.unit.fake_nova import Crash, FakeNova
+
+NAMESPACE = "cloud"
+HOSTS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+LIMIT = 2
+CALLS = ["force_down", "disable_service", "evacuate", "lock_server", "server", "reset_state"]
+
+
+class WatchedNova(FakeNova):
+    """The in-memory Nova, checking the invariants at the moment of every change."""
+
+    def __init__(self, pacemaker: FakePacemaker) -> None:
+        super().__init__(HOSTS, vcpus=64)
+        self.pacemaker = pacemaker
+        self.moved_off: Counter[tuple[str, str]] = Counter()  # (server, failed host)
+        self.violations: list[str] = []
+        self.refuse_next: set[str] = set()  # servers whose next evacuate Nova refuses
+
+    async def force_down(self, host: str, forced: bool) -> Any:
+        if forced and not self.pacemaker.fenced(host):
+            self.violations.append(f"forced down {host}, which was never fenced")
+        return await super().force_down(host, forced)
+
+    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
+        server = self.servers[server_id]
+        source = server.host or ""
+        if server_id in self._landing:
+            self.violations.append(f"evacuated {server_id} while Nova still rebuilds it")
+        if not self.pacemaker.fenced(source):
+            self.violations.append(f"evacuated {server_id} off {source}, never fenced")
+        if server_id in self.refuse_next:
+            self.refuse_next.discard(server_id)
+            self.calls.append(("evacuate", server_id, target_host or ""))
+            raise NovaError("Nova is unavailable (injected)")
+        await super().evacuate(server_id, target_host)
+        if self.servers[server_id].vm_state != "error":  # a rebuild Nova started
+            self.moved_off[(server_id, source)] += 1
+            if self.moved_off[(server_id, source)] > 1:
+                self.violations.append(f"{server_id} moved off {source} twice")
+
+
+class Safety(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.clock = Clock()
+        self.store = MemoryStore(self.clock, NAMESPACE)
+        self.pacemaker = FakePacemaker(HOSTS, self.clock)
+        self.nova = WatchedNova(self.pacemaker)
+        self.store.add_segment(
+            fencing={"method": "pacemaker"},
+            storm={"maxFailedHosts": LIMIT},
+            hostFailure={"evacuationTimeoutSeconds": 5, "fencingTimeoutSeconds": 120},
+            retry={"maxAttempts": 3, "initialBackoffSeconds": 1, "maxBackoffSeconds": 4},
+        )
+        for number, host in enumerate(HOSTS):
+            self.store.add_host(host)
+            self.nova.add_server(f"vm{number}a", host)
+            self.nova.add_server(f"vm{number}b", host, vm_state="stopped")
+        self.dead: set[str] = set()
+        self.reports = 0
+        self.admissions: list[int] = []
+        self.lifecycle = self.operator()
+
+    def teardown(self) -> None:
+        self.loop.close()
+
+    # -- the world's time and the operator -----------------------------------------------
+
+    def monotonic(self) -> float:
+        return (self.clock.now - T0).total_seconds()
+
+    async def sleep(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        await asyncio.sleep(0)
+
+    def operator(self) -> Lifecycle:
+        write = self.store.write_event_status
+
+        async def counted(namespace: str, name: str, status: Any) -> None:
+            await write(namespace, name, status)
+            self.admissions.append(self.open_host_recoveries())
+
+        self.store.write_event_status = counted  # type: ignore[method-assign]
+        cloud = Cloud(self.nova, self.pacemaker.state)  # type: ignore[arg-type]
+        return Lifecycle(
+            clouds=BoundClouds(**{NAMESPACE: cloud}),
+            store=self.store,
+            signals=RecordedSignals(),
+            settings=Settings(
+                recheck_interval=5,
+                timing=Timing(poll_interval=1, clock=self.monotonic, sleep=self.sleep),
+            ),
+            clock=self.clock,
+        )
+
+    def open_host_recoveries(self) -> int:
+        return sum(
+            e.spec.type == FailureType.COMPUTE_HOST
+            and e.spec.payload.event == "STOPPED"
+            and e.status.phase in (EventPhase.RUNNING, EventPhase.ERROR)
+            for e in self.store.events.values()
+        )
+
+    # -- what happens to the cloud --------------------------------------------------------
+
+    @rule(host=st.sampled_from(HOSTS))
+    def host_dies(self, host: str) -> None:
+        if host not in self.dead and len(self.dead) < len(HOSTS) - 2:
+            self.dead.add(host)
+            self.nova.kill(host)
+            self.pacemaker.fence(host)
+
+    @rule(host=st.sampled_from(HOSTS))
+    def cluster_stack_stopped_by_hand(self, host: str) -> None:
+        """Offline in Pacemaker, never fenced: the hypervisor runs its instances still."""
+        if host not in self.dead:
+            self.pacemaker.stop_cleanly(host)
+
+    @rule(
+        host=st.sampled_from(HOSTS),
+        event=st.sampled_from(["STOPPED", "STOPPED", "STARTED"]),
+        host_status=st.sampled_from(["NORMAL", "UNKNOWN"]),
+    )
+    def report(self, host: str, event: str, host_status: str) -> None:
+        self.reports += 1
+        self.store.report(f"r{self.reports}", host, event=event, host_status=host_status)
+
+    @rule(data=st.data(), host_status=st.sampled_from(["NORMAL", "UNKNOWN"]))
+    def monitor_reports_a_dead_host(self, data: st.DataObject, host_status: str) -> None:
+        if self.dead:
+            host = data.draw(st.sampled_from(sorted(self.dead)))
+            self.report(host, "STOPPED", host_status)
+
+    @rule(reads=st.integers(0, 12))
+    def rebuilds_take(self, reads: int) -> None:
+        self.nova.landing_reads = reads
+
+    @rule(number=st.integers(0, len(HOSTS) - 1), fail=st.booleans())
+    def nova_fails_an_evacuation(self, number: int, fail: bool) -> None:
+        server = f"uuid-vm{number}a"
+        if fail:
+            self.nova.failing_evacuations.add(server)  # the rebuild fails on its destination
+        else:
+            self.nova.refuse_next.add(server)  # the API call fails
+
+    @rule(paused=st.booleans())
+    def pause(self, paused: bool) -> None:
+        segment = self.store.segments["seg"]
+        storm = segment.storm.model_copy(update={"pause_requests": ["test"] if paused else []})
+        self.store.segments["seg"] = segment.model_copy(update={"storm": storm})
+
+    @rule(call=st.sampled_from(CALLS), nth=st.integers(1, 4))
+    def operator_will_crash(self, call: str, nth: int) -> None:
+        self.nova.crash_on = (call, self.nova._counts[call] + nth)
+
+    @rule()
+    def operator_restarts(self) -> None:
+        self.lifecycle = self.operator()
+
+    @rule(rounds=st.integers(1, 6), seconds=st.sampled_from([1, 5, 30]))
+    def operator_runs(self, rounds: int, seconds: float) -> None:
+        names = [n for n, e in self.store.events.items() if e.status.phase not in TERMINAL]
+
+        async def drive(name: str) -> None:
+            waits = 0
+
+            async def wait(pause: float) -> bool:
+                nonlocal waits
+                waits += 1
+                await self.sleep(min(pause, seconds))
+                return waits > rounds
+
+            await self.lifecycle.process(NAMESPACE, name, wait)
+
+        async def everything() -> None:
+            async with asyncio.TaskGroup() as group:
+                for name in names:
+                    group.create_task(drive(name))
+
+        try:
+            self.loop.run_until_complete(everything())
+        except* Crash:
+            # The process died: in-process state (locks, claims) is gone with it.
+            event("operator crashed mid-recovery")
+            self.nova.crash_on = None
+            self.lifecycle = self.operator()
+        for name in names:
+            status = self.store.events[name].status if name in self.store.events else None
+            if status is not None and status.phase in TERMINAL:
+                event(f"ended {status.phase} {status.reason}")
+
+    @rule(data=st.data())
+    def someone_deletes_an_ended_event(self, data: st.DataObject) -> None:
+        ended = sorted(n for n, e in self.store.events.items() if e.status.phase in TERMINAL)
+        if ended:
+            del self.store.events[data.draw(st.sampled_from(ended))]
+
+    @rule(host=st.sampled_from(HOSTS))
+    def person_repairs_and_releases(self, host: str) -> None:
+        """The host is repaired (back in Nova and Pacemaker), its last failure released, and
+        the Host reconciled until it settles."""
+        self.dead.discard(host)
+        self.nova.services[host] = dataclasses.replace(self.nova.services[host], state="up")
+        self.pacemaker.online[host] = True
+        for _ in range(4):
+            plan = self.reconcile(host)
+        if plan.status.phase == "Active":
+            service = self.nova.services[host]
+            assert not service.forced_down, (host, service)
+            assert not (service.disabled_reason or "").startswith(HOST_FAILURE_REASON), service
+
+    def reconcile(self, host: str) -> hosts.Plan:
+        record = self.store.hosts_[host]
+        own = [e for e in self.store.events.values() if e.spec.host == host]
+        last = record.status.last_failure
+        if last is not None and record.spec.release_failure != last.event:
+            spec = record.spec.model_copy(update={"release_failure": last.event})
+            record = dataclasses.replace(record, spec=spec)
+        result = hosts.plan(record, self.nova.services[host], None, own, own, self.clock(), 1)
+        self.loop.run_until_complete(self.apply(host, result))
+        status = result.status.model_copy(deep=True)
+        status.service_holds = {
+            k: v
+            for k, v in self.store.hosts_[host].status.service_holds.items()
+            if k not in result.released_holds
+        }
+        self.store.hosts_[host] = dataclasses.replace(record, status=status)
+        return result
+
+    async def apply(self, host: str, result: hosts.Plan) -> None:
+        armed, self.nova.crash_on = self.nova.crash_on, None  # crashes are the recovery's
+        try:
+            await self.carry_out(host, result)
+        finally:
+            self.nova.crash_on = armed
+
+    async def carry_out(self, host: str, result: hosts.Plan) -> None:
+        if result.unforce:
+            await self.nova.force_down(host, False)
+        if result.disable:
+            await self.nova.disable_service(host, result.disable)
+        if result.enable:
+            await self.nova.enable_service(host)
+
+    # -- the invariants -------------------------------------------------------------------
+
+    @invariant()
+    def nothing_unsafe_happened(self) -> None:
+        assert self.nova.violations == [], self.nova.violations
+
+    @invariant()
+    def storm_limit_held(self) -> None:
+        assert max(self.admissions, default=0) <= LIMIT, self.admissions
+
+    @invariant()
+    def every_ended_event_says_why(self) -> None:
+        for record in self.store.events.values():
+            if record.status.phase in TERMINAL:
+                assert record.status.reason, record
+
+
+EXAMPLES = int(os.environ.get("MASAKARI_PROPERTY_EXAMPLES", "100"))
+Safety.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestSafety = Safety.TestCase
+
+
+def test_the_clock_of_the_machine_moves_only_by_its_sleeps() -> None:
+    """The property's virtual time is what makes timeouts cheap: a sanity check of it."""
+    machine = Safety()
+    try:
+        before = machine.monotonic()
+        machine.loop.run_until_complete(machine.sleep(30))
+        assert machine.monotonic() - before == 30
+        assert machine.clock() == T0 + timedelta(seconds=30)
+    finally:
+        machine.teardown()
