@@ -54,6 +54,7 @@ class Plural:
     failure_events: str = "failureevents"
     hosts: str = "hosts"
     segments: str = "failoversegments"
+    cloud_bindings: str = "cloudbindings"
 
 
 PLURAL = Plural()
@@ -179,6 +180,20 @@ class Kube:
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
         """Replace the whole status: a JSON patch, so fields cleared in `status` are cleared."""
+        patch = [{"op": "add", "path": "/status", "value": status}]
+        await self._patch_status(plural, namespace, name, patch, "application/json-patch+json")
+
+    async def merge_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        """A merge patch of status: the keys given are set (None deletes one), the others are
+        left as they are, so two writers owning different keys never undo each other."""
+        patch = {"status": status}
+        await self._patch_status(plural, namespace, name, patch, "application/merge-patch+json")
+
+    async def _patch_status(
+        self, plural: str, namespace: str, name: str, patch: Any, content_type: str
+    ) -> None:
         await self._call(
             self._objects.patch_namespaced_custom_object_status,
             GROUP,
@@ -186,9 +201,9 @@ class Kube:
             namespace,
             plural,
             name,
-            [{"op": "add", "path": "/status", "value": status}],
+            patch,
             write=True,
-            _content_type="application/json-patch+json",
+            _content_type=content_type,
         )
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -234,6 +249,12 @@ class Kube:
 
     async def config_map(self, namespace: str, name: str) -> dict[str, Any]:
         found = await self._call(self._core.read_namespaced_config_map, name, namespace)
+        body: dict[str, Any] = self._client.sanitize_for_serialization(found)
+        return body
+
+    async def secret(self, namespace: str, name: str) -> dict[str, Any]:
+        """A Secret as the API server stores it (data base64-encoded); never log it."""
+        found = await self._call(self._core.read_namespaced_secret, name, namespace)
         body: dict[str, Any] = self._client.sanitize_for_serialization(found)
         return body
 

@@ -98,10 +98,10 @@ def connect(
     path: Path, cloud: str, *, api_timeout: float = 30.0
 ) -> tuple[connection.Connection, list[str]]:
     """An openstacksdk connection to `cloud` of the clouds.yaml at `path` (and nothing else: no
-    OS_* environment variables, no other clouds.yaml on the machine), compute pinned to
-    COMPUTE_MICROVERSION; and the secrets of its auth section, for scrubbing messages."""
+    OS_* environment variables, no other clouds.yaml or secure.yaml on the machine), compute
+    pinned to COMPUTE_MICROVERSION; and the secrets of its auth section, for scrubbing messages."""
     loader = os_config.OpenStackConfig(
-        config_files=[str(path)], vendor_files=[], load_envvars=False
+        config_files=[str(path)], vendor_files=[], secure_files=[], load_envvars=False
     )
     try:
         region = loader.get_one(
