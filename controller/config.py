@@ -1,12 +1,11 @@
 """Operator settings. Every value comes from an environment variable (the Deployment sets them;
 `masakari-operator run` flags set them too), so kopf's runner and tests configure it alike.
-Credentials are never here: only the path of the clouds.yaml mounted from a Secret."""
+Credentials are never here: each namespace's CloudBinding names the Secret of its cloud."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 PREFIX = "MASAKARI_"
 
@@ -17,11 +16,10 @@ def _get(name: str, default: str) -> str:
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    clouds_yaml: Path
-    cloud: str
-    # "" (no Pacemaker: fencing only confirmed by monitors), "local" (this pod/machine is a
-    # cluster node), "local:<prefix words>" (e.g. an nsenter into a node), "ssh:[user@]host".
-    pacemaker: str
+    # Put before Pacemaker's tools for a CloudBinding with `pacemaker: {local: {}}`, e.g.
+    # `sudo -n` or an nsenter into a node: the operator's setting, never a binding's.
+    pacemaker_local_prefix: tuple[str, ...]
+    binding_resync_interval: float  # how often a namespace's binding and Secret are read again
     metrics_address: str
     metrics_port: int  # 0: no metrics server
     max_evacuations: int  # overall, across segments
@@ -40,9 +38,8 @@ class OperatorConfig:
     @classmethod
     def from_environment(cls) -> OperatorConfig:
         return cls(
-            clouds_yaml=Path(_get("CLOUDS_YAML", "/etc/openstack/clouds.yaml")),
-            cloud=_get("CLOUD", "openstack"),
-            pacemaker=_get("PACEMAKER", ""),
+            pacemaker_local_prefix=tuple(_get("PACEMAKER_LOCAL_PREFIX", "").split()),
+            binding_resync_interval=float(_get("BINDING_RESYNC_INTERVAL", "10")),
             metrics_address=_get("METRICS_ADDRESS", "0.0.0.0"),
             metrics_port=int(_get("METRICS_PORT", "9100")),
             max_evacuations=int(_get("MAX_EVACUATIONS", "64")),

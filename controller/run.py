@@ -17,13 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace",
         action="append",
         default=[],
-        help="namespace to serve (repeatable; one namespace is one OpenStack cloud)",
+        help="namespace to serve (repeatable); each is bound to its cloud by its CloudBinding",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true")
-    parser.add_argument("--clouds-yaml", help="clouds.yaml path (mount it from a Secret)")
-    parser.add_argument("--cloud", help="the cloud's name in clouds.yaml")
     parser.add_argument(
-        "--pacemaker", help="local | local:<command prefix> | ssh:[user@]host (default: none)"
+        "--pacemaker-local-prefix",
+        help="words put before Pacemaker's tools for bindings with `pacemaker: {local: {}}`, "
+        "e.g. 'sudo -n'",
     )
     parser.add_argument("--metrics-port", type=int, help="Prometheus port, 0 for none")
     election = parser.add_mutually_exclusive_group()
@@ -46,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     settings = {
-        "CLOUDS_YAML": args.clouds_yaml,
-        "CLOUD": args.cloud,
-        "PACEMAKER": args.pacemaker,
+        "PACEMAKER_LOCAL_PREFIX": args.pacemaker_local_prefix,
         "METRICS_PORT": args.metrics_port,
         "LEASE_NAME": "" if args.standalone else args.lease,
     }

@@ -12,13 +12,16 @@ import kopf
 
 from controller import metrics
 from controller.config import OperatorConfig
+from controller.drivers.clouds import Unbound
 from controller.drivers.kube import PLURAL
 from controller.drivers.kube_store import host_record
 from controller.drivers.nova.model import NotFound, NovaError
-from controller.drivers.pacemaker.model import Node, PacemakerError
+from controller.drivers.pacemaker.model import Node, PacemakerCluster, PacemakerError
+from controller.handlers.cloud_bindings import mark_cloud_bound, resolve
 from controller.handlers.runtime import Runtime, runtime_of
 from controller.handlers.signals import reference
 from controller.recovery import hosts
+from controller.recovery.lifecycle import HostRecord
 from controller.recovery.progress import utcnow
 from controller.resources.common import GROUP, VERSION
 
@@ -35,47 +38,58 @@ def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
     return copy
 
 
-async def _node(runtime: Runtime, name: str) -> Node | None:
-    if runtime.pacemaker is None:
+async def _node(pacemaker: PacemakerCluster | None, name: str) -> Node | None:
+    if pacemaker is None:
         return None
     try:
-        state = await asyncio.to_thread(runtime.pacemaker.state)
+        state = await asyncio.to_thread(pacemaker.state)
     except PacemakerError:
         metrics.api_errors.labels("pacemaker", "read").inc()
         return None
     return state.node(name)
 
 
+async def _unbound(runtime: Runtime, namespace: str, host: HostRecord, why: Unbound) -> None:
+    """Nothing is read or changed for a host of an unbound namespace. Its phase stays as last
+    observed (the storm gate counts failed hosts by phase); CloudBound says why."""
+    conditions = [c.model_copy() for c in host.status.conditions]
+    mark_cloud_bound(conditions, why, utcnow(), host.status.observed_generation or 1)
+    if conditions != host.status.conditions:
+        wire = [c.to_wire() for c in conditions]
+        await runtime.kube.merge_status(PLURAL.hosts, namespace, host.name, {"conditions": wire})
+
+
 async def reconcile(body: kopf.Body, runtime: Runtime) -> None:
     host = host_record(body)
     namespace = body["metadata"]["namespace"]
+    outcome = await resolve(runtime.clouds, namespace)
+    if isinstance(outcome, Unbound):
+        await _unbound(runtime, namespace, host, outcome)
+        return
+    nova, pacemaker = outcome.cloud.nova, outcome.pacemaker
     async with runtime.host_lock(namespace, host.name):
         try:
-            service = await runtime.nova.compute_service(host.nova_host)
+            service = await nova.compute_service(host.nova_host)
         except NotFound:
             service = None
         except NovaError as error:
             metrics.api_errors.labels("nova", type(error).__name__).inc()
             raise kopf.TemporaryError(f"Nova: {error}", delay=INTERVAL) from None
-        node = await _node(runtime, host.pacemaker_node)
+        node = await _node(pacemaker, host.pacemaker_node)
         own = await runtime.store.failure_events(namespace, host.name)
         everyone = await runtime.store.failure_events(namespace) if host.spec.reserved else own
-        plan = hosts.plan(
-            host, service, node, own, everyone, utcnow(), body["metadata"].get("generation", 1)
-        )
+        now, generation = utcnow(), body["metadata"].get("generation", 1)
+        plan = hosts.plan(host, service, node, own, everyone, now, generation)
+        mark_cloud_bound(plan.status.conditions, outcome, now, generation)
         try:
             if plan.unforce:
-                await runtime.nova.force_down(host.nova_host, False)
+                await nova.force_down(host.nova_host, False)
             if plan.disable:
-                await runtime.nova.disable_service(host.nova_host, plan.disable)
+                await nova.disable_service(host.nova_host, plan.disable)
             if plan.enable:
-                await runtime.nova.enable_service(host.nova_host)
-            if plan.standby is not None and runtime.pacemaker is not None:
-                change = (
-                    runtime.pacemaker.put_in_standby
-                    if plan.standby
-                    else runtime.pacemaker.bring_online
-                )
+                await nova.enable_service(host.nova_host)
+            if plan.standby is not None and pacemaker is not None:
+                change = pacemaker.put_in_standby if plan.standby else pacemaker.bring_online
                 await asyncio.to_thread(change, host.pacemaker_node)
         except (NovaError, PacemakerError) as error:
             metrics.api_errors.labels(

@@ -11,33 +11,18 @@ import prometheus_client
 
 from controller import metrics
 from controller.config import OperatorConfig
+from controller.drivers.clouds import KubeClouds, OpenStackConnector
 from controller.drivers.kube import Kube, load_client
 from controller.drivers.kube_store import KubeStore
 from controller.drivers.lease import Lease
 from controller.drivers.nova.leading import LeaderOnlyNova
 from controller.drivers.nova.model import Nova
-from controller.drivers.nova.openstack import OpenStackNova
-from controller.drivers.pacemaker.cluster import CrmCluster
-from controller.drivers.pacemaker.runner import LocalRunner, SshRunner
 from controller.handlers.runtime import Runtime, runtime_of
 from controller.handlers.signals import RecoverySignals
 from controller.recovery.host_failure import Timing
 from controller.recovery.lifecycle import Lifecycle, Settings
 
 PREFIX = "masakari.dev"
-
-
-def pacemaker_cluster(setting: str) -> CrmCluster | None:
-    """The Pacemaker cluster named by MASAKARI_PACEMAKER, or None."""
-    if not setting:
-        return None
-    kind, _, rest = setting.partition(":")
-    if kind == "local":
-        return CrmCluster(LocalRunner(prefix=tuple(rest.split())))
-    if kind == "ssh" and rest:
-        user, _, host = rest.rpartition("@")
-        return CrmCluster(SshRunner(host=host, user=user or None))
-    raise ValueError(f"MASAKARI_PACEMAKER={setting!r}: use local, local:<prefix> or ssh:host")
 
 
 @kopf.on.startup()
@@ -69,23 +54,24 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     # Every write to Kubernetes and every change to Nova asks the Lease first, so a leader
     # that wakes up past its deadline changes nothing before its keeper stops the process.
     kube = Kube(client, timeout=config.kube_timeout, leading=leading)
-    openstack = await asyncio.to_thread(
-        OpenStackNova.from_clouds_yaml,
-        config.clouds_yaml,
-        config.cloud,
-        max_concurrency=config.nova_concurrency,
+
+    def wrap(nova: Nova) -> Nova:
+        return nova if leading is None else LeaderOnlyNova(nova, leading)
+
+    # Each namespace's cloud comes from its CloudBinding: there is no cloud of the operator's.
+    clouds = KubeClouds(
+        kube,
+        OpenStackConnector(config.nova_concurrency, config.pacemaker_local_prefix, wrap),
+        recheck=config.binding_resync_interval,
     )
-    nova: Nova = openstack if leading is None else LeaderOnlyNova(openstack, leading)
-    pacemaker = pacemaker_cluster(config.pacemaker)
     store = KubeStore(kube)
     runtime = Runtime(
         config=config,
         kube=kube,
         store=store,
-        nova=nova,
-        pacemaker=pacemaker,
+        clouds=clouds,
         lifecycle=Lifecycle(
-            nova=nova,
+            clouds=clouds,
             store=store,
             signals=RecoverySignals(),
             settings=Settings(
@@ -95,17 +81,14 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
             overall_limit=asyncio.Semaphore(config.max_evacuations),
         ),
     )
-    runtime.lifecycle.fencing = runtime.cluster_state()
-    runtime.closers.append(openstack.close)
+    runtime.closers.append(clouds.close)
     memo.runtime = runtime
     if config.metrics_port:
         prometheus_client.start_http_server(
             config.metrics_port, config.metrics_address, registry=metrics.REGISTRY
         )
     logger.info(
-        "masakari-operator started: cloud %s, pacemaker %s, metrics on %s:%s",
-        config.cloud,
-        "configured" if pacemaker else "not configured",
+        "masakari-operator started: each namespace's cloud from its CloudBinding, metrics on %s:%s",
         config.metrics_address,
         config.metrics_port or "-",
     )

@@ -39,7 +39,7 @@ def test_killed_node_is_recovered_and_maintenance_uses_standby(
         sim = stack.enter_context(running_sim(topology, "--service-down-time", "2"))
         fleet = HostMonitorFleet(lab, cluster.kubeconfig, cluster.kubectl, namespace)
         # The operator reads and changes the cluster through node1, as it would over SSH.
-        pacemaker = "local:" + " ".join(lab.nsenter_prefix("node1"))
+        prefix = " ".join(lab.nsenter_prefix("node1"))
         operator = stack.enter_context(
             running_operator(
                 cluster.kubeconfig,
@@ -47,7 +47,8 @@ def test_killed_node_is_recovered_and_maintenance_uses_standby(
                 sim.clouds_yaml,
                 sim.cloud,
                 tmp_path,
-                {"MASAKARI_PACEMAKER": pacemaker},
+                {"MASAKARI_PACEMAKER_LOCAL_PREFIX": prefix},
+                pacemaker={"local": {}},
             )
         )
         cloud = Cloud(cluster, namespace, sim, operator)

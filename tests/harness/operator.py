@@ -2,11 +2,16 @@
 
 A subprocess rather than kopf's in-process KopfRunner: the crash-safety tests SIGKILL the
 operator mid-recovery and start a new one, and kopf registers handlers once per process.
+
+The operator acts only on namespaces bound to a cloud, so `start` binds the test's namespace
+to the given clouds.yaml first (a Secret and a CloudBinding), as a cloud operator would.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +20,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tests.harness.control_plane import _die_with_parent, free_port, stop_process
+from tests.harness.control_plane import (
+    _die_with_parent,
+    free_port,
+    locate_binaries,
+    run_kubectl,
+    stop_process,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 STARTED = "masakari-operator started"
@@ -29,6 +41,38 @@ FAST = {
     "MASAKARI_SEGMENT_RESYNC_INTERVAL": "1",
 }
 
+SECRET = "openstack-clouds"
+BINDING = "cloud"
+
+
+def bind_namespace(
+    kubeconfig: Path,
+    namespace: str,
+    clouds_yaml: Path,
+    cloud: str,
+    pacemaker: dict[str, Any] | None = None,
+) -> None:
+    """Bind `namespace` to `cloud` of `clouds_yaml`: a Secret holding it and a CloudBinding."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET},
+        "data": {"clouds.yaml": base64.b64encode(clouds_yaml.read_bytes()).decode()},
+    }
+    binding = {
+        "apiVersion": "masakari.dev/v1alpha1",
+        "kind": "CloudBinding",
+        "metadata": {"name": BINDING},
+        "spec": {
+            "secretName": SECRET,
+            "cloud": cloud,
+            **({"pacemaker": pacemaker} if pacemaker else {}),
+        },
+    }
+    documents = json.dumps({"apiVersion": "v1", "kind": "List", "items": [secret, binding]})
+    kubectl = locate_binaries()["kubectl"]
+    run_kubectl(kubectl, kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=documents)
+
 
 @dataclass
 class Operator:
@@ -39,18 +83,21 @@ class Operator:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     standalone: bool = True  # else: elect a leader on a Lease in the test's namespace
+    also_serve: tuple[str, ...] = ()  # more namespaces, bound (or not) by the test itself
+    pacemaker: dict[str, Any] | None = None  # the binding's Pacemaker access
     metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
     def start(self, timeout: float = 60) -> None:
+        bind_namespace(
+            self.kubeconfig, self.namespace, self.clouds_yaml, self.cloud, self.pacemaker
+        )
         self.metrics_port = free_port()
         env = {
             **os.environ,
             **FAST,
             "KUBECONFIG": str(self.kubeconfig),
-            "MASAKARI_CLOUDS_YAML": str(self.clouds_yaml),
-            "MASAKARI_CLOUD": self.cloud,
             "MASAKARI_METRICS_ADDRESS": "127.0.0.1",
             "MASAKARI_METRICS_PORT": str(self.metrics_port),
             "MASAKARI_LEASE_NAMESPACE": self.namespace,
@@ -62,6 +109,7 @@ class Operator:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "controller.cli", "run", "--namespace", self.namespace,
+                 *(arg for extra in self.also_serve for arg in ("--namespace", extra)),
                  *(["--standalone"] if self.standalone else [])],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
@@ -98,9 +146,16 @@ def running_operator(
     cloud: str,
     workdir: Path,
     env: dict[str, str] | None = None,
+    pacemaker: dict[str, Any] | None = None,
 ) -> Iterator[Operator]:
     operator = Operator(
-        kubeconfig, namespace, clouds_yaml, cloud, workdir / "operator.log", env or {}
+        kubeconfig,
+        namespace,
+        clouds_yaml,
+        cloud,
+        workdir / "operator.log",
+        env or {},
+        pacemaker=pacemaker,
     )
     operator.start()
     try:

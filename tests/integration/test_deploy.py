@@ -1,5 +1,6 @@
 """deploy/ on the real API server: accepted, and its RBAC grants what the operator does and
-no more (status and metadata yes, spec never)."""
+no more (status and metadata yes, spec never; a cloud's Secret only where deploy/cloud/ was
+applied, and only that Secret)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -
         ("patch", "hosts.masakari.dev/status"),
         ("patch", "failoversegments.masakari.dev/status"),
         ("patch", "failureevents.masakari.dev"),  # labels
+        ("list", "cloudbindings.masakari.dev"),
+        ("patch", "cloudbindings.masakari.dev/status"),
         ("create", "events"),
         ("list", "namespaces"),
     ]:
@@ -49,10 +52,30 @@ def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -
         ("update", "hosts.masakari.dev"),
         ("create", "hosts.masakari.dev"),
         ("delete", "failureevents.masakari.dev"),
+        ("update", "cloudbindings.masakari.dev"),
         ("get", "secrets"),
     ]:
         assert not can(verb, resource), f"the operator should not {verb} {resource}"
     assert not can("update", "leases.coordination.k8s.io", "cloud-a")
+
+
+def test_a_cloud_namespace_lets_the_operator_read_its_one_secret(
+    cluster: Cluster, namespace: str
+) -> None:
+    rendered = cluster.kubectl("kustomize", str(REPO / "deploy/cloud")).stdout
+    assert "kind: CloudBinding" in rendered
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=rendered)
+
+    def can(verb: str, what: str, where: str = namespace) -> bool:
+        result = cluster.kubectl(
+            "auth", "can-i", verb, what, "-n", where, f"--as={ACCOUNT}", check=False
+        )
+        return result.stdout.strip() == "yes"
+
+    assert can("get", "secrets/openstack-clouds")
+    assert not can("get", "secrets/another")
+    assert not can("list", "secrets")  # a list would return every Secret's data
+    assert not can("get", "secrets/openstack-clouds", "another-cloud")
 
 
 def test_api_deployment_is_accepted_with_namespace_scoped_rights(
