@@ -85,8 +85,9 @@ class CloudBindingSpec(Model):
     pacemaker: PacemakerAccess | None = Field(
         default=None,
         description="How the cloud's Pacemaker cluster is reached, to confirm fencing and to "
-        "put nodes in standby. Unset: no Pacemaker; only a monitor's NORMAL confirms a host "
-        "failure.",
+        "put nodes in standby. Unset: host failures of segments with fencing.method pacemaker "
+        "cannot be confirmed and are not recovered; only segments with fencing.method none "
+        "take a monitor's NORMAL.",
     )
 
 
