@@ -123,15 +123,15 @@ def started_since(report: Report, others: list[Report]) -> Report | None:
     )
 
 
-def segment_health(
-    members: Mapping[str, str | None], open_recoveries: list[Report]
-) -> SegmentHealth:
-    """The segment's failed hosts: those whose Host shows them failed or recovering, and those
-    of every admitted host recovery, which Host status shows only a resync later."""
-    failed = {name for name, phase in members.items() if phase in ("Failed", "Recovering")}
+def segment_health(members: Mapping[str, bool], reports: list[Report]) -> SegmentHealth:
+    """The segment's failed hosts: those whose Host says so (`members`: host name -> out of
+    service by a failure: phase Failed or Recovering, or a service hold not yet released), and
+    those of every admitted host recovery still running, which no Host shows before its next
+    resync."""
+    failed = {name for name, out in members.items() if out}
     failed |= {
         r.spec.host
-        for r in open_recoveries
+        for r in reports
         if r.spec.host in members
         and r.spec.type == FailureType.COMPUTE_HOST
         and r.spec.payload.event == "STOPPED"

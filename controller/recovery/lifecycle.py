@@ -222,11 +222,17 @@ class Lifecycle:
             if e.name != record.name
         ]
         host, segment = context.host, context.segment
-        members = {
-            h.name: h.status.phase
-            for h in context.hosts.values()
-            if host and h.spec.segment == host.spec.segment
-        }
+        # The segment's Hosts read fresh under the lock as well: a recovery that ended since
+        # this step began counts by the service hold it left on its Host.
+        members = (
+            {
+                h.name: h.status.phase in (HostPhase.FAILED, HostPhase.RECOVERING)
+                or bool(h.status.service_holds)
+                for h in await self.store.hosts(record.namespace, host.spec.segment)
+            }
+            if host
+            else {}
+        )
         decision = admit(
             record.report(),
             host.spec if host else None,

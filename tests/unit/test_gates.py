@@ -142,7 +142,7 @@ def test_a_newer_started_report_means_the_host_came_back() -> None:
 
 def test_segment_health_counts_admitted_recoveries_before_host_status_shows_them() -> None:
     """Defect 6: Host status lags a resync behind; an admitted recovery counts at once."""
-    members = {"h1": "Active", "h2": "Active", "h3": "Failed", "h4": "Active"}
+    members = {"h1": False, "h2": False, "h3": True, "h4": False}
     events = [
         report("a", host="h1", phase="Running"),
         report("b", host="h2", phase="New"),

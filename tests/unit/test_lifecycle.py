@@ -287,3 +287,20 @@ def test_nova_unreachable_at_admission_keeps_the_event_waiting() -> None:
     world.run(["ev"], rounds=2)
     assert world.phase("ev") == ("New", "NovaUnavailable")
     assert world.nova.calls == []
+
+
+def test_a_finished_recovery_counts_until_its_host_is_released() -> None:
+    """Found on the real API server: once the first recovery finished, the next report was
+    admitted before the Host resync showed the first host Failed. The service hold the
+    recovery left on its Host counts it until the host is released."""
+    world = World(storm={"maxFailedHosts": 1})
+    world.fail("h1", "a")
+    world.store.report("first", "h1")
+    world.run(["first"])
+    assert world.phase("first") == ("Finished", "Recovered")
+    assert world.store.hosts_["h1"].status.phase is None  # no Host resync yet
+    world.fail("h2", "b")
+    world.store.report("second", "h2")
+    world.run(["second"])
+    assert world.phase("second") == ("New", "StormLimitReached")
+    assert dict(world.nova.evacuations) == {"uuid-a": 1}

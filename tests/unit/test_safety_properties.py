@@ -5,7 +5,8 @@ restarts, retries, fallbacks, pauses, releases and deleted events keeps them:
 1. an instance is never evacuated while Nova still rebuilds it, and moves off a failed host at
    most once (per failure);
 2. nothing is forced down or evacuated off a host that Pacemaker has not fenced;
-3. never more admitted host recoveries in a segment than its storm limit;
+3. never more hosts of a segment out of service by a recovery (admitted, or finished and not
+   yet released) than its storm limit;
 4. once a failed host is released and healthy, no compute service stays forced down or
    disabled by the operator.
 
@@ -140,12 +141,16 @@ class Safety(RuleBasedStateMachine):
         )
 
     def open_host_recoveries(self) -> int:
-        return sum(
-            e.spec.type == FailureType.COMPUTE_HOST
+        """Hosts out of service by a recovery: admitted and running, or held until released."""
+        held = {name for name, host in self.store.hosts_.items() if host.status.service_holds}
+        running = {
+            e.spec.host
+            for e in self.store.events.values()
+            if e.spec.type == FailureType.COMPUTE_HOST
             and e.spec.payload.event == "STOPPED"
             and e.status.phase in (EventPhase.RUNNING, EventPhase.ERROR)
-            for e in self.store.events.values()
-        )
+        }
+        return len(held | running)
 
     # -- what happens to the cloud --------------------------------------------------------
 
