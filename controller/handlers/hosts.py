@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -24,29 +25,35 @@ from controller.recovery import hosts
 from controller.recovery.lifecycle import HostRecord
 from controller.recovery.progress import utcnow
 from controller.resources.common import GROUP, VERSION
+from controller.resources.host import HOLDS
 
 log = logging.getLogger("masakari.hosts")
 INTERVAL = OperatorConfig.from_environment().host_resync_interval
 
 
 def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
-    """Status without observation times, so an unchanged host is not rewritten every resync."""
-    copy = {k: v for k, v in status.items() if k not in ("nova", "pacemaker")}
+    """Status without observation times, so an unchanged host is not rewritten every resync,
+    and without the service holds, which recoveries write."""
+    copy = {k: v for k, v in status.items() if k not in ("nova", "pacemaker", HOLDS)}
     for key in ("nova", "pacemaker"):
         if key in status:
             copy[key] = {k: v for k, v in status[key].items() if k != "observedAt"}
     return copy
 
 
-async def _node(pacemaker: PacemakerCluster | None, name: str) -> Node | None:
+async def _node(
+    pacemaker: PacemakerCluster | None, name: str
+) -> tuple[Node | None, datetime | None]:
+    """The node, and when Pacemaker last fenced it."""
     if pacemaker is None:
-        return None
+        return None, None
     try:
         state = await asyncio.to_thread(pacemaker.state)
     except PacemakerError:
         metrics.api_errors.labels("pacemaker", "read").inc()
-        return None
-    return state.node(name)
+        return None, None
+    fenced = [e.completed for e in state.fencing_of(name) if e.succeeded and e.completed]
+    return state.node(name), max(fenced, default=None)
 
 
 async def _unbound(runtime: Runtime, namespace: str, host: HostRecord, why: Unbound) -> None:
@@ -75,11 +82,11 @@ async def reconcile(body: kopf.Body, runtime: Runtime) -> None:
         except NovaError as error:
             metrics.api_errors.labels("nova", type(error).__name__).inc()
             raise kopf.TemporaryError(f"Nova: {error}", delay=INTERVAL) from None
-        node = await _node(pacemaker, host.pacemaker_node)
+        node, fenced_at = await _node(pacemaker, host.pacemaker_node)
         own = await runtime.store.failure_events(namespace, host.name)
         everyone = await runtime.store.failure_events(namespace) if host.spec.reserved else own
         now, generation = utcnow(), body["metadata"].get("generation", 1)
-        plan = hosts.plan(host, service, node, own, everyone, now, generation)
+        plan = hosts.plan(host, service, node, own, everyone, now, generation, fenced_at)
         mark_cloud_bound(plan.status.conditions, outcome, now, generation)
         try:
             if plan.unforce:
@@ -97,8 +104,13 @@ async def reconcile(body: kopf.Body, runtime: Runtime) -> None:
             ).inc()
             raise kopf.TemporaryError(f"applying host state: {error}", delay=INTERVAL) from None
         wire = plan.status.to_wire()
-        if _comparable(wire) != _comparable(body.get("status") or {}):
-            await runtime.kube.write_status(PLURAL.hosts, namespace, host.name, wire)
+        if _comparable(wire) != _comparable(body.get("status") or {}) or plan.released_holds:
+            # A merge patch that names every field but the holds (None clears one): a hold a
+            # recovery recorded after this body was read survives the write.
+            patch = plan.status.to_merge_patch(exclude={"service_holds"})
+            if plan.released_holds:
+                patch[HOLDS] = dict.fromkeys(plan.released_holds)  # None removes each
+            await runtime.kube.merge_status(PLURAL.hosts, namespace, host.name, patch)
         if plan.transition is not None:
             reason, message = plan.transition
             kopf.info(

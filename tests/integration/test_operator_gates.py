@@ -77,10 +77,17 @@ def test_duplicate_reports_become_one_recovery(cloud_factory: Any) -> None:
     assert list(cloud.sim.control("GET", "evacuations")["evacuations"].values()) == [1]
 
 
-def test_unconfirmed_failure_waits_for_fencing_then_gives_up(cloud_factory: Any) -> None:
-    cloud = setup(cloud_factory, segment(hostFailure={"fencingTimeoutSeconds": 4}))
+@pytest.mark.parametrize("host_status", ["UNKNOWN", "NORMAL"])
+def test_unconfirmed_failure_waits_for_fencing_then_gives_up(
+    cloud_factory: Any, host_status: str
+) -> None:
+    """Where the segment confirms by Pacemaker, the reporter's NORMAL is a claim, not a
+    confirmation: with no Pacemaker access for the cloud, nothing is evacuated."""
+    cloud = setup(
+        cloud_factory, segment(fencing="pacemaker", hostFailure={"fencingTimeoutSeconds": 4})
+    )
     cloud.sim.control("POST", "hosts/compute1/kill")
-    cloud.apply(host_failure("c1", "compute1", host_status="UNKNOWN"))
+    cloud.apply(host_failure("c1", "compute1", host_status=host_status))
     waiting = cloud.wait_phase("fev", "c1", {"New"}, 20)
     wait_for(
         "blocked condition",
@@ -89,7 +96,7 @@ def test_unconfirmed_failure_waits_for_fencing_then_gives_up(cloud_factory: Any)
     assert waiting.get("reason") in (None, "AwaitingFencing")
     status = cloud.wait_phase("fev", "c1", DONE, 30)
     assert (status["phase"], status["reason"]) == ("Ignored", "HostNotConfirmedDown")
-    assert "no Pacemaker cluster is configured" in status["message"]
+    assert "no Pacemaker access is configured" in status["message"]
     assert cloud.sim.control("GET", "evacuations")["evacuations"] == {}
 
 
@@ -138,3 +145,38 @@ def test_pause_requests_hold_recoveries_until_removed(cloud_factory: Any) -> Non
     assert "alice: storage maintenance" in status["message"]
     cloud.apply(segment())
     assert cloud.wait_phase("fev", "c1", DONE)["phase"] == "Finished"
+
+
+def test_five_hosts_failing_at_once_pass_a_storm_limit_of_one_exactly_once(
+    cloud_factory: Any,
+) -> None:
+    """Five reports applied together: the limit is evaluated over every admitted recovery of
+    the segment, not over Host status a resync behind, so one runs and four wait, visibly."""
+    rack = [{"name": f"rack{i}", "vcpus": 8} for i in range(1, 8)]
+    cloud = cloud_factory(
+        topology(rack, [s for i in range(1, 6) for s in servers([f"vm{i}"], f"rack{i}")])
+    )
+    cloud.apply(segment(storm={"maxFailedHosts": 1}), *(host(h["name"]) for h in rack))
+    for i in range(1, 6):
+        cloud.sim.control("POST", f"hosts/rack{i}/kill")
+    cloud.apply(*(host_failure(f"r{i}", f"rack{i}") for i in range(1, 6)))
+    names = [f"r{i}" for i in range(1, 6)]
+    first = wait_for(
+        "one recovery finished",
+        lambda: [n for n in names if cloud.status("fev", n).get("phase") == "Finished"],
+        60,
+    )
+    held = wait_for(
+        "four held by the storm limit",
+        lambda: (
+            (h := [n for n in names if cloud.status("fev", n).get("reason") == "StormLimitReached"])
+            and len(h) == 4
+            and h
+        ),
+        30,
+    )
+    assert len(first) == 1 and set(first) | set(held) == set(names)
+    time.sleep(2)  # and they stay held
+    assert [cloud.status("fev", n)["phase"] for n in held] == ["New"] * 4
+    assert sum(cloud.sim.control("GET", "evacuations")["evacuations"].values()) == 1
+    assert 'masakari_recoveries_blocked{reason="StormLimitReached"} 4.0' in cloud.metrics()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -113,3 +114,25 @@ def test_failed_host_returns_only_when_released(cloud_factory: Any) -> None:
         "onMaintenance": False,
         "releaseFailure": "c1",
     }
+
+
+def test_a_deleted_failure_event_does_not_strand_its_host(cloud_factory: Any) -> None:
+    """What the recovery did to Nova is on the Host's status: deleting the event leaves the
+    host Failed (not Active with its service forced down forever), and releasing the failure
+    by its name still returns the host to service."""
+    cloud = cloud_factory(topology(HOSTS, servers(["vm"], "compute1")))
+    cloud.apply(segment(), *(host(h["name"]) for h in HOSTS))
+    cloud.sim.control("POST", "hosts/compute1/kill")
+    cloud.apply(host_failure("c1", "compute1"))
+    cloud.wait_phase("fev", "c1", {"Finished"})
+    assert "c1" in cloud.status("mhost", "compute1")["serviceHolds"]
+    cloud.cluster.kubectl("delete", "fev", "c1", "-n", cloud.namespace)
+    cloud.sim.control("POST", "hosts/compute1/revive")
+    time.sleep(3)  # resyncs run every second in tests
+    status = cloud.wait_phase("mhost", "compute1", {"Failed"}, 30)
+    assert "releaseFailure: c1" in status["history"][-1]["message"]
+    cloud.apply(host("compute1", releaseFailure="c1"))
+    status = cloud.wait_phase("mhost", "compute1", {"Active"}, 30)
+    service = next(cloud.nova().compute.services(host="compute1", binary="nova-compute"))
+    assert service.status == "enabled" and not service.is_forced_down
+    wait_for("holds cleared", lambda: not cloud.status("mhost", "compute1").get("serviceHolds"))
