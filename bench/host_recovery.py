@@ -88,6 +88,7 @@ def run_once(
                 "spec": {
                     "recoveryMethod": "auto",
                     "serviceType": "COMPUTE",
+                    "fencing": {"method": "none"},  # the simulator has no Pacemaker
                     "hostFailure": {
                         "evacuationConcurrency": concurrency,
                         "evacuationTimeoutSeconds": 600,

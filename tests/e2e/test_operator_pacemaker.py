@@ -15,7 +15,14 @@ from tests.e2e.conftest import LabFactory
 from tests.harness.hostmonitor_fleet import HostMonitorFleet
 from tests.harness.operator import running_operator
 from tests.harness.sim import running_sim
-from tests.integration.operator_env import Cloud, host, iter_moves, segment, wait_for
+from tests.integration.operator_env import (
+    Cloud,
+    host,
+    host_failure,
+    iter_moves,
+    segment,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.pacemaker, pytest.mark.integration]
 
@@ -52,7 +59,10 @@ def test_killed_node_is_recovered_and_maintenance_uses_standby(
             )
         )
         cloud = Cloud(cluster, namespace, sim, operator)
-        cloud.apply(segment(fleet.segment), *(host(n, fleet.segment) for n in NODES))
+        cloud.apply(
+            segment(fleet.segment, fencing="pacemaker", hostFailure={"fencingTimeoutSeconds": 30}),
+            *(host(n, fleet.segment) for n in NODES),
+        )
         wait_for(
             "pacemaker state in host status",
             lambda: all(
@@ -89,3 +99,24 @@ def test_killed_node_is_recovered_and_maintenance_uses_standby(
             60,
         )
         cloud.wait_phase("mhost", "node2", {"Active"}, 30)
+
+        # node2's cluster stack is stopped by hand: offline in Pacemaker, never fenced, while
+        # the hypervisor and its instances run on. A monitor claims it dead (NORMAL): the
+        # claim is not a confirmation, and nothing of node2 is evacuated.
+        evacuations = sim.control("GET", "evacuations")["evacuations"]
+        lab.exec("node2", ["pacemakerd", "--shutdown"])
+        wait_for(
+            "node2 cleanly offline",
+            lambda: lab.node_states("node1").get("node2", {}).get("online") == "false",
+            60,
+        )
+        claim = host_failure("node2-claimed-dead", "node2")
+        claim["spec"]["source"] = "a monitor that never checked the power"
+        cloud.apply(claim)
+        done = {"Finished", "Failed", "Ignored"}
+        status = cloud.wait_phase("fev", "node2-claimed-dead", done, 90)
+        assert status["phase"] == "Ignored", status
+        assert status["reason"] in ("HostRecovered", "HostNotConfirmedDown"), status
+        assert sim.control("GET", "evacuations")["evacuations"] == evacuations
+        service = next(cloud.nova().compute.services(host="node2", binary="nova-compute"))
+        assert service.status == "enabled" and not service.is_forced_down
