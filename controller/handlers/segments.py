@@ -49,6 +49,7 @@ async def _summarize(body: kopf.Body, memo: Any) -> None:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     previous = FailoverSegmentStatus.model_validate(body.get("status") or {})
     now, generation = utcnow(), body["metadata"].get("generation", 1)
+    outcome = await resolve(runtime.clouds, namespace)
     status = summarize(
         FailoverSegmentSpec.model_validate(body["spec"]),
         previous,
@@ -56,8 +57,8 @@ async def _summarize(body: kopf.Body, memo: Any) -> None:
         await runtime.store.failure_events(namespace),
         now,
         generation,
+        None if isinstance(outcome, Unbound) else outcome.pacemaker is not None,
     )
-    outcome = await resolve(runtime.clouds, namespace)
     mark_cloud_bound(status.conditions, outcome, now, generation)
     if isinstance(outcome, Unbound):
         _unbound(status, previous, outcome, now, generation)

@@ -10,7 +10,12 @@ from controller.recovery.lifecycle import TERMINAL, EventRecord, HostRecord
 from controller.resources.common import set_condition
 from controller.resources.failure_event import EventPhase
 from controller.resources.host import HostPhase, ReservationState
-from controller.resources.segment import FailoverSegmentSpec, FailoverSegmentStatus, SegmentPhase
+from controller.resources.segment import (
+    FailoverSegmentSpec,
+    FailoverSegmentStatus,
+    FencingMethod,
+    SegmentPhase,
+)
 
 
 def summarize(
@@ -20,7 +25,10 @@ def summarize(
     events: list[EventRecord],
     now: datetime,
     generation: int,
+    pacemaker_access: bool | None = None,
 ) -> FailoverSegmentStatus:
+    """`pacemaker_access`: whether the namespace's cloud can be asked about fencing (None
+    while the namespace is not bound to a cloud)."""
     status = previous.model_copy(deep=True)
     phases = [h.status.phase for h in hosts]
     names = {h.name for h in hosts}
@@ -90,4 +98,33 @@ def summarize(
         now,
         generation,
     )
+    _fencing_ready(status, spec, pacemaker_access, now, generation)
     return status
+
+
+def _fencing_ready(
+    status: FailoverSegmentStatus,
+    spec: FailoverSegmentSpec,
+    pacemaker_access: bool | None,
+    now: datetime,
+    generation: int,
+) -> None:
+    """Whether a host failure of the segment can be confirmed down, said before one happens."""
+    if spec.fencing.method == FencingMethod.NONE:
+        ready, reason, message = (
+            False,
+            "FencingDisabled",
+            "fencing.method is none: a monitor's host_status NORMAL is taken as it is",
+        )
+    elif pacemaker_access is None:
+        ready, reason, message = False, "CloudNotBound", "no cloud to ask (see CloudBound)"
+    elif pacemaker_access:
+        ready, reason, message = True, "PacemakerConfigured", "Pacemaker confirms the fencing"
+    else:
+        ready, reason, message = (
+            False,
+            "NoPacemakerAccess",
+            "the CloudBinding gives no Pacemaker access: host failures cannot be confirmed "
+            f"and end HostNotConfirmedDown after {spec.host_failure.fencing_timeout_seconds}s",
+        )
+    set_condition(status.conditions, "FencingReady", ready, reason, message, now, generation)

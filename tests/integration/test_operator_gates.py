@@ -97,6 +97,18 @@ def test_unconfirmed_failure_waits_for_fencing_then_gives_up(
     status = cloud.wait_phase("fev", "c1", DONE, 30)
     assert (status["phase"], status["reason"]) == ("Ignored", "HostNotConfirmedDown")
     assert "no Pacemaker access is configured" in status["message"]
+    fencing = wait_for(
+        "the segment to say it cannot confirm",
+        lambda: next(
+            (
+                c
+                for c in cloud.status("fseg", "seg").get("conditions", [])
+                if c["type"] == "FencingReady"
+            ),
+            None,
+        ),
+    )
+    assert (fencing["status"], fencing["reason"]) == ("False", "NoPacemakerAccess")
     assert cloud.sim.control("GET", "evacuations")["evacuations"] == {}
 
 
