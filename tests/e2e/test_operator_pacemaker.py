@@ -100,23 +100,77 @@ def test_killed_node_is_recovered_and_maintenance_uses_standby(
         )
         cloud.wait_phase("mhost", "node2", {"Active"}, 30)
 
-        # node2's cluster stack is stopped by hand: offline in Pacemaker, never fenced, while
-        # the hypervisor and its instances run on. A monitor claims it dead (NORMAL): the
-        # claim is not a confirmation, and nothing of node2 is evacuated.
-        evacuations = sim.control("GET", "evacuations")["evacuations"]
-        lab.exec("node2", ["pacemakerd", "--shutdown"])
+
+def test_a_cleanly_stopped_live_node_is_never_evacuated(
+    lab_factory: LabFactory, cluster: Cluster, tmp_path: Path
+) -> None:
+    """node3's cluster stack is stopped by hand (Pacemaker, then Corosync): offline in a
+    quorate cluster, never fenced, while the hypervisor and its instances run on. A monitor
+    claims it dead with host_status NORMAL: a claim, not a confirmation. Nothing of node3 is
+    forced down or evacuated, and the event ends with a reason."""
+    namespace = f"operator-clean-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    topology = {
+        "hosts": [{"name": n, "vcpus": 8} for n in NODES],
+        "servers": [{"name": f"vm-{i}", "host": "node3"} for i in range(2)],
+    }
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(lab_factory(members=3, fence_delay=2))
+        sim = stack.enter_context(running_sim(topology, "--service-down-time", "2"))
+        prefix = " ".join(lab.nsenter_prefix("node1"))
+        operator = stack.enter_context(
+            running_operator(
+                cluster.kubeconfig,
+                namespace,
+                sim.clouds_yaml,
+                sim.cloud,
+                tmp_path,
+                {"MASAKARI_PACEMAKER_LOCAL_PREFIX": prefix},
+                pacemaker={"local": {}},
+            )
+        )
+        cloud = Cloud(cluster, namespace, sim, operator)
+        cloud.apply(
+            segment(fencing="pacemaker", hostFailure={"fencingTimeoutSeconds": 30}),
+            *(host(n) for n in NODES),
+        )
         wait_for(
-            "node2 cleanly offline",
-            lambda: lab.node_states("node1").get("node2", {}).get("online") == "false",
+            "node3 online in its Host status",
+            lambda: (cloud.status("mhost", "node3").get("pacemaker") or {}).get("onlineSince"),
             60,
         )
-        claim = host_failure("node2-claimed-dead", "node2")
+        lab.exec("node3", ["pacemakerd", "--shutdown"])
+        wait_for(
+            "Pacemaker stopped on node3",
+            lambda: lab.node_states("node1").get("node3", {}).get("pending") == "true",
+            60,
+        )
+        lab.exec("node3", ["corosync-cfgtool", "-H", "--force"])
+        states = wait_for(
+            "node3 cleanly offline",
+            lambda: (s := lab.node_states("node1").get("node3", {})).get("online") == "false" and s,
+            60,
+        )
+        assert states["unclean"] == "false"
+
+        claim = host_failure("node3-claimed-dead", "node3")
         claim["spec"]["source"] = "a monitor that never checked the power"
         cloud.apply(claim)
-        done = {"Finished", "Failed", "Ignored"}
-        status = cloud.wait_phase("fev", "node2-claimed-dead", done, 90)
+        waiting = wait_for(
+            "the claim held for fencing",
+            lambda: (
+                (s := cloud.status("fev", "node3-claimed-dead")).get("reason") == "AwaitingFencing"
+                and s
+            ),
+            30,
+        )
+        assert "no fencing of it since it last came online" in waiting["message"]
+        status = cloud.wait_phase(
+            "fev", "node3-claimed-dead", {"Finished", "Failed", "Ignored"}, 90
+        )
+        # Nova still hears from node3 (HostRecovered), or the fencing timeout passes first.
         assert status["phase"] == "Ignored", status
         assert status["reason"] in ("HostRecovered", "HostNotConfirmedDown"), status
-        assert sim.control("GET", "evacuations")["evacuations"] == evacuations
-        service = next(cloud.nova().compute.services(host="node2", binary="nova-compute"))
+        assert sim.control("GET", "evacuations")["evacuations"] == {}
+        service = next(cloud.nova().compute.services(host="node3", binary="nova-compute"))
         assert service.status == "enabled" and not service.is_forced_down
