@@ -166,7 +166,7 @@ class OpenStackConnector:
 
     max_concurrency: int = 16
     local_prefix: tuple[str, ...] = ()
-    wrap: Callable[[Nova], Nova] = lambda nova: nova  # e.g. refuse changes unless leading
+    leading: Callable[[], bool] = lambda: True  # changes to Nova only while this is true
 
     async def connect(self, spec: CloudBindingSpec, clouds_yaml: str) -> Connected:
         try:
@@ -181,9 +181,11 @@ class OpenStackConnector:
                 "CloudsYamlInvalid",
                 f"openstacksdk refused cloud {spec.cloud!r}: {type(error).__name__}",
             ) from None
-        nova = OpenStackNova(conn, secrets, max_concurrency=self.max_concurrency)
+        nova = OpenStackNova(
+            conn, secrets, max_concurrency=self.max_concurrency, leading=self.leading
+        )
         return Connected(
-            nova=self.wrap(nova),
+            nova=nova,
             pacemaker=pacemaker_cluster(spec.pacemaker, self.local_prefix),
             close=nova.close,
         )

@@ -15,8 +15,6 @@ from controller.drivers.clouds import KubeClouds, OpenStackConnector
 from controller.drivers.kube import Kube, load_client
 from controller.drivers.kube_store import KubeStore
 from controller.drivers.lease import Lease
-from controller.drivers.nova.leading import LeaderOnlyNova
-from controller.drivers.nova.model import Nova
 from controller.handlers.runtime import Runtime, runtime_of
 from controller.handlers.signals import RecoverySignals
 from controller.recovery.host_failure import Timing
@@ -55,15 +53,11 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     # that wakes up past its deadline changes nothing before its keeper stops the process.
     kube = Kube(client, timeout=config.kube_timeout, leading=leading)
 
-    def wrap(nova: Nova) -> Nova:
-        return nova if leading is None else LeaderOnlyNova(nova, leading)
-
+    connector = OpenStackConnector(config.nova_concurrency, config.pacemaker_local_prefix)
+    if leading is not None:
+        connector.leading = leading
     # Each namespace's cloud comes from its CloudBinding: there is no cloud of the operator's.
-    clouds = KubeClouds(
-        kube,
-        OpenStackConnector(config.nova_concurrency, config.pacemaker_local_prefix, wrap),
-        recheck=config.binding_resync_interval,
-    )
+    clouds = KubeClouds(kube, connector, recheck=config.binding_resync_interval)
     store = KubeStore(kube)
     runtime = Runtime(
         config=config,

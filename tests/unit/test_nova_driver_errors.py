@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.drivers.lease import NotLeading
 from controller.drivers.nova.model import Conflict, NotFound, NovaError, Unavailable
 from controller.drivers.nova.openstack import OpenStackNova, RetryPolicy
 from tests.harness import control_plane
@@ -202,3 +203,23 @@ def test_concurrency_is_bounded_and_the_loop_stays_free(clean: Sim) -> None:
     # Six calls of at least 0.3 s, two at a time, cannot take less than three rounds.
     assert elapsed >= 0.9
     assert ticks >= 10, "the event loop was blocked while openstacksdk worked"
+
+
+def test_a_change_is_refused_once_the_replica_stops_leading_even_between_retries(
+    clean: Sim,
+) -> None:
+    """The Lease is asked before every try of a change, not only the first: a leader frozen
+    in the backoff wakes with the retry due at once, maybe before its keeper stops it."""
+    server = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"][0]
+    clean.control("POST", "hosts/compute1/kill")
+    answers = iter([True])  # leads for the first try only
+
+    def leading() -> bool:
+        return next(answers, False)
+
+    _fault(clean, "actions", error_rate=1.0, status=503)
+    nova = _driver(clean, retry=FAST, leading=leading)
+    with pytest.raises(NotLeading, match="evacuate"):
+        asyncio.run(nova.evacuate(server))
+    assert _requests(clean, "actions") == 1
+    assert asyncio.run(nova.server(server)).host == "compute1"  # reads go on

@@ -39,6 +39,7 @@ from openstack import config as os_config
 from openstack import connection
 from openstack import exceptions as sdk_exceptions
 
+from controller.drivers.lease import NotLeading
 from controller.drivers.nova.model import (
     Aggregate,
     ComputeService,
@@ -124,8 +125,12 @@ class OpenStackNova:
         *,
         max_concurrency: int = 8,
         retry: RetryPolicy | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`leading`: asked before every try of a call that changes Nova (retries included):
+        a replica that no longer holds its Lease changes nothing (NotLeading); reads go on."""
         self._conn = conn
+        self._leading = leading
         self._secrets = tuple(s for s in secrets if s)
         self._slots = asyncio.Semaphore(max_concurrency)
         # Threads of its own: the loop's default executor is small (cores + 4) and shared.
@@ -141,10 +146,11 @@ class OpenStackNova:
         max_concurrency: int = 8,
         retry: RetryPolicy | None = None,
         api_timeout: float = 30.0,
+        leading: Callable[[], bool] = lambda: True,
     ) -> OpenStackNova:
         """Connect with the cloud `cloud` of the clouds.yaml at `path`."""
         conn, secrets = connect(path, cloud, api_timeout=api_timeout)
-        return cls(conn, secrets, max_concurrency=max_concurrency, retry=retry)
+        return cls(conn, secrets, max_concurrency=max_concurrency, retry=retry, leading=leading)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False)
@@ -189,11 +195,15 @@ class OpenStackNova:
         # Anything else (configuration, a bug): the type only, its text may quote the config.
         return NovaError(f"{operation}: {type(exc).__name__}")
 
-    async def _call(self, operation: str, fn: Callable[[], T]) -> T:
+    async def _call(self, operation: str, fn: Callable[[], T], change: bool = False) -> T:
         policy = self._retry
         started = time.monotonic()
         for attempt in range(policy.attempts):
             async with self._slots:
+                # Asked again before each try: a process frozen in the backoff below wakes with
+                # the retry due at once, possibly before its Lease keeper notices the deadline.
+                if change and not self._leading():
+                    raise NotLeading(f"not the leader: {operation} refused")
                 try:
                     loop = asyncio.get_running_loop()
                     return await loop.run_in_executor(self._threads, fn)
@@ -244,7 +254,9 @@ class OpenStackNova:
         def update() -> Any:
             return self._conn.compute.update_service(self._raw_service(host), **attrs)
 
-        return self._service(await self._call(f"{operation} service of {host}", update))
+        return self._service(
+            await self._call(f"{operation} service of {host}", update, change=True)
+        )
 
     async def disable_service(self, host: str, reason: str) -> ComputeService:
         return await self._update_service(
@@ -303,10 +315,11 @@ class OpenStackNova:
         await self._call(
             f"evacuate server {server_id}{where}",
             lambda: self._conn.compute.evacuate_server(server_id, host=target_host),
+            change=True,
         )
 
     async def _act(self, action: str, server_id: str, call: Callable[[str], object]) -> None:
-        await self._call(f"{action} server {server_id}", lambda: call(server_id))
+        await self._call(f"{action} server {server_id}", lambda: call(server_id), change=True)
 
     async def stop_server(self, server_id: str) -> None:
         await self._act("stop", server_id, self._conn.compute.stop_server)
@@ -344,6 +357,7 @@ class OpenStackNova:
             await self._call(
                 f"add host {host} to aggregate {aggregate_id}",
                 lambda: self._conn.compute.add_host_to_aggregate(aggregate_id, host),
+                change=True,
             )
         except Conflict:
             # Nova answers 409 when the host is already a member; anything else stays an error.
