@@ -68,6 +68,7 @@ check-crds: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check controller tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,10 +26,10 @@ from controller.api.ids import object_uuid
 from controller.api.store import Snapshot, Store
 from controller.drivers.keystone import Caller, KeystoneUnavailable
 from controller.drivers.kube import PLURAL
-from controller.drivers.nova.model import NovaError
 from controller.microversions import HEADER
 from controller.monitors.reporting import LABEL_VALUE
 from controller.recovery.gates import Report, duplicate_of
+from controller.recovery.nova import NovaError
 from controller.resources.common import API_VERSION, HOSTNAME_PATTERN
 from controller.resources.failure_event import FailureEventSpec
 

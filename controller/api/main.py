@@ -17,8 +17,8 @@ from controller.api.app import Context, build_app
 from controller.api.store import Store
 from controller.drivers.keystone import TokenValidator
 from controller.drivers.kube import Kube, load_client
-from controller.drivers.nova.model import NovaError
 from controller.drivers.nova.openstack import OpenStackNova
+from controller.recovery.nova import NovaError
 
 log = logging.getLogger("masakari.api")
 READY = "masakari-operator api listening on "

@@ -39,12 +39,11 @@ from keystoneauth1 import exceptions as ksa_exceptions
 from pydantic import ValidationError
 
 from controller.drivers.kube import PLURAL, Gone, KubeError
-from controller.drivers.nova.model import Nova
 from controller.drivers.nova.openstack import OpenStackNova, connect
 from controller.drivers.pacemaker.cluster import CrmCluster
-from controller.drivers.pacemaker.model import ClusterState, PacemakerCluster
 from controller.drivers.pacemaker.runner import LocalRunner, SshRunner
-from controller.recovery.lifecycle import Cloud, CloudNotBound
+from controller.recovery.pacemaker import ClusterState
+from controller.recovery.ports import Cloud, CloudNotBound, Nova, PacemakerCluster
 from controller.resources.cloud_binding import CLOUDS_YAML_KEY, CloudBindingSpec, PacemakerAccess
 
 log = logging.getLogger("masakari.clouds")

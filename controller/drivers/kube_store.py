@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.drivers.kube import PLURAL, Gone, Kube
-from controller.recovery.lifecycle import EventRecord, HostRecord
+from controller.recovery.ports import EventRecord, HostRecord
 from controller.recovery.progress import utcnow
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
 from controller.resources.host import HOLDS, HostSpec, HostStatus, ServiceHold

@@ -16,13 +16,13 @@ from controller.config import OperatorConfig
 from controller.drivers.clouds import Unbound
 from controller.drivers.kube import PLURAL
 from controller.drivers.kube_store import host_record
-from controller.drivers.nova.model import NotFound, NovaError
-from controller.drivers.pacemaker.model import Node, PacemakerCluster, PacemakerError
 from controller.handlers.cloud_bindings import mark_cloud_bound, resolve
 from controller.handlers.runtime import Runtime, runtime_of
 from controller.handlers.signals import reference
 from controller.recovery import hosts
-from controller.recovery.lifecycle import HostRecord
+from controller.recovery.nova import NotFound, NovaError
+from controller.recovery.pacemaker import Node, PacemakerError
+from controller.recovery.ports import HostRecord, PacemakerCluster
 from controller.recovery.progress import utcnow
 from controller.resources.common import GROUP, VERSION
 from controller.resources.host import HOLDS

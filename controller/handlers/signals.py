@@ -8,7 +8,8 @@ from typing import cast
 import kopf
 
 from controller import metrics
-from controller.recovery.lifecycle import TERMINAL, EventRecord
+from controller.recovery.lifecycle import TERMINAL
+from controller.recovery.ports import EventRecord
 from controller.resources.common import API_VERSION
 from controller.resources.failure_event import EventPhase, FailureEventStatus
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
-from controller.drivers.pacemaker.model import ClusterState, FenceEvent, Node
+from controller.recovery.pacemaker import ClusterState, FenceEvent, Node
 
 
 class NodeCondition(StrEnum):

@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass
 
 from controller.drivers.pacemaker import crm_mon
-from controller.drivers.pacemaker.model import PacemakerError
 from controller.drivers.pacemaker.runner import (
     CommandRunner,
     LocalRunner,
     SshRunner,
     validate_node_name,
 )
+from controller.recovery.pacemaker import PacemakerError
 
 from .host_failures import FailureDetector
 from .reporting import FailureEventStore, Reporter

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controller.drivers.pacemaker.model import ClusterState
 from controller.recovery.gates import Decision, Report, Verdict
+from controller.recovery.pacemaker import ClusterState
 from controller.resources.segment import FailoverSegmentSpec, FencingMethod
 
 # A fencing that completed this long before the report was made belongs to an earlier failure

@@ -15,16 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from controller.drivers.nova.model import (
-    Conflict,
-    NotFound,
-    Nova,
-    NovaError,
-    NoValidHost,
-    Server,
-)
 from controller.recovery.instances import select_for_evacuation
+from controller.recovery.nova import Conflict, NotFound, NovaError, NoValidHost, Server
 from controller.recovery.outcome import Outcome
+from controller.recovery.ports import Nova
 from controller.recovery.progress import Progress
 from controller.resources.failure_event import InstanceMove, MoveStatus, StepState
 from controller.resources.segment import HostFailurePolicy, RecoveryMethod

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from controller.drivers.nova.model import ComputeService
-from controller.drivers.pacemaker.model import Node
 from controller.recovery.host_failure import HOST_FAILURE_REASON
-from controller.recovery.lifecycle import EventRecord, HostRecord
+from controller.recovery.nova import ComputeService
+from controller.recovery.pacemaker import Node
+from controller.recovery.ports import EventRecord, HostRecord
 from controller.resources.common import set_condition
 from controller.resources.failure_event import EventPhase, FailureType
 from controller.resources.host import (

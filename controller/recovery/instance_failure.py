@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from controller.drivers.nova.model import Conflict, NotFound, Nova, NovaError
 from controller.recovery.host_failure import Timing, wait_for_vm_state
 from controller.recovery.instances import flag
+from controller.recovery.nova import Conflict, NotFound, NovaError
 from controller.recovery.outcome import Outcome
+from controller.recovery.ports import Nova
 from controller.recovery.progress import Progress
 from controller.resources.failure_event import StepState
 from controller.resources.segment import InstanceFailurePolicy

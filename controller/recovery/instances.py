@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from controller.drivers.nova.model import Server
+from controller.recovery.nova import Server
 from controller.resources.segment import HostFailurePolicy
 
 _TRUE = {"1", "t", "true", "on", "y", "yes"}

@@ -17,115 +17,37 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from controller.drivers.nova.model import NotFound, Nova, NovaError
-from controller.drivers.pacemaker.model import ClusterState
 from controller.recovery.fencing import Evidence, confirm
-from controller.recovery.gates import Decision, Report, Verdict, admit, segment_health
+from controller.recovery.gates import Decision, Verdict, admit, segment_health
 from controller.recovery.host_failure import DISABLE, HostFailure, Timing
 from controller.recovery.instance_failure import InstanceFailure
+from controller.recovery.nova import NotFound, NovaError
 from controller.recovery.outcome import Outcome
+from controller.recovery.ports import (
+    Cloud,
+    CloudNotBound,
+    Clouds,
+    EventRecord,
+    HostRecord,
+    Signals,
+    Store,
+)
 from controller.recovery.process_failure import ProcessFailure
 from controller.recovery.progress import Progress, utcnow
 from controller.resources.common import set_condition
 from controller.resources.failure_event import (
     EventPhase,
-    FailureEventSpec,
     FailureEventStatus,
     FailureType,
 )
-from controller.resources.host import HostPhase, HostSpec, HostStatus, ReservationState
+from controller.resources.host import HostPhase, ReservationState
 from controller.resources.segment import FailoverSegmentSpec, FencingMethod
 
 TERMINAL = {EventPhase.FINISHED, EventPhase.IGNORED, EventPhase.FAILED}
 
 
-@dataclass(frozen=True)
-class EventRecord:
-    name: str
-    namespace: str
-    spec: FailureEventSpec
-    status: FailureEventStatus
-    created: datetime
-    generation: int = 1
-    uid: str | None = None
-
-    def report(self) -> Report:
-        return Report(self.name, self.spec, self.created, self.status.phase)
-
-
-@dataclass(frozen=True)
-class HostRecord:
-    name: str
-    spec: HostSpec
-    status: HostStatus
-    created: datetime
-
-    @property
-    def nova_host(self) -> str:
-        return self.spec.nova_host or self.name
-
-    @property
-    def pacemaker_node(self) -> str:
-        return self.spec.pacemaker_node or self.name
-
-
-class Store(Protocol):
-    """The cluster's objects as the recovery needs them."""
-
-    async def failure_event(self, namespace: str, name: str) -> EventRecord | None: ...
-
-    async def failure_events(
-        self, namespace: str, host: str | None = None
-    ) -> list[EventRecord]: ...
-
-    async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]: ...
-
-    async def segment(self, namespace: str, name: str) -> FailoverSegmentSpec | None: ...
-
-    async def write_event_status(
-        self, namespace: str, name: str, status: FailureEventStatus
-    ) -> None: ...
-
-    async def hold_host_service(self, namespace: str, host: str, event: str) -> None:
-        """Record on the Host, before Nova is touched, that `event` takes its compute service
-        out (status.serviceHolds), so the host is released even if the event is deleted."""
-        ...
-
-
-class Signals(Protocol):
-    """What the outside world hears: Kubernetes Events, metrics, log lines."""
-
-    def transition(self, record: EventRecord, status: FailureEventStatus) -> None: ...
-
-    def blocked(self, record: EventRecord, reason: str | None) -> None: ...
-
-    def running(self, record: EventRecord, running: bool) -> None: ...
-
-
-Fencing = Callable[[], Awaitable[ClusterState]]
 Wait = Callable[[float], Awaitable[bool]]  # sleeps; True when the operator is stopping
-
-
-@dataclass(frozen=True)
-class Cloud:
-    """The OpenStack cloud a namespace is bound to, as the recovery reaches it."""
-
-    nova: Nova
-    fencing: Fencing | None = None  # reads the cloud's Pacemaker cluster; None: no access
-
-
-class CloudNotBound(Exception):
-    """The namespace has no usable binding to a cloud: nothing in it is acted on."""
-
-
-class Clouds(Protocol):
-    """Which cloud each namespace is bound to."""
-
-    async def cloud(self, namespace: str) -> Cloud:
-        """The namespace's cloud; CloudNotBound (saying why) when there is none."""
-        ...
 
 
 @dataclass

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.drivers.nova.model import Nova, NovaError
+from controller.recovery.nova import NovaError
 from controller.recovery.outcome import Outcome
+from controller.recovery.ports import Nova
 from controller.recovery.progress import Progress
 from controller.resources.failure_event import StepState
 

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from controller.drivers.nova.model import (
+from controller.drivers.nova.openstack import OpenStackNova, connect
+from controller.recovery.nova import (
     ComputeService,
     Conflict,
     NotFound,
@@ -23,7 +24,6 @@ from controller.drivers.nova.model import (
     NoValidHost,
     Server,
 )
-from controller.drivers.nova.openstack import OpenStackNova, connect
 from tests.contract.backend import NovaBackend
 
 T = TypeVar("T")

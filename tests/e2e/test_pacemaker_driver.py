@@ -8,13 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from controller.drivers.pacemaker.cluster import CrmCluster
-from controller.drivers.pacemaker.model import (
-    ClusterState,
-    ClusterUnavailable,
-    NodeNotFound,
-    PacemakerCluster,
-)
 from controller.drivers.pacemaker.runner import LocalRunner
+from controller.recovery.pacemaker import ClusterState, ClusterUnavailable, NodeNotFound
+from controller.recovery.ports import PacemakerCluster
 from tests.e2e.conftest import LabFactory
 from tests.harness.pacemaker_lab import PacemakerLab
 

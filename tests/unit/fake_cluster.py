@@ -7,14 +7,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.drivers.pacemaker.model import (
-    ClusterState,
-    FenceEvent,
-    FenceStatus,
-    Node,
-    NodeType,
-)
-from controller.recovery.lifecycle import Cloud, CloudNotBound, EventRecord, HostRecord
+from controller.recovery.pacemaker import ClusterState, FenceEvent, FenceStatus, Node, NodeType
+from controller.recovery.ports import Cloud, CloudNotBound, EventRecord, HostRecord
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
 from controller.resources.host import HostSpec, HostStatus, ServiceHold
 from controller.resources.segment import FailoverSegmentSpec

@@ -7,7 +7,7 @@ import dataclasses
 from collections import Counter
 from datetime import UTC, datetime
 
-from controller.drivers.nova.model import (
+from controller.recovery.nova import (
     Aggregate,
     ComputeService,
     Conflict,

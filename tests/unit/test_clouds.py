@@ -21,7 +21,7 @@ from controller.drivers.clouds import (
 from controller.drivers.kube import Gone, KubeError
 from controller.drivers.pacemaker.cluster import CrmCluster
 from controller.drivers.pacemaker.runner import SshRunner
-from controller.recovery.lifecycle import CloudNotBound
+from controller.recovery.ports import CloudNotBound
 from controller.resources.cloud_binding import CloudBindingSpec
 from tests.unit.fake_nova import FakeNova
 

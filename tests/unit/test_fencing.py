@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from controller.drivers.pacemaker import crm_mon
-from controller.drivers.pacemaker.model import ClusterState
 from controller.recovery.fencing import FENCING_RECORD_MAX_AGE, Evidence, confirm, confirmed_down
 from controller.recovery.gates import Report, Verdict
+from controller.recovery.pacemaker import ClusterState
 from controller.resources.failure_event import FailureEventSpec
 from controller.resources.segment import FailoverSegmentSpec
 

@@ -168,7 +168,7 @@ def test_reserved_host_without_reserved_hosts_is_an_error() -> None:
 
 def test_reserved_host_joins_the_failed_hosts_aggregates() -> None:
     nova = cloud(("a", {}))
-    from controller.drivers.nova.model import Aggregate
+    from controller.recovery.nova import Aggregate
 
     nova.aggregates_["1"] = Aggregate("1", "ssd", ("h1", "h2"))
     nova.aggregates_["2"] = Aggregate("2", "other", ("h3",))

@@ -6,8 +6,8 @@ import dataclasses
 from pathlib import Path
 
 from controller.drivers.pacemaker import crm_mon
-from controller.drivers.pacemaker.model import ClusterState
 from controller.monitors.host_failures import FailureDetector, HostEvent, NodeReport
+from controller.recovery.pacemaker import ClusterState
 
 DATA = Path(__file__).parent / "data" / "pacemaker"
 

@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from controller.drivers.nova.model import NovaError
 from controller.recovery import hosts
 from controller.recovery.host_failure import HOST_FAILURE_REASON, Timing
-from controller.recovery.lifecycle import Cloud, Lifecycle, Settings
+from controller.recovery.lifecycle import Lifecycle, Settings
+from controller.recovery.nova import NovaError
+from controller.recovery.ports import Cloud
 from tests.unit.fake_cluster import (
     BoundClouds,
     Clock,

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from controller.drivers.lease import NotLeading
-from controller.drivers.nova.model import Conflict, NotFound, NovaError, Unavailable
 from controller.drivers.nova.openstack import OpenStackNova, RetryPolicy
+from controller.recovery.nova import Conflict, NotFound, NovaError, Unavailable
 from tests.harness import control_plane
 from tests.harness.sim import Sim, running_sim
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from controller.drivers.pacemaker import crm_mon
-from controller.drivers.pacemaker.model import (
+from controller.drivers.pacemaker.runner import CommandResult
+from controller.recovery.pacemaker import (
     ClusterUnavailable,
     CommandTimeout,
     FenceStatus,
@@ -17,7 +18,6 @@ from controller.drivers.pacemaker.model import (
     PacemakerError,
     PermissionDenied,
 )
-from controller.drivers.pacemaker.runner import CommandResult
 
 DATA = Path(__file__).parent / "data" / "pacemaker"
 

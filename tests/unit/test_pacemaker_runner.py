@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 
 from controller.drivers.pacemaker.cluster import CrmCluster
-from controller.drivers.pacemaker.model import (
-    CommandTimeout,
-    InvalidNodeName,
-    PacemakerError,
-    ToolMissing,
-)
 from controller.drivers.pacemaker.runner import (
     CommandResult,
     LocalRunner,
     SshRunner,
     validate_node_name,
+)
+from controller.recovery.pacemaker import (
+    CommandTimeout,
+    InvalidNodeName,
+    PacemakerError,
+    ToolMissing,
 )
 from tests.harness import pacemaker_lab
 

@@ -31,10 +31,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-from controller.drivers.nova.model import NovaError
 from controller.recovery import hosts
 from controller.recovery.host_failure import HOST_FAILURE_REASON, Timing
-from controller.recovery.lifecycle import TERMINAL, Cloud, Lifecycle, Settings
+from controller.recovery.lifecycle import TERMINAL, Lifecycle, Settings
+from controller.recovery.nova import NovaError
+from controller.recovery.ports import Cloud
 from controller.resources.failure_event import EventPhase, FailureType
 from tests.unit.fake_cluster import (
     T0,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from controller import metrics
 from controller.handlers.signals import RecoverySignals
-from controller.recovery.lifecycle import EventRecord
+from controller.recovery.ports import EventRecord
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
 
 

@@ -40,7 +40,7 @@ from openstack import connection
 from openstack import exceptions as sdk_exceptions
 
 from controller.drivers.lease import NotLeading
-from controller.drivers.nova.model import (
+from controller.recovery.nova import (
     Aggregate,
     ComputeService,
     Conflict,

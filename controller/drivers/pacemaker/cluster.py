@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controller.recovery.pacemaker import ChangeNotObserved, ClusterState, Node, NodeNotFound
+
 from . import crm_mon
-from .model import ChangeNotObserved, ClusterState, Node, NodeNotFound
 from .runner import DEFAULT_TIMEOUT, CommandRunner, validate_node_name
 
 

@@ -9,7 +9,7 @@ import contextlib
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
-from .model import (
+from controller.recovery.pacemaker import (
     ClusterState,
     ClusterUnavailable,
     CommandTimeout,
@@ -22,6 +22,7 @@ from .model import (
     PermissionDenied,
     ToolMissing,
 )
+
 from .runner import CommandResult
 
 # Pacemaker's exit codes (crm_exit_t) that mean something a caller can act on.

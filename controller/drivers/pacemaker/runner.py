@@ -16,9 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from controller.recovery.pacemaker import (
+    CommandTimeout,
+    InvalidNodeName,
+    PacemakerError,
+    ToolMissing,
+)
 from controller.resources.common import HOSTNAME_PATTERN
-
-from .model import CommandTimeout, InvalidNodeName, PacemakerError, ToolMissing
 
 DEFAULT_TIMEOUT = 30.0
 _NODE_NAME = re.compile(HOSTNAME_PATTERN)

@@ -1,7 +1,6 @@
-"""What the operator and the host monitor need from Pacemaker, with no command line in sight.
-
-The CLI implementation (`controller.drivers.pacemaker.cluster`) and in-memory fakes both satisfy
-`PacemakerCluster`.
+"""Pacemaker's vocabulary as the operator and the host monitor see it: nodes, fencing history,
+the cluster's state, and the errors of its tools. No command line in sight; the port itself,
+`PacemakerCluster`, is in controller.recovery.ports.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
 
 
 class PacemakerError(Exception):
@@ -130,18 +128,3 @@ class ClusterState:
 
     def fencing_of(self, target: str) -> tuple[FenceEvent, ...]:
         return tuple(event for event in self.fence_history if event.target == target)
-
-
-class PacemakerCluster(Protocol):
-    """What the operator does to a Pacemaker cluster: read it, and take nodes out of service
-    (standby: no resources may run there) or out of Pacemaker's control (maintenance)."""
-
-    def state(self) -> ClusterState: ...
-
-    def put_in_standby(self, node: str) -> None: ...
-
-    def bring_online(self, node: str) -> None: ...
-
-    def start_maintenance(self, node: str) -> None: ...
-
-    def end_maintenance(self, node: str) -> None: ...

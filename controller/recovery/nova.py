@@ -1,7 +1,6 @@
-"""What the recovery code needs from Nova, with no OpenStack library in sight.
-
-The domain (controller.recovery) depends on this module only; the openstacksdk implementation
-and the in-memory fakes of the unit tests both satisfy `Nova`.
+"""Nova's vocabulary as the recovery sees it: services, servers, migrations, aggregates,
+capacity, and the errors of its calls. No OpenStack library in sight; the port itself, `Nova`,
+is in controller.recovery.ports.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 
 class NovaError(Exception):
@@ -120,54 +118,3 @@ class HostCapacity:
     @property
     def memory_mb_free(self) -> int:
         return self.memory_mb - self.memory_mb_used
-
-
-class Nova(Protocol):
-    """The Nova operations recovery uses. Hosts are nova-compute service host names.
-
-    Every method is a coroutine; implementations run blocking clients off the event loop.
-    """
-
-    async def compute_services(self, host: str | None = None) -> list[ComputeService]: ...
-
-    async def compute_service(self, host: str) -> ComputeService:
-        """The nova-compute service of `host`; NotFound if there is none."""
-        ...
-
-    async def disable_service(self, host: str, reason: str) -> ComputeService: ...
-
-    async def enable_service(self, host: str) -> ComputeService: ...
-
-    async def force_down(self, host: str, forced: bool) -> ComputeService: ...
-
-    async def servers_on_host(self, host: str) -> list[Server]:
-        """Every server on `host`, across all projects, with metadata and flavor."""
-        ...
-
-    async def server(self, server_id: str) -> Server: ...
-
-    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
-        """Start an evacuation; the scheduler picks the host when target_host is None."""
-        ...
-
-    async def stop_server(self, server_id: str) -> None: ...
-
-    async def start_server(self, server_id: str) -> None: ...
-
-    async def lock_server(self, server_id: str, reason: str | None = None) -> None: ...
-
-    async def unlock_server(self, server_id: str) -> None: ...
-
-    async def reset_state(self, server_id: str, state: str) -> None:
-        """Reset a server's vm_state to "error" or "active"."""
-        ...
-
-    async def aggregates(self) -> list[Aggregate]: ...
-
-    async def add_host_to_aggregate(self, aggregate_id: str, host: str) -> None:
-        """Idempotent: a host already in the aggregate is not an error."""
-        ...
-
-    async def migrations(self, server_id: str) -> list[Migration]: ...
-
-    async def host_capacity(self, host: str) -> HostCapacity: ...

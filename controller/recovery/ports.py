@@ -1,0 +1,185 @@
+"""What the recovery domain needs from the world, in one place: the ports its drivers implement.
+
+- `Nova`: the compute API (controller.drivers.nova.openstack over openstacksdk);
+- `PacemakerCluster` and `Fencing`: the cluster that confirms a host down
+  (controller.drivers.pacemaker.cluster over crm_mon/crm_attribute);
+- `Store`: the Kubernetes objects (controller.drivers.kube_store), with `EventRecord` and
+  `HostRecord`, the shared records of FailureEvents and Hosts;
+- `Signals`: Kubernetes Events, metrics and log lines (controller.handlers.signals);
+- `Clouds`: which cloud a namespace is bound to (controller.drivers.clouds).
+
+Their vocabularies are controller.recovery.nova and controller.recovery.pacemaker. The unit
+tests' in-memory fakes implement the same ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from controller.recovery.gates import Report
+from controller.recovery.nova import (
+    Aggregate,
+    ComputeService,
+    HostCapacity,
+    Migration,
+    Server,
+)
+from controller.recovery.pacemaker import ClusterState
+from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
+from controller.resources.host import HostSpec, HostStatus
+from controller.resources.segment import FailoverSegmentSpec
+
+
+class Nova(Protocol):
+    """The Nova operations recovery uses. Hosts are nova-compute service host names.
+
+    Every method is a coroutine; implementations run blocking clients off the event loop.
+    """
+
+    async def compute_services(self, host: str | None = None) -> list[ComputeService]: ...
+
+    async def compute_service(self, host: str) -> ComputeService:
+        """The nova-compute service of `host`; NotFound if there is none."""
+        ...
+
+    async def disable_service(self, host: str, reason: str) -> ComputeService: ...
+
+    async def enable_service(self, host: str) -> ComputeService: ...
+
+    async def force_down(self, host: str, forced: bool) -> ComputeService: ...
+
+    async def servers_on_host(self, host: str) -> list[Server]:
+        """Every server on `host`, across all projects, with metadata and flavor."""
+        ...
+
+    async def server(self, server_id: str) -> Server: ...
+
+    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
+        """Start an evacuation; the scheduler picks the host when target_host is None."""
+        ...
+
+    async def stop_server(self, server_id: str) -> None: ...
+
+    async def start_server(self, server_id: str) -> None: ...
+
+    async def lock_server(self, server_id: str, reason: str | None = None) -> None: ...
+
+    async def unlock_server(self, server_id: str) -> None: ...
+
+    async def reset_state(self, server_id: str, state: str) -> None:
+        """Reset a server's vm_state to "error" or "active"."""
+        ...
+
+    async def aggregates(self) -> list[Aggregate]: ...
+
+    async def add_host_to_aggregate(self, aggregate_id: str, host: str) -> None:
+        """Idempotent: a host already in the aggregate is not an error."""
+        ...
+
+    async def migrations(self, server_id: str) -> list[Migration]: ...
+
+    async def host_capacity(self, host: str) -> HostCapacity: ...
+
+
+class PacemakerCluster(Protocol):
+    """What the operator does to a Pacemaker cluster: read it, and take nodes out of service
+    (standby: no resources may run there) or out of Pacemaker's control (maintenance)."""
+
+    def state(self) -> ClusterState: ...
+
+    def put_in_standby(self, node: str) -> None: ...
+
+    def bring_online(self, node: str) -> None: ...
+
+    def start_maintenance(self, node: str) -> None: ...
+
+    def end_maintenance(self, node: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    name: str
+    namespace: str
+    spec: FailureEventSpec
+    status: FailureEventStatus
+    created: datetime
+    generation: int = 1
+    uid: str | None = None
+
+    def report(self) -> Report:
+        return Report(self.name, self.spec, self.created, self.status.phase)
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    name: str
+    spec: HostSpec
+    status: HostStatus
+    created: datetime
+
+    @property
+    def nova_host(self) -> str:
+        return self.spec.nova_host or self.name
+
+    @property
+    def pacemaker_node(self) -> str:
+        return self.spec.pacemaker_node or self.name
+
+
+class Store(Protocol):
+    """The cluster's objects as the recovery needs them."""
+
+    async def failure_event(self, namespace: str, name: str) -> EventRecord | None: ...
+
+    async def failure_events(
+        self, namespace: str, host: str | None = None
+    ) -> list[EventRecord]: ...
+
+    async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]: ...
+
+    async def segment(self, namespace: str, name: str) -> FailoverSegmentSpec | None: ...
+
+    async def write_event_status(
+        self, namespace: str, name: str, status: FailureEventStatus
+    ) -> None: ...
+
+    async def hold_host_service(self, namespace: str, host: str, event: str) -> None:
+        """Record on the Host, before Nova is touched, that `event` takes its compute service
+        out (status.serviceHolds), so the host is released even if the event is deleted."""
+        ...
+
+
+class Signals(Protocol):
+    """What the outside world hears: Kubernetes Events, metrics, log lines."""
+
+    def transition(self, record: EventRecord, status: FailureEventStatus) -> None: ...
+
+    def blocked(self, record: EventRecord, reason: str | None) -> None: ...
+
+    def running(self, record: EventRecord, running: bool) -> None: ...
+
+
+Fencing = Callable[[], Awaitable[ClusterState]]
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """The OpenStack cloud a namespace is bound to, as the recovery reaches it."""
+
+    nova: Nova
+    fencing: Fencing | None = None  # reads the cloud's Pacemaker cluster; None: no access
+
+
+class CloudNotBound(Exception):
+    """The namespace has no usable binding to a cloud: nothing in it is acted on."""
+
+
+class Clouds(Protocol):
+    """Which cloud each namespace is bound to."""
+
+    async def cloud(self, namespace: str) -> Cloud:
+        """The namespace's cloud; CloudNotBound (saying why) when there is none."""
+        ...
