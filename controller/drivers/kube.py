@@ -58,6 +58,7 @@ class Plural:
 
 
 PLURAL = Plural()
+LIST_PAGE = 500  # objects per page of a list call
 
 
 def load_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
@@ -164,17 +165,27 @@ class Kube:
     async def list(
         self, plural: str, namespace: str, field_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        extra: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
-        body = await self._call(
-            self._objects.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            **extra,
-        )
-        items: list[dict[str, Any]] = body["items"]
-        return items
+        """Every object, fetched in pages: the API server never builds one huge answer."""
+        items: list[dict[str, Any]] = []
+        page: str | None = None
+        while True:
+            query: dict[str, Any] = {"limit": LIST_PAGE}
+            if field_selector:
+                query["field_selector"] = field_selector
+            if page:
+                query["_continue"] = page
+            body = await self._call(
+                self._objects.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                **query,
+            )
+            items.extend(body["items"])
+            page = (body.get("metadata") or {}).get("continue")
+            if not page:
+                return items
 
     async def write_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]

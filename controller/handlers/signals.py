@@ -28,7 +28,7 @@ def reference(kind: str, namespace: str, name: str, uid: str | None) -> kopf.Bod
 class RecoverySignals:
     def __init__(self) -> None:
         self._blocked: dict[tuple[str, str], str] = {}
-        self._observed_moves: set[tuple[str, str, str]] = set()
+        self._observed_moves: set[tuple[str, str, str, str]] = set()
         self._running: set[tuple[str, str]] = set()
 
     def transition(self, record: EventRecord, status: FailureEventStatus) -> None:
@@ -46,12 +46,18 @@ class RecoverySignals:
                 elapsed = (status.end_time - record.created).total_seconds()
                 metrics.recovery_duration.labels(kind, phase).observe(max(elapsed, 0.0))
         self._observe_moves(record, status)
+        if phase in TERMINAL:
+            # Nothing more comes of an ended event: what is kept of it goes, and so does its
+            # share of the blocked gauge (it may end while blocked: HostNotConfirmedDown).
+            self.blocked(record, None)
+            ended = (record.namespace, record.name)
+            self._observed_moves = {k for k in self._observed_moves if k[:2] != ended}
 
     def _observe_moves(self, record: EventRecord, status: FailureEventStatus) -> None:
         for move in status.instances:
             if move.start_time is None or move.end_time is None:
                 continue
-            key = (record.name, move.instance_uuid, move.end_time.isoformat())
+            key = (record.namespace, record.name, move.instance_uuid, move.end_time.isoformat())
             if key in self._observed_moves:
                 continue
             self._observed_moves.add(key)

@@ -12,7 +12,7 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from controller.drivers.kube import Gone, Kube, KubeError, Retries
+from controller.drivers.kube import LIST_PAGE, Gone, Kube, KubeError, Retries
 from controller.drivers.lease import NotLeading
 
 QUICK = Retries(tries=4, first_delay=0.01, window=1.0)
@@ -119,3 +119,32 @@ def test_leadership_is_asked_again_before_each_try() -> None:
     with pytest.raises(NotLeading):
         write(kube(objects, leading=lambda: next(answers)))
     assert len(objects.calls) == 1
+
+
+class PagedObjects(FakeObjects):
+    """A list answered in pages of two, as the API server does with limit/continue."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        start = int(kwargs.get("_continue") or 0)
+        page = self.names[start : start + 2]
+        more = start + 2 < len(self.names)
+        return {
+            "items": [{"metadata": {"name": n}} for n in page],
+            "metadata": {"continue": str(start + 2) if more else ""},
+        }
+
+
+def test_lists_come_in_pages_and_all_of_them_are_read() -> None:
+    objects = PagedObjects([f"h{i}" for i in range(5)])
+    items = asyncio.run(kube(objects).list("hosts", "ns", "spec.segment=a"))
+    assert [i["metadata"]["name"] for i in items] == ["h0", "h1", "h2", "h3", "h4"]
+    assert len(objects.calls) == 3
+    assert all(
+        c["limit"] == LIST_PAGE and c["field_selector"] == "spec.segment=a" for c in objects.calls
+    )
+    assert [c.get("_continue") for c in objects.calls] == [None, "2", "4"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import kopf
+import pytest
+
 from controller import metrics
 from controller.handlers.signals import RecoverySignals
 from controller.recovery.ports import EventRecord
@@ -47,3 +50,24 @@ def test_ending_a_recovery_this_process_never_counted_does_not_go_negative() -> 
     before = in_flight()
     signals.running(record("c"), False)
     assert in_flight() == before
+
+
+def blocked(reason: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("masakari_recoveries_blocked", {"reason": reason})
+    return value or 0.0
+
+
+def test_an_event_ending_while_blocked_leaves_the_blocked_gauge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It waited for fencing, then ended HostNotConfirmedDown: no longer blocked."""
+    monkeypatch.setattr(kopf, "info", lambda *_, **__: None)  # no API server to post to
+    signals = RecoverySignals()
+    before = blocked("AwaitingFencing")
+    event = record("d")
+    signals.blocked(event, "AwaitingFencing")
+    assert blocked("AwaitingFencing") == before + 1
+    ended = FailureEventStatus(phase="Ignored", reason="HostNotConfirmedDown")
+    signals.transition(event, ended)
+    assert blocked("AwaitingFencing") == before
+    assert signals._blocked == {} and signals._observed_moves == set()
