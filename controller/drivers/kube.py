@@ -189,23 +189,29 @@ class Kube:
 
     async def write_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> None:
-        """Replace the whole status: a JSON patch, so fields cleared in `status` are cleared."""
+    ) -> dict[str, Any]:
+        """Replace the whole status: a JSON patch, so fields cleared in `status` are cleared.
+        Returns the object as written."""
         patch = [{"op": "add", "path": "/status", "value": status}]
-        await self._patch_status(plural, namespace, name, patch, "application/json-patch+json")
+        return await self._patch_status(
+            plural, namespace, name, patch, "application/json-patch+json"
+        )
 
     async def merge_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
         """A merge patch of status: the keys given are set (None deletes one), the others are
-        left as they are, so two writers owning different keys never undo each other."""
+        left as they are, so two writers owning different keys never undo each other.
+        Returns the object as written."""
         patch = {"status": status}
-        await self._patch_status(plural, namespace, name, patch, "application/merge-patch+json")
+        return await self._patch_status(
+            plural, namespace, name, patch, "application/merge-patch+json"
+        )
 
     async def _patch_status(
         self, plural: str, namespace: str, name: str, patch: Any, content_type: str
-    ) -> None:
-        await self._call(
+    ) -> dict[str, Any]:
+        written: dict[str, Any] = await self._call(
             self._objects.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -216,6 +222,7 @@ class Kube:
             write=True,
             _content_type=content_type,
         )
+        return written
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         created: dict[str, Any] = await self._call(
