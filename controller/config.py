@@ -28,6 +28,11 @@ class OperatorConfig:
     recheck_interval: float  # how often a blocked event is evaluated again
     host_resync_interval: float
     segment_resync_interval: float
+    # Ended FailureEvents (recovery.retention): how often each segment's pass runs, how many
+    # it deletes at most, and how long an ended event is kept at least (clients polling it).
+    retention_interval: float
+    retention_batch: int
+    retention_settle: float
     lease_name: str  # empty: no leader election (one replica only)
     lease_namespace: str
     lease_duration: float
@@ -48,6 +53,9 @@ class OperatorConfig:
             recheck_interval=float(_get("RECHECK_INTERVAL", "5.0")),
             host_resync_interval=float(_get("HOST_RESYNC_INTERVAL", "30")),
             segment_resync_interval=float(_get("SEGMENT_RESYNC_INTERVAL", "10")),
+            retention_interval=float(_get("RETENTION_INTERVAL", "300")),
+            retention_batch=int(_get("RETENTION_BATCH", "100")),
+            retention_settle=float(_get("RETENTION_SETTLE", "600")),
             lease_name=_get("LEASE_NAME", ""),
             lease_namespace=_get("LEASE_NAMESPACE", os.environ.get("POD_NAMESPACE", "default")),
             lease_duration=float(_get("LEASE_DURATION", "15")),

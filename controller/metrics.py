@@ -54,6 +54,12 @@ api_errors = Counter(
     ["api", "error"],
     registry=REGISTRY,
 )
+events_deleted = Counter(
+    "masakari_failure_events_deleted_total",
+    "Ended failure events deleted by the retention of their segment, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
 handler_duration = Histogram(
     "masakari_handler_duration_seconds",
     "Time spent in operator handlers, by handler.",

@@ -1,8 +1,10 @@
-"""FailoverSegment handler: counts and conditions, recomputed periodically and on change."""
+"""FailoverSegment handlers: counts and conditions, recomputed periodically and on change; and
+the periodic retention pass over the ended FailureEvents of the segment's hosts."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
@@ -10,15 +12,18 @@ import kopf
 from controller import metrics
 from controller.config import OperatorConfig
 from controller.drivers.clouds import Unbound
-from controller.drivers.kube import PLURAL
+from controller.drivers.kube import PLURAL, Gone
 from controller.handlers.cloud_bindings import mark_cloud_bound, resolve
 from controller.handlers.runtime import runtime_of
 from controller.recovery.progress import utcnow
+from controller.recovery.retention import Policy, of_segment, to_delete
 from controller.recovery.segments import summarize
 from controller.resources.common import GROUP, VERSION, set_condition
 from controller.resources.segment import FailoverSegmentSpec, FailoverSegmentStatus, SegmentPhase
 
-INTERVAL = OperatorConfig.from_environment().segment_resync_interval
+CONFIG = OperatorConfig.from_environment()
+INTERVAL = CONFIG.segment_resync_interval
+log = logging.getLogger("masakari.retention")
 ALLOWED = "RecoveryAllowed"
 
 
@@ -77,3 +82,37 @@ async def segment_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
 async def segment_resync(body: kopf.Body, memo: Any, **_: Any) -> None:
     with metrics.handler_duration.labels("segment_resync").time():
         await _summarize(body, memo)
+
+
+async def _retain(body: kopf.Body, memo: Any) -> None:
+    """Delete what the segment's retention chose (recovery.retention), a bounded number per
+    pass, each with its reason."""
+    runtime = runtime_of(memo)
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    if isinstance(await resolve(runtime.clouds, namespace), Unbound):
+        return  # nothing of an unbound namespace is acted on, its history included
+    settle = timedelta(seconds=CONFIG.retention_settle)
+    policy = Policy.of(FailoverSegmentSpec.model_validate(body["spec"]), settle)
+    hosts = await runtime.store.hosts(namespace)
+    events = of_segment(await runtime.store.failure_events(namespace), hosts, name)
+    for decision in to_delete(events, hosts, policy, utcnow(), CONFIG.retention_batch):
+        try:
+            await runtime.kube.delete(PLURAL.failure_events, namespace, decision.event)
+        except Gone:
+            continue
+        metrics.events_deleted.labels(decision.reason).inc()
+        log.info(
+            "deleted FailureEvent %s: %s (%s)",
+            decision.event,
+            decision.reason,
+            decision.message,
+            extra={"namespace": namespace, "event": decision.event},
+        )
+
+
+@kopf.timer(
+    GROUP, VERSION, "failoversegments", interval=CONFIG.retention_interval, initial_delay=5.0
+)
+async def segment_retention(body: kopf.Body, memo: Any, **_: Any) -> None:
+    with metrics.handler_duration.labels("segment_retention").time():
+        await _retain(body, memo)

@@ -13,6 +13,7 @@ from controller.recovery.host_failure import HOST_FAILURE_REASON
 from controller.recovery.nova import ComputeService
 from controller.recovery.pacemaker import Node
 from controller.recovery.ports import EventRecord, HostRecord
+from controller.recovery.retention import ACTED, summarize
 from controller.resources.common import set_condition
 from controller.resources.failure_event import EventPhase, FailureType
 from controller.resources.host import (
@@ -35,8 +36,6 @@ RESERVED_REASON = f"{OURS} reserved host"
 # reservation, and a released host failure. A process failure is undone only by its STARTED
 # report: nova-compute may still be down although Nova has not noticed yet.
 UNDOABLE = (MAINTENANCE_REASON, RESERVED_REASON, HOST_FAILURE_REASON)
-# Host failures that took the host out of service (Ignored ones took nothing out).
-ACTED = (EventPhase.RUNNING, EventPhase.ERROR, EventPhase.FINISHED, EventPhase.FAILED)
 # Pacemaker node states (status.pacemaker.state) in which the node is out of the cluster.
 DOWN_STATES = ("offline", "unclean")
 
@@ -131,6 +130,9 @@ def plan(
 
     if last is not None:
         status.last_failure = last
+    # Folded in on every resync, before the retention pass may delete an event: it deletes
+    # only what this summary already shows (retention.summarized).
+    status.recent_failures, status.last_recovery = summarize(status, own_events, now)
     status.reservation = (
         ReservationState.NOT_RESERVED
         if not spec.reserved

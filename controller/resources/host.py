@@ -17,6 +17,9 @@ from .common import (
 )
 
 HISTORY_LIMIT = 20
+# status.recentFailures: the host's failures of the last FAILURE_WINDOW_DAYS, at most this many.
+FAILURES_KEPT = 50
+FAILURE_WINDOW_DAYS = 7
 # status.serviceHolds: written by recoveries, cleared by the Host reconciler, key by key.
 HOLDS = "serviceHolds"
 
@@ -133,6 +136,17 @@ class FailureRecord(Model):
     )
 
 
+class RecoveryRecord(Model):
+    """A recovery of the host that ran and ended, as its FailureEvent recorded it."""
+
+    event: str = Field(max_length=253, description="Name of the FailureEvent.")
+    type: str = Field(max_length=32, description="COMPUTE_HOST, VM or PROCESS.")
+    result: str = Field(max_length=32, description="Phase the FailureEvent ended in.")
+    start_time: datetime = Field(description="When the recovery started.")
+    end_time: datetime = Field(description="When the recovery ended.")
+    duration_seconds: float = Field(ge=0, description="endTime minus startTime, in seconds.")
+
+
 class ServiceHold(Model):
     """The compute service taken out of Nova by a host recovery."""
 
@@ -169,6 +183,19 @@ class HostStatus(Model):
     pacemaker: PacemakerNodeStatus | None = Field(default=None, description="The Pacemaker node.")
     last_failure: FailureRecord | None = Field(
         default=None, description="The host's most recent failure."
+    )
+    recent_failures: list[FailureRecord] = Field(
+        default_factory=list,
+        max_length=FAILURES_KEPT,
+        description=f"The host's failures (every FailureEvent but reports ignored as "
+        f"duplicates) generated in the last {FAILURE_WINDOW_DAYS} days, oldest first, at most "
+        f"{FAILURES_KEPT}: kept when their FailureEvents are deleted (spec.retention of the "
+        "segment).",
+    )
+    last_recovery: RecoveryRecord | None = Field(
+        default=None,
+        description="The host's latest recovery that ran and ended, kept when its "
+        "FailureEvent is deleted.",
     )
     service_holds: dict[str, ServiceHold] = Field(
         default_factory=dict,

@@ -195,6 +195,31 @@ class StormPolicy(Model):
     )
 
 
+class RetentionPolicy(Model):
+    """How long ended FailureEvents of the segment's hosts are kept, as a Job's
+    ttlSecondsAfterFinished and a CronJob's history limits; what the history is for stays on
+    each Host's status."""
+
+    ttl_seconds_after_finished: int = Field(
+        default=604800,
+        ge=3600,
+        le=31622400,
+        description="An ended FailureEvent (Finished, Ignored or Failed) is deleted this many "
+        "seconds after it ended (default 7 days), unless something still needs it: an open "
+        "recovery, a service hold or a release the host awaits, a reserved host it took, the "
+        "duplicate or restart windows. Its failure stays counted in the Host's "
+        "status.recentFailures and status.lastRecovery.",
+    )
+    keep_per_host: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="At most this many ended FailureEvents are kept per host, the newest by "
+        "generatedTime; older ones are deleted even before ttlSecondsAfterFinished, with the "
+        "same exceptions.",
+    )
+
+
 class FailoverSegmentSpec(Model):
     """The desired state of a failover segment; written by people or GitOps, never the operator."""
 
@@ -239,6 +264,11 @@ class FailoverSegmentSpec(Model):
         default_factory=StormPolicy,
         description="Storm protection: failed-host limits and pause requests.",
         json_schema_extra={"default": StormPolicy().to_wire()},
+    )
+    retention: RetentionPolicy = Field(
+        default_factory=RetentionPolicy,
+        description="How long ended FailureEvents of the segment's hosts are kept.",
+        json_schema_extra={"default": RetentionPolicy().to_wire()},
     )
 
 

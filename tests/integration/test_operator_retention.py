@@ -1,0 +1,72 @@
+"""Bounded history on the real API server: old ended FailureEvents go, what is needed stays,
+and the Host's summary keeps what the history was for."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.operator_env import host, host_failure, segment, topology, wait_for
+
+pytestmark = pytest.mark.integration
+
+HOSTS = [{"name": f"compute{i}", "vcpus": 8} for i in (1, 2, 3)]
+FAST_RETENTION = {"MASAKARI_RETENTION_INTERVAL": "1", "MASAKARI_RETENTION_SETTLE": "0"}
+
+
+def process_failure(name: str, host_name: str, hours_ago: float) -> dict[str, Any]:
+    """A stopped process other than nova-compute: recorded and Finished, nothing else."""
+    event = host_failure(name, host_name)
+    generated = time.gmtime(time.time() - hours_ago * 3600)
+    event["spec"].update(
+        type="PROCESS",
+        generatedTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", generated),
+        payload={"event": "STOPPED", "process_name": "sshd"},
+    )
+    return event
+
+
+def names(cloud: Any) -> set[str]:
+    out = cloud.cluster.kubectl("get", "fev", "-n", cloud.namespace, "-o", "json").stdout
+    return {item["metadata"]["name"] for item in json.loads(out)["items"]}
+
+
+def test_old_ended_events_go_and_needed_ones_stay(cloud_factory: Any) -> None:
+    cloud = cloud_factory(topology(HOSTS, []), env=FAST_RETENTION)
+    # Paused: the host failure stays open (New, RecoveryPaused) for the whole test.
+    paused = segment(retention={"keepPerHost": 1}, storm={"pauseRequests": ["test: keep open"]})
+    cloud.apply(paused, *(host(h["name"]) for h in HOSTS))
+    cloud.apply(
+        host_failure("open", "compute2"),
+        *(process_failure(f"p{i}", "compute1", hours_ago=i) for i in (1, 2, 3)),
+    )
+    for name in ("p1", "p2", "p3"):
+        cloud.wait_phase("fev", name, {"Finished"}, 30)
+    # compute3 awaits release by the name of p4: a service hold, as a host recovery records it.
+    hold = {"status": {"serviceHolds": {"p4": {"since": "2026-01-01T00:00:00Z"}}}}
+    cloud.cluster.kubectl(
+        "patch", "mhost", "compute3", "-n", cloud.namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps(hold),
+    )  # fmt: skip
+    cloud.apply(process_failure("p4", "compute1", hours_ago=4))
+    cloud.wait_phase("fev", "p4", {"Finished"}, 30)
+
+    # keepPerHost 1: of compute1's ended events the newest (p1) stays and p4 is held; the
+    # open host failure of compute2 stays too.
+    left = wait_for(
+        "the retention pass", lambda: (n := names(cloud)) <= {"p1", "p4", "open"} and n, 30
+    )
+    time.sleep(3)  # a few more passes: still nothing needed goes
+    assert names(cloud) == left == {"p1", "p4", "open"}
+    assert cloud.status("fev", "open")["phase"] == "New"
+
+    summary = cloud.status("mhost", "compute1")["recentFailures"]
+    assert [r["event"] for r in summary] == ["p4", "p3", "p2", "p1"]
+    assert {r["result"] for r in summary} == {"Finished"}
+    assert cloud.status("mhost", "compute3")["phase"] == "Failed"  # still awaiting p4
+    metrics = cloud.metrics()
+    assert 'masakari_failure_events_deleted_total{reason="BeyondCount"} 2.0' in metrics
+    assert "deleted FailureEvent p3: BeyondCount" in cloud.operator.log()
