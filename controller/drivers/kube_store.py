@@ -50,6 +50,8 @@ def host_record(body: Mapping[str, Any]) -> HostRecord:
         spec=HostSpec.model_validate(body["spec"]),
         status=HostStatus.model_validate(body.get("status") or {}),
         created=_created(body),
+        generation=body["metadata"].get("generation", 1),
+        uid=body["metadata"].get("uid"),
     )
 
 

@@ -4,7 +4,7 @@ namespace says in its `Ready` condition whether the namespace is bound, or why n
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,15 @@ def mark_cloud_bound(
     else:
         message = f"bound to {outcome.description} by CloudBinding {outcome.binding.name}"
         set_condition(conditions, CLOUD_BOUND, True, "Bound", message, now, generation)
+
+
+def marker(outcome: BoundCloud | Unbound) -> Callable[[list[Condition], datetime, int], None]:
+    """`mark_cloud_bound` with the namespace's outcome, for the host sync."""
+
+    def mark(conditions: list[Condition], now: datetime, generation: int) -> None:
+        mark_cloud_bound(conditions, outcome, now, generation)
+
+    return mark
 
 
 def binding_status(
@@ -112,6 +121,8 @@ async def binding_changed(namespace: str | None, memo: Any, **_: Any) -> None:
         for body in await runtime.kube.list(PLURAL.cloud_bindings, namespace or ""):
             if not body["metadata"].get("deletionTimestamp"):
                 await _publish(runtime, body, outcome)
+        if isinstance(outcome, Unbound):  # the host pass may have gone with the last binding
+            await runtime.host_sync.unbound(namespace or "", marker(outcome))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL.cloud_bindings, interval=INTERVAL, initial_delay=1.0)

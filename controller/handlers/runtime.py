@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +10,8 @@ from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds
 from controller.drivers.kube import Kube
 from controller.drivers.kube_store import KubeStore
+from controller.handlers.signals import HostSyncSignals
+from controller.recovery.host_sync import HostSync
 from controller.recovery.lifecycle import Lifecycle
 
 
@@ -21,11 +22,13 @@ class Runtime:
     store: KubeStore
     clouds: KubeClouds  # each namespace's cloud
     lifecycle: Lifecycle
-    host_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    host_sync: HostSync = field(init=False)
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
-    def host_lock(self, namespace: str, name: str) -> asyncio.Lock:
-        return self.host_locks.setdefault((namespace, name), asyncio.Lock())
+    def __post_init__(self) -> None:
+        # One lock per host, the recoveries' (recovery.host_sync.HostLocks).
+        locks = self.lifecycle.host_locks
+        self.host_sync = HostSync(self.store, HostSyncSignals(), locks)
 
 
 def runtime_of(memo: Any) -> Runtime:

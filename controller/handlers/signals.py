@@ -1,4 +1,5 @@
-"""One Kubernetes Event, one counter and one log line per transition of a FailureEvent."""
+"""One Kubernetes Event, one counter and one log line per transition of a FailureEvent, and one
+Event and log line per phase transition of a Host."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import kopf
 
 from controller import metrics
 from controller.recovery.lifecycle import TERMINAL
-from controller.recovery.ports import EventRecord
+from controller.recovery.ports import EventRecord, HostRecord
 from controller.resources.common import API_VERSION
 from controller.resources.failure_event import EventPhase, FailureEventStatus
 
 log = logging.getLogger("masakari.recovery")
+host_log = logging.getLogger("masakari.hosts")
 _WARNINGS = {EventPhase.ERROR, EventPhase.FAILED}
 
 
@@ -83,3 +85,13 @@ class RecoverySignals:
         elif not running and key in self._running:
             self._running.remove(key)
             metrics.in_flight.labels(record.spec.type).dec()
+
+
+class HostSyncSignals:
+    def transition(self, namespace: str, host: HostRecord, reason: str, message: str) -> None:
+        kopf.info(reference("Host", namespace, host.name, host.uid), reason=reason, message=message)
+        host_log.info(message, extra={"namespace": namespace, "host": host.name})
+
+    def unreachable(self, system: str, error: Exception) -> None:
+        metrics.api_errors.labels(system, type(error).__name__).inc()
+        host_log.warning("host sync: %s: %s", system, error)

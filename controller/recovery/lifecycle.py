@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from controller.recovery.fencing import Evidence, confirm
 from controller.recovery.gates import Decision, Verdict, admit, segment_health
 from controller.recovery.host_failure import DISABLE, HostFailure, Timing
+from controller.recovery.host_sync import HostLocks
 from controller.recovery.instance_failure import InstanceFailure
 from controller.recovery.nova import NotFound, NovaError
 from controller.recovery.outcome import Outcome
@@ -74,7 +75,8 @@ class Lifecycle:
     settings: Settings = field(default_factory=Settings)
     overall_limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
     clock: Callable[[], datetime] = utcnow
-    _host_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # Shared with the host sync: a recovery holds its host for its whole run.
+    host_locks: HostLocks = field(default_factory=HostLocks)
     _segment_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _claims: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -236,8 +238,7 @@ class Lifecycle:
         return replace(record, status=status)
 
     async def _attempt(self, record: EventRecord, context: Context) -> None:
-        lock = self._host_locks.setdefault((record.namespace, record.spec.host), asyncio.Lock())
-        async with lock:
+        async with self.host_locks.recovery(record.namespace, record.spec.host):
             status = record.status.model_copy(deep=True)
             self.signals.running(record, True)  # a resumed recovery runs in this process too
             progress = Progress(

@@ -5,6 +5,7 @@
   (controller.drivers.pacemaker.cluster over crm_mon/crm_attribute);
 - `Store`: the Kubernetes objects (controller.drivers.kube_store), with `EventRecord` and
   `HostRecord`, the shared records of FailureEvents and Hosts;
+- `HostStore` and `HostSignals`: the same for the host sync (recovery.host_sync);
 - `Signals`: Kubernetes Events, metrics and log lines (controller.handlers.signals);
 - `Clouds`: which cloud a namespace is bound to (controller.drivers.clouds).
 
@@ -119,6 +120,8 @@ class HostRecord:
     spec: HostSpec
     status: HostStatus
     created: datetime
+    generation: int = 1
+    uid: str | None = None
 
     @property
     def nova_host(self) -> str:
@@ -149,6 +152,37 @@ class Store(Protocol):
     async def hold_host_service(self, namespace: str, host: str, event: str) -> None:
         """Record on the Host, before Nova is touched, that `event` takes its compute service
         out (status.serviceHolds), so the host is released even if the event is deleted."""
+        ...
+
+
+class HostStore(Protocol):
+    """The Hosts and FailureEvents as the host sync (recovery.host_sync) reads and writes them."""
+
+    async def host(self, namespace: str, name: str) -> HostRecord | None: ...
+
+    async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]: ...
+
+    async def failure_events(
+        self, namespace: str, host: str | None = None
+    ) -> list[EventRecord]: ...
+
+    async def write_host_status(
+        self, namespace: str, name: str, status: HostStatus, released_holds: list[str]
+    ) -> None:
+        """Every field of status but the service holds, which recoveries write: a hold recorded
+        since `status` was read survives. Each of `released_holds` is removed."""
+        ...
+
+
+class HostSignals(Protocol):
+    """What the outside world hears of the host sync."""
+
+    def transition(self, namespace: str, host: HostRecord, reason: str, message: str) -> None:
+        """The host's phase changed (an Event and a log line)."""
+        ...
+
+    def unreachable(self, system: str, error: Exception) -> None:
+        """Reading or changing `system` (nova, pacemaker, kubernetes) failed."""
         ...
 
 

@@ -99,10 +99,16 @@ class NovaServiceStatus(Model):
         default=None, max_length=255, description="Reason given when the service was disabled."
     )
     updated_at: datetime | None = Field(
-        default=None, description="Last heartbeat of the service as Nova reports it."
+        default=None,
+        description="Last heartbeat of the service as Nova reported it when this status was "
+        "last written. Status is written only when something else changed, so this is not "
+        "rewritten on every heartbeat.",
     )
     observed_at: datetime | None = Field(
-        default=None, description="When the operator last read the service."
+        default=None,
+        description="When the operator read the service for the last status write. The "
+        "operator reads it every host resync interval, but writes status only when something "
+        "besides the heartbeat and this time changed.",
     )
 
 
@@ -116,7 +122,9 @@ class PacemakerNodeStatus(Model):
     )
     remote: bool | None = Field(default=None, description="Whether it is a pacemaker-remote node.")
     observed_at: datetime | None = Field(
-        default=None, description="When the operator last read the node."
+        default=None,
+        description="When the operator read the node for the last status write; like "
+        "nova.observedAt, it does not move on its own.",
     )
     online_since: datetime | None = Field(
         default=None,

@@ -156,6 +156,10 @@ class FakePacemaker:
 
     async def state(self) -> ClusterState:
         self.reads += 1
+        return self.snapshot()
+
+    def snapshot(self) -> ClusterState:
+        """What crm_mon would say now, without counting a read."""
         nodes = tuple(
             Node(
                 name=name,

@@ -1,0 +1,47 @@
+"""Many Hosts in one namespace: one pass per interval reads them all, and a spec change of one
+is reflected at once, whatever the pass is doing."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.operator_env import host, segment, topology, wait_for
+
+pytestmark = pytest.mark.integration
+
+HOSTS = [{"name": f"compute{i:03d}", "vcpus": 8} for i in range(150)]
+
+
+def phases(cloud: Any) -> dict[str, str | None]:
+    listed = cloud.cluster.kubectl("get", "mhost", "-n", cloud.namespace, "-o", "json")
+    return {
+        item["metadata"]["name"]: (item.get("status") or {}).get("phase")
+        for item in json.loads(listed.stdout)["items"]
+    }
+
+
+def test_a_maintenance_change_shows_within_seconds_among_150_hosts(cloud_factory: Any) -> None:
+    cloud = cloud_factory(topology(HOSTS, []))
+    cloud.apply(segment(), *(host(h["name"]) for h in HOSTS))
+    wait_for(
+        "every host Active",
+        lambda: set(phases(cloud).values()) == {"Active"},
+        timeout=120,
+        interval=1.0,
+    )
+    time.sleep(3)  # a few passes (MASAKARI_HOST_RESYNC_INTERVAL is 1 s here)
+
+    started = time.monotonic()
+    cloud.apply(host("compute077", onMaintenance=True))
+    cloud.wait_phase("mhost", "compute077", {"Maintenance"}, 10)
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0, f"maintenance took {elapsed:.1f}s to show"
+
+    # Each host entered Active once: the passes since wrote no transition again.
+    log = cloud.operator.log()
+    assert log.count("Pending -> Active") == len(HOSTS), log[-3000:]
+    assert log.count("Active -> Maintenance") == 1
