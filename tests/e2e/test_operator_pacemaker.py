@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.conftest import Cluster
 from tests.e2e.conftest import LabFactory
 from tests.harness.hostmonitor_fleet import HostMonitorFleet
 from tests.harness.operator import running_operator
+from tests.harness.pacemaker_lab import PacemakerLab
 from tests.harness.sim import running_sim
 from tests.integration.operator_env import (
     Cloud,
@@ -29,36 +31,49 @@ pytestmark = [pytest.mark.pacemaker, pytest.mark.integration]
 NODES = ("node1", "node2", "node3")
 
 
+def pacemaker_cloud(
+    stack: contextlib.ExitStack,
+    lab_factory: LabFactory,
+    cluster: Cluster,
+    tmp_path: Path,
+    prefix: str,
+    servers: list[dict[str, Any]],
+) -> tuple[PacemakerLab, Cloud]:
+    """A three-node lab, a simulated Nova of the same three hosts, and the operator bound to
+    both in a namespace of its own; it reads and changes the cluster through node1, as it
+    would over SSH."""
+    namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    topology = {"hosts": [{"name": n, "vcpus": 8} for n in NODES], "servers": servers}
+    lab = stack.enter_context(lab_factory(members=3, fence_delay=2))
+    sim = stack.enter_context(running_sim(topology, "--service-down-time", "2"))
+    operator = stack.enter_context(
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            sim.clouds_yaml,
+            sim.cloud,
+            tmp_path,
+            {"MASAKARI_PACEMAKER_LOCAL_PREFIX": " ".join(lab.nsenter_prefix("node1"))},
+            pacemaker={"local": {}},
+        )
+    )
+    return lab, Cloud(cluster, namespace, sim, operator)
+
+
 def test_killed_node_is_recovered_and_maintenance_uses_standby(
     lab_factory: LabFactory, cluster: Cluster, tmp_path: Path
 ) -> None:
-    namespace = f"operator-pcmk-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
-    topology = {
-        "hosts": [{"name": n, "vcpus": 8} for n in NODES],
-        "servers": [
-            {"name": f"vm-{i}", "host": "node3", "metadata": {"HA_Enabled": "True"}}
-            for i in range(3)
-        ],
-    }
+    servers = [
+        {"name": f"vm-{i}", "host": "node3", "metadata": {"HA_Enabled": "True"}} for i in range(3)
+    ]
     with contextlib.ExitStack() as stack:
-        lab = stack.enter_context(lab_factory(members=3, fence_delay=2))
-        sim = stack.enter_context(running_sim(topology, "--service-down-time", "2"))
-        fleet = HostMonitorFleet(lab, cluster.kubeconfig, cluster.kubectl, namespace)
-        # The operator reads and changes the cluster through node1, as it would over SSH.
-        prefix = " ".join(lab.nsenter_prefix("node1"))
-        operator = stack.enter_context(
-            running_operator(
-                cluster.kubeconfig,
-                namespace,
-                sim.clouds_yaml,
-                sim.cloud,
-                tmp_path,
-                {"MASAKARI_PACEMAKER_LOCAL_PREFIX": prefix},
-                pacemaker={"local": {}},
-            )
+        lab, cloud = pacemaker_cloud(
+            stack, lab_factory, cluster, tmp_path, "operator-pcmk", servers
         )
-        cloud = Cloud(cluster, namespace, sim, operator)
+        assert cloud.sim is not None
+        sim = cloud.sim
+        fleet = HostMonitorFleet(lab, cluster.kubeconfig, cluster.kubectl, cloud.namespace)
         cloud.apply(
             segment(fleet.segment, fencing="pacemaker", hostFailure={"fencingTimeoutSeconds": 30}),
             *(host(n, fleet.segment) for n in NODES),
@@ -108,28 +123,13 @@ def test_a_cleanly_stopped_live_node_is_never_evacuated(
     quorate cluster, never fenced, while the hypervisor and its instances run on. A monitor
     claims it dead with host_status NORMAL: a claim, not a confirmation. Nothing of node3 is
     forced down or evacuated, and the event ends with a reason."""
-    namespace = f"operator-clean-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
-    topology = {
-        "hosts": [{"name": n, "vcpus": 8} for n in NODES],
-        "servers": [{"name": f"vm-{i}", "host": "node3"} for i in range(2)],
-    }
+    servers: list[dict[str, Any]] = [{"name": f"vm-{i}", "host": "node3"} for i in range(2)]
     with contextlib.ExitStack() as stack:
-        lab = stack.enter_context(lab_factory(members=3, fence_delay=2))
-        sim = stack.enter_context(running_sim(topology, "--service-down-time", "2"))
-        prefix = " ".join(lab.nsenter_prefix("node1"))
-        operator = stack.enter_context(
-            running_operator(
-                cluster.kubeconfig,
-                namespace,
-                sim.clouds_yaml,
-                sim.cloud,
-                tmp_path,
-                {"MASAKARI_PACEMAKER_LOCAL_PREFIX": prefix},
-                pacemaker={"local": {}},
-            )
+        lab, cloud = pacemaker_cloud(
+            stack, lab_factory, cluster, tmp_path, "operator-clean", servers
         )
-        cloud = Cloud(cluster, namespace, sim, operator)
+        assert cloud.sim is not None
+        sim = cloud.sim
         cloud.apply(
             segment(fencing="pacemaker", hostFailure={"fencingTimeoutSeconds": 30}),
             *(host(n) for n in NODES),
@@ -146,11 +146,12 @@ def test_a_cleanly_stopped_live_node_is_never_evacuated(
             60,
         )
         lab.exec("node3", ["corosync-cfgtool", "-H", "--force"])
-        states = wait_for(
-            "node3 cleanly offline",
-            lambda: (s := lab.node_states("node1").get("node3", {})).get("online") == "false" and s,
-            60,
-        )
+
+        def offline() -> dict[str, str] | None:
+            states = lab.node_states("node1").get("node3", {})
+            return states if states.get("online") == "false" else None
+
+        states = wait_for("node3 cleanly offline", offline, 60)
         assert states["unclean"] == "false"
 
         claim = host_failure("node3-claimed-dead", "node3")
