@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from controller.recovery import hosts
 from controller.recovery.nova import ComputeService, NotFound, NovaError
@@ -135,13 +136,14 @@ class Done(StrEnum):
 
 
 def _noticeable(status: HostStatus) -> HostStatus:
-    """The status without what moves on every read: Nova's heartbeat and the read times."""
-    copy = status.model_copy(deep=True)
-    if copy.nova is not None:
-        copy.nova.updated_at = copy.nova.observed_at = None
-    if copy.pacemaker is not None:
-        copy.pacemaker.observed_at = None
-    return copy
+    """The status without what moves on every read: Nova's heartbeat and the read times.
+    Shallow copies, only compared: a deep copy of every status doubled the cost of a pass."""
+    changes: dict[str, Any] = {}
+    if status.nova is not None:
+        changes["nova"] = status.nova.model_copy(update={"updated_at": None, "observed_at": None})
+    if status.pacemaker is not None:
+        changes["pacemaker"] = status.pacemaker.model_copy(update={"observed_at": None})
+    return status.model_copy(update=changes)
 
 
 def _system(error: Exception) -> str:
