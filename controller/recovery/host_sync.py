@@ -11,8 +11,10 @@ changed, and a maintenance change waited half a minute for its turn.
 Status is written only when something a person would notice changed: Nova's heartbeat
 (`status.nova.updatedAt`) and the times of the reads (`observedAt`) move on every read and are
 written only along with a real change. The phase transition (its Event and log line) is decided
-against the status read from the API server in the same pass, never a cached body, and is
-signalled once its write succeeded.
+against the freshest status the Store knows (its own writes are read back before the watch
+delivers them), never against a handler's kopf body, and is signalled once its write succeeded.
+A kopf body was what made every resync say `Pending -> Active` again: the Host timer's first
+tick planned from the body of before the create handler's write.
 """
 
 from __future__ import annotations
