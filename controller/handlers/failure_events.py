@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import kopf
@@ -43,6 +42,10 @@ async def received(
 # kopf restarts a failed daemon after 60 s by default; a recovery interrupted by an error
 # (Kubernetes unreachable for longer than the driver's retries) resumes within seconds instead.
 RESTART_AFTER_ERROR = 2.0
+# An event's daemon is asked to stop when the event ends (its last status write makes `when`
+# false): it gets this long to return on its own before kopf cancels it, so an ordinary end is
+# not logged as a cancelled handler.
+GRACEFUL_EXIT = 10.0
 
 
 @kopf.daemon(
@@ -50,6 +53,7 @@ RESTART_AFTER_ERROR = 2.0
     VERSION,
     "failureevents",
     when=_open,
+    cancellation_backoff=GRACEFUL_EXIT,
     cancellation_timeout=30.0,
     backoff=RESTART_AFTER_ERROR,
 )
@@ -59,7 +63,7 @@ async def recover(
     """Runs while the event is open; a restarted operator starts it again and it resumes."""
 
     async def wait(seconds: float) -> bool:
-        await asyncio.sleep(seconds)
+        await stopped.wait(seconds)
         return bool(stopped)
 
     with metrics.handler_duration.labels("recover").time():
