@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from controller.drivers.kube import PLURAL, Gone, Kube
+from controller.recovery.gates import TERMINAL
 from controller.recovery.ports import EventRecord, HostRecord
 from controller.recovery.progress import utcnow
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
@@ -78,7 +79,8 @@ WRITES_KEPT_SECONDS = 60.0  # far longer than a watch takes to deliver a write
 @dataclass
 class Watched:
     """kopf's indexes of the objects (controller.handlers.indexes), keyed by (namespace,),
-    (namespace, "host", host) for events, (namespace, "segment", segment) and (namespace,
+    (namespace, "host", host), and (namespace, "open") and (namespace, host, "open") for the
+    events not ended, (namespace, "segment", segment) and (namespace,
     "name", name) for hosts, and (namespace, name) for segments."""
 
     events: Indexed[EventRecord]
@@ -117,9 +119,18 @@ class KubeStore:
         except Gone:
             return None
 
-    async def failure_events(self, namespace: str, host: str | None = None) -> list[EventRecord]:
-        key = (namespace,) if host is None else (namespace, "host", host)
-        return list(self._events.newest(namespace, self.watched.events.get(key, ())))
+    async def failure_events(
+        self, namespace: str, host: str | None = None, open_only: bool = False
+    ) -> list[EventRecord]:
+        if open_only:
+            key: tuple[str, ...] = (
+                (namespace, "open") if host is None else (namespace, host, "open")
+            )
+        else:
+            key = (namespace,) if host is None else (namespace, "host", host)
+        found = self._events.newest(namespace, self.watched.events.get(key, ()))
+        # A write of this process may have ended an event the index still files as open.
+        return [e for e in found if not open_only or e.status.phase not in TERMINAL]
 
     async def host(self, namespace: str, name: str) -> HostRecord | None:
         found = self.watched.hosts.get((namespace, "name", name), ())

@@ -8,7 +8,7 @@ import kopf
 
 from controller import metrics
 from controller.handlers.runtime import runtime_of
-from controller.recovery.lifecycle import TERMINAL
+from controller.recovery.gates import TERMINAL
 from controller.resources.common import GROUP, VERSION
 
 LABEL = "masakari.dev"

@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from controller.drivers.kube_store import event_record, host_record, version
+from controller.recovery.gates import TERMINAL
 from controller.recovery.ports import EventRecord, HostRecord
 from controller.resources.common import GROUP, VERSION
 from controller.resources.segment import FailoverSegmentSpec
@@ -20,8 +21,11 @@ def failure_events_index(
     body: kopf.Body, **_: Any
 ) -> dict[tuple[str, ...], tuple[int, EventRecord]]:
     record = event_record(body)
-    entry = (version(body), record)
-    return {(record.namespace,): entry, (record.namespace, "host", record.spec.host): entry}
+    at, host, entry = record.namespace, record.spec.host, (version(body), record)
+    keys: dict[tuple[str, ...], tuple[int, EventRecord]] = {(at,): entry, (at, "host", host): entry}
+    if record.status.phase not in TERMINAL:  # the few a decision counts, among the many kept
+        keys[(at, "open")] = keys[(at, host, "open")] = entry
+    return keys
 
 
 @kopf.index(GROUP, VERSION, "hosts")

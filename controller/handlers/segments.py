@@ -59,7 +59,7 @@ async def _summarize(body: kopf.Body, memo: Any) -> None:
         FailoverSegmentSpec.model_validate(body["spec"]),
         previous,
         await runtime.store.hosts(namespace, name),
-        await runtime.store.failure_events(namespace),
+        await runtime.store.failure_events(namespace, open_only=True),
         now,
         generation,
         None if isinstance(outcome, Unbound) else outcome.pacemaker is not None,

@@ -9,7 +9,7 @@ from typing import cast
 import kopf
 
 from controller import metrics
-from controller.recovery.lifecycle import TERMINAL
+from controller.recovery.gates import TERMINAL
 from controller.recovery.ports import EventRecord, HostRecord
 from controller.resources.common import API_VERSION
 from controller.resources.failure_event import EventPhase, FailureEventStatus

@@ -21,6 +21,8 @@ from controller.resources.segment import FailoverSegmentSpec
 
 # Masakari's duplicate_notification_detection_interval.
 DUPLICATE_WINDOW = timedelta(seconds=180)
+# An event is open until it ends in one of the TERMINAL phases.
+TERMINAL = {EventPhase.FINISHED, EventPhase.IGNORED, EventPhase.FAILED}
 OPEN_PHASES = {None, EventPhase.NEW, EventPhase.RUNNING, EventPhase.ERROR}
 ADMITTED = {EventPhase.RUNNING, EventPhase.ERROR, EventPhase.FINISHED, EventPhase.FAILED}
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from controller.recovery.fencing import Evidence, confirm
-from controller.recovery.gates import Decision, Verdict, admit, segment_health
+from controller.recovery.gates import TERMINAL, Decision, Verdict, admit, segment_health
 from controller.recovery.host_failure import DISABLE, HostFailure, Timing
 from controller.recovery.host_sync import HostLocks
 from controller.recovery.instance_failure import InstanceFailure
@@ -44,9 +44,6 @@ from controller.resources.failure_event import (
 )
 from controller.resources.host import HostPhase, ReservationState
 from controller.resources.segment import FailoverSegmentSpec, FencingMethod
-
-TERMINAL = {EventPhase.FINISHED, EventPhase.IGNORED, EventPhase.FAILED}
-
 
 Wait = Callable[[float], Awaitable[bool]]  # sleeps; True when the operator is stopping
 
@@ -140,9 +137,14 @@ class Lifecycle:
     async def _admit(self, record: EventRecord, context: Context) -> Decision:
         # Read fresh under the segment's lock: what other recoveries were admitted is a safety
         # matter (the storm limit), never taken from a cache.
-        events = [
+        open_events = [
             e.report()
-            for e in await self.store.failure_events(record.namespace)
+            for e in await self.store.failure_events(record.namespace, open_only=True)
+            if e.name != record.name
+        ]
+        same_host = [
+            e.report()
+            for e in await self.store.failure_events(record.namespace, record.spec.host)
             if e.name != record.name
         ]
         host, segment = context.host, context.segment
@@ -161,8 +163,8 @@ class Lifecycle:
             record.report(),
             host.spec if host else None,
             segment,
-            [e for e in events if e.spec.host == record.spec.host],
-            segment_health(members, events),
+            same_host,
+            segment_health(members, open_events),
         )
         if decision.verdict != Verdict.CONFIRM_FENCING or host is None or segment is None:
             return decision
@@ -342,8 +344,8 @@ class Lifecycle:
         in-process claims are gone)."""
         return {
             reserved
-            for event in await self.store.failure_events(record.namespace)
-            if event.name != record.name and event.status.phase not in TERMINAL
+            for event in await self.store.failure_events(record.namespace, open_only=True)
+            if event.name != record.name
             for reserved in event.status.reserved_hosts
         }
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from controller.recovery.gates import storm_limit
-from controller.recovery.lifecycle import TERMINAL
+from controller.recovery.gates import TERMINAL, storm_limit
 from controller.recovery.ports import EventRecord, HostRecord
 from controller.resources.common import set_condition
 from controller.resources.failure_event import EventPhase

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from controller.recovery.gates import TERMINAL
 from controller.recovery.pacemaker import ClusterState, FenceEvent, FenceStatus, Node, NodeType
 from controller.recovery.ports import Cloud, CloudNotBound, EventRecord, HostRecord
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
@@ -91,8 +92,14 @@ class MemoryStore:
     async def failure_event(self, namespace: str, name: str) -> EventRecord | None:
         return self.events.get(name)
 
-    async def failure_events(self, namespace: str, host: str | None = None) -> list[EventRecord]:
-        return [e for e in self.events.values() if host in (None, e.spec.host)]
+    async def failure_events(
+        self, namespace: str, host: str | None = None, open_only: bool = False
+    ) -> list[EventRecord]:
+        return [
+            e
+            for e in self.events.values()
+            if host in (None, e.spec.host) and not (open_only and e.status.phase in TERMINAL)
+        ]
 
     async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
         return [h for h in self.hosts_.values() if segment in (None, h.spec.segment)]

@@ -99,3 +99,16 @@ def test_its_own_writes_are_read_before_the_watch_delivers_them() -> None:
     hosts[("ns", "segment", "seg")] = [(40, host_record(host_body("h1", 40)))]
     [host] = asyncio.run(made.hosts("ns", "seg"))
     assert host.status.service_holds == {}
+
+
+def test_open_events_leave_as_soon_as_this_process_ends_them() -> None:
+    """The storm gate and the segment summary read only the events not ended, from their own
+    index key; one this process just ended is gone from it before the watch says so."""
+    made, events, _ = store()
+    opened = (11, event_record(event_body("ev", 11, "Running")))
+    events[("ns", "open")] = events[("ns", "h1", "open")] = [opened]
+    assert [e.name for e in asyncio.run(made.failure_events("ns", open_only=True))] == ["ev"]
+    ended = event_record(event_body("ev", 0, "Finished")).status
+    asyncio.run(made.write_event_status("ns", "ev", ended))
+    assert asyncio.run(made.failure_events("ns", open_only=True)) == []
+    assert asyncio.run(made.failure_events("ns", "h1", open_only=True)) == []

@@ -32,8 +32,9 @@ from hypothesis.stateful import (
 )
 
 from controller.recovery import hosts
+from controller.recovery.gates import TERMINAL
 from controller.recovery.host_failure import HOST_FAILURE_REASON, Timing
-from controller.recovery.lifecycle import TERMINAL, Lifecycle, Settings
+from controller.recovery.lifecycle import Lifecycle, Settings
 from controller.recovery.nova import NovaError
 from controller.recovery.ports import Cloud
 from controller.resources.failure_event import EventPhase, FailureType
