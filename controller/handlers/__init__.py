@@ -4,6 +4,6 @@ Importing this package registers every handler; `masakari-operator run` and kopf
 `kopf run -m controller.handlers` both do that.
 """
 
-from controller.handlers import cloud_bindings, failure_events, hosts, indexes, segments, startup
+from controller.handlers import cloud_bindings, failure_events, hosts, segments, startup
 
-__all__ = ["cloud_bindings", "failure_events", "hosts", "indexes", "segments", "startup"]
+__all__ = ["cloud_bindings", "failure_events", "hosts", "segments", "startup"]

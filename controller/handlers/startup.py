@@ -13,7 +13,7 @@ from controller import metrics
 from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds, OpenStackConnector
 from controller.drivers.kube import Kube, load_client
-from controller.drivers.kube_store import KubeStore, Watched
+from controller.drivers.kube_store import KubeStore
 from controller.drivers.lease import Lease
 from controller.handlers.runtime import Runtime, runtime_of
 from controller.handlers.signals import RecoverySignals
@@ -24,9 +24,7 @@ PREFIX = "masakari.dev"
 
 
 @kopf.on.startup()
-async def start(
-    settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **indexes: Any
-) -> None:
+async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     # Handler progress and diff-bases go to annotations: status belongs to our models, whose
     # structural schema would prune kopf's own fields.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
@@ -60,12 +58,7 @@ async def start(
         connector.leading = leading
     # Each namespace's cloud comes from its CloudBinding: there is no cloud of the operator's.
     clouds = KubeClouds(kube, connector, recheck=config.binding_resync_interval)
-    # kopf's indexes (controller.handlers.indexes) are live: empty now, filled from the watches
-    # before any resource handler runs.
-    watched = Watched(
-        indexes["failure_events_index"], indexes["hosts_index"], indexes["segments_index"]
-    )
-    store = KubeStore(kube, watched)
+    store = KubeStore(kube)
     runtime = Runtime(
         config=config,
         kube=kube,
