@@ -29,7 +29,7 @@ import binascii
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -138,14 +138,17 @@ def pacemaker_cluster(
     return CrmCluster(LocalRunner(prefix=local_prefix))
 
 
-def _fencing(cluster: PacemakerCluster | None) -> Callable[[], Awaitable[ClusterState]] | None:
-    if cluster is None:
-        return None
+@dataclass(frozen=True)
+class ThreadedCluster:
+    """ClusterFencing on a PacemakerCluster, whose commands block: each runs in a thread."""
 
-    async def read() -> ClusterState:
-        return await asyncio.to_thread(cluster.state)
+    cluster: PacemakerCluster
 
-    return read
+    async def state(self) -> ClusterState:
+        return await asyncio.to_thread(self.cluster.state)
+
+    async def fence(self, node: str, timeout: float) -> None:
+        await asyncio.to_thread(self.cluster.fence, node, timeout)
 
 
 def _connect_in_memory(clouds_yaml: str, cloud: str) -> tuple[Any, list[str]]:
@@ -306,7 +309,8 @@ class KubeClouds:
             connected = await self.connector.connect(binding.spec, text)
         except Unbound as unbound:
             return _Entry(key, unbound, now, now)
-        cloud = Cloud(connected.nova, _fencing(connected.pacemaker))
+        cluster = ThreadedCluster(connected.pacemaker) if connected.pacemaker else None
+        cloud = Cloud(connected.nova, cluster)
         bound = BoundCloud(binding, version, cloud, connected.pacemaker)
         log.info(
             "namespace bound to %s (CloudBinding %s, Secret version %s)",

@@ -185,10 +185,10 @@ class Lifecycle:
         evidence = Evidence(
             heartbeat=heartbeat, online_since=pacemaker.online_since if pacemaker else None
         )
-        if cloud.fencing is None or segment.fencing.method == FencingMethod.NONE:
+        if cloud.cluster is None or segment.fencing.method == FencingMethod.NONE:
             return evidence
         try:
-            return replace(evidence, cluster=await cloud.fencing())
+            return replace(evidence, cluster=await cloud.cluster.state())
         except Exception as error:  # any driver failure means "not confirmed"
             return replace(evidence, cluster_unavailable=f"Pacemaker could not be read: {error}")
 

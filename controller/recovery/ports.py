@@ -1,21 +1,23 @@
 """What the recovery domain needs from the world, in one place: the ports its drivers implement.
 
 - `Nova`: the compute API (controller.drivers.nova.openstack over openstacksdk);
-- `PacemakerCluster` and `Fencing`: the cluster that confirms a host down
-  (controller.drivers.pacemaker.cluster over crm_mon/crm_attribute);
+- `PacemakerCluster` and `ClusterFencing`: the cluster that fences a host and records it
+  (controller.drivers.pacemaker.cluster over crm_mon/crm_attribute/stonith_admin);
+- `PowerControl`: the hosts' BMCs, for the redfish and ipmi fencing methods
+  (controller.drivers.bmc over sushy and pyghmi);
 - `Store`: the Kubernetes objects (controller.drivers.kube_store), with `EventRecord` and
   `HostRecord`, the shared records of FailureEvents and Hosts;
 - `HostStore` and `HostSignals`: the same for the host sync (recovery.host_sync);
 - `Signals`: Kubernetes Events, metrics and log lines (controller.handlers.signals);
 - `Clouds`: which cloud a namespace is bound to (controller.drivers.clouds).
 
-Their vocabularies are controller.recovery.nova and controller.recovery.pacemaker. The unit
+Their vocabularies are controller.recovery.nova, controller.recovery.pacemaker and
+controller.recovery.power. The unit
 tests' in-memory fakes implement the same ports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -29,9 +31,10 @@ from controller.recovery.nova import (
     Server,
 )
 from controller.recovery.pacemaker import ClusterState
+from controller.recovery.power import PowerState
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
-from controller.resources.host import HostSpec, HostStatus
-from controller.resources.segment import FailoverSegmentSpec
+from controller.resources.host import BMC, HostSpec, HostStatus
+from controller.resources.segment import FailoverSegmentSpec, FencingMethod
 
 
 class Nova(Protocol):
@@ -98,6 +101,12 @@ class PacemakerCluster(Protocol):
     def start_maintenance(self, node: str) -> None: ...
 
     def end_maintenance(self, node: str) -> None: ...
+
+    def fence(self, node: str, timeout: float) -> None:
+        """Ask the cluster to fence `node` and return once its fencing device has answered;
+        PacemakerError (FencingFailed, CommandTimeout, ...) when it did not succeed. The
+        proof is the fencing record in `state()`, which the caller reads."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,26 @@ class Signals(Protocol):
     def running(self, record: EventRecord, running: bool) -> None: ...
 
 
-Fencing = Callable[[], Awaitable[ClusterState]]
+class ClusterFencing(Protocol):
+    """The cloud's Pacemaker cluster as the fencing step uses it, off the event loop."""
+
+    async def state(self) -> ClusterState: ...
+
+    async def fence(self, node: str, timeout: float) -> None:
+        """As PacemakerCluster.fence."""
+        ...
+
+
+class PowerControl(Protocol):
+    """The BMCs of a namespace's hosts. Implementations read the credentials from the Secret
+    that `bmc` names, in `namespace`; they never reach the domain. Errors are
+    controller.recovery.power's BMCError kinds."""
+
+    async def power_state(self, namespace: str, method: FencingMethod, bmc: BMC) -> PowerState: ...
+
+    async def power_off(self, namespace: str, method: FencingMethod, bmc: BMC) -> None:
+        """A hard power off (no graceful shutdown): the host must stop writing now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -206,7 +234,8 @@ class Cloud:
     """The OpenStack cloud a namespace is bound to, as the recovery reaches it."""
 
     nova: Nova
-    fencing: Fencing | None = None  # reads the cloud's Pacemaker cluster; None: no access
+    cluster: ClusterFencing | None = None  # the cloud's Pacemaker cluster; None: no access
+    power: PowerControl | None = None  # the hosts' BMCs; None: not available
 
 
 class CloudNotBound(Exception):

@@ -24,6 +24,38 @@ FAILURE_WINDOW_DAYS = 7
 HOLDS = "serviceHolds"
 
 
+class BMC(Model):
+    """The host's baseboard management controller, through which the operator powers it off
+    when its segment fences by redfish or ipmi."""
+
+    address: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^[^\s]+$",
+        description="redfish: the BMC's base URL, e.g. https://10.0.0.5 or "
+        "https://10.0.0.5:8443. ipmi: host or host:port of its LAN interface (port 623 by "
+        "default).",
+    )
+    system: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[^\s]+$",
+        description="redfish: the ComputerSystem to power off, its id or its path "
+        "(/redfish/v1/Systems/<id>); when unset, the BMC's only system.",
+    )
+    credentials_secret: ObjectName = Field(
+        description="A Secret of this namespace holding the BMC's `username` and `password`. "
+        "Credentials are read when needed and never copied into a resource, a log line, an "
+        "Event or a metric.",
+    )
+    verify_tls: bool = Field(
+        default=True,
+        description="redfish over https: verify the BMC's certificate against the system's "
+        "trust store.",
+    )
+
+
 class HostSpec(Model):
     """The desired state of a host; written by people or GitOps, never by the operator."""
 
@@ -59,6 +91,10 @@ class HostSpec(Model):
     pacemaker_node: Hostname | None = Field(
         default=None,
         description="The Pacemaker node name when it differs from the object name.",
+    )
+    bmc: BMC | None = Field(
+        default=None,
+        description="The host's BMC, needed when its segment fences by redfish or ipmi.",
     )
     release_failure: ObjectName | None = Field(
         default=None,

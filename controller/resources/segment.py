@@ -72,26 +72,55 @@ class HostFailurePolicy(Model):
 
 
 class FencingMethod(StrEnum):
-    """How a host failure is confirmed before anything is evacuated."""
+    """How a failed host is fenced (and the fencing confirmed) before anything is evacuated."""
 
     PACEMAKER = "pacemaker"
+    REDFISH = "redfish"
+    IPMI = "ipmi"
     NONE = "none"
 
 
 class FencingPolicy(Model):
-    """How a failed host is confirmed down (principle: fence before evacuate)."""
+    """How a failed host is fenced and confirmed off (principle: fence before evacuate)."""
 
     method: FencingMethod = Field(
         default=FencingMethod.PACEMAKER,
-        description="pacemaker (default): a host failure is recovered only once the cloud's "
-        "Pacemaker cluster has fenced the node after it was last seen online, whatever the "
-        "reporter says; without Pacemaker access for the cloud, host failures wait and end "
-        "HostNotConfirmedDown. none: nothing can confirm a failure in this segment, so a "
-        "report with host_status NORMAL is trusted as it is (Masakari's behaviour). RISK: "
-        "with none, a host that is alive but reported down (a cluster network partition, a "
-        "monitor's mistake) has its instances evacuated while they still run, and instances "
-        "on shared storage then run twice and corrupt their disks. Choose none only where "
-        "no fencing exists and the reporters are trusted.",
+        description="pacemaker (default): the operator asks the cloud's Pacemaker cluster to "
+        "fence the node (unless a fencing of it newer than its last time online is already "
+        "recorded) and waits for the fencing record. redfish: the operator powers the host "
+        "off through its BMC (the Host's spec.bmc) and reads PowerState Off back. ipmi: the "
+        "same with IPMI chassis power. none: nothing can fence in this segment, so a report "
+        "with host_status NORMAL is trusted as it is (Masakari's behaviour). RISK: with none, "
+        "a host that is alive but reported down (a network partition, a monitor's mistake) "
+        "has its instances evacuated while they still run, and instances on shared storage "
+        "then run twice and corrupt their disks. Choose none only where no fencing exists and "
+        "the reporters are trusted. Whatever the method, a host that cannot be confirmed off "
+        "within hostFailure.fencingTimeoutSeconds is never evacuated: its event ends "
+        "HostNotConfirmedDown.",
+    )
+    attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Fencing requests (Pacemaker fence, BMC power off) sent per recovery "
+        "attempt before the host counts as not fenceable; each waits attemptTimeoutSeconds "
+        "for the confirmation.",
+    )
+    attempt_timeout_seconds: int = Field(
+        default=60,
+        ge=5,
+        le=600,
+        description="How long one fencing request may take to be confirmed (fencing record, "
+        "PowerState Off) before it is sent again.",
+    )
+    bmc_check_interval_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="With redfish or ipmi, each Host's BMC is checked this often (reachable, "
+        "credentials accepted, power state readable) and the result shown as its "
+        "FencingReady condition, so a broken BMC is found before a failure needs it. "
+        "0 turns the check off.",
     )
 
 
