@@ -22,6 +22,9 @@ FAILURES_KEPT = 50
 FAILURE_WINDOW_DAYS = 7
 # status.serviceHolds: written by recoveries, cleared by the Host reconciler, key by key.
 HOLDS = "serviceHolds"
+# The heartbeat agent's UDP port (masakari-operator heartbeat-agent) when a Host's
+# spec.heartbeat.address names none.
+HEARTBEAT_PORT = 7411
 
 
 class BMC(Model):
@@ -53,6 +56,20 @@ class BMC(Model):
         default=True,
         description="redfish over https: verify the BMC's certificate against the system's "
         "trust store.",
+    )
+
+
+class Heartbeat(Model):
+    """How the operator reaches the host's heartbeat agent (`masakari-operator
+    heartbeat-agent`), the second opinion its segment's detection.novaServiceDown asks for."""
+
+    address: str = Field(
+        min_length=1,
+        max_length=261,
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$",
+        description="host or host:port (an IPv6 address in brackets) of the agent's UDP "
+        f"socket; port {HEARTBEAT_PORT} when none is given. Use an address on the network "
+        "nova-compute reaches Nova by, so that a host cut off from it does not answer either.",
     )
 
 
@@ -95,6 +112,12 @@ class HostSpec(Model):
     bmc: BMC | None = Field(
         default=None,
         description="The host's BMC, needed when its segment fences by redfish or ipmi.",
+    )
+    heartbeat: Heartbeat | None = Field(
+        default=None,
+        description="The host's heartbeat agent. Without it the host is never reported by its "
+        "segment's detection.novaServiceDown: a down nova-compute alone does not tell a dead "
+        "host from a dead service.",
     )
     release_failure: ObjectName | None = Field(
         default=None,

@@ -124,6 +124,44 @@ class FencingPolicy(Model):
     )
 
 
+class NovaServiceDownDetection(Model):
+    """Failure detection from Nova alone, for segments whose computes run no Pacemaker."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Report a host as failed (a FailureEvent of type COMPUTE_HOST, "
+        "host_status UNKNOWN, source detection/nova-service-down) when its nova-compute "
+        "service has been down for thresholdSeconds and the host's heartbeat agent (the "
+        "Host's spec.heartbeat) does not answer. Off by default. RISK: Nova's view and one "
+        "heartbeat are weaker evidence than a cluster's membership; a network partition that "
+        "cuts both looks like a dead host. So it may be turned on only where the segment can "
+        "fence (spec.fencing.method not none): the fencing step powers the host off and reads "
+        "it back before anything is evacuated. The API server refuses enabled: true with "
+        "fencing.method none. Hosts without spec.heartbeat, on maintenance, or whose service "
+        "is forced down are never reported.",
+    )
+    threshold_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="How long since nova-compute's last heartbeat to Nova (the service's "
+        "updated_at) before a down service counts; Nova itself calls a service down after "
+        "its service_down_time (60 s by default), so the effective delay is the larger of "
+        "the two plus up to one detection pass.",
+    )
+
+
+class DetectionPolicy(Model):
+    """Failure detection done by the operator itself (monitors report on their own)."""
+
+    nova_service_down: NovaServiceDownDetection = Field(
+        default_factory=NovaServiceDownDetection,
+        description="A host whose nova-compute service is down and whose heartbeat agent is "
+        "silent is reported failed (off by default; needs fencing).",
+        json_schema_extra={"default": NovaServiceDownDetection().to_wire()},
+    )
+
+
 class InstanceFailurePolicy(Model):
     """How a crashed instance is restarted (Masakari's [instance_failure] options)."""
 
@@ -252,6 +290,25 @@ class RetentionPolicy(Model):
 class FailoverSegmentSpec(Model):
     """The desired state of a failover segment; written by people or GitOps, never the operator."""
 
+    # A segment that cannot fence never takes the operator's own detection for a failure:
+    # evacuating on that evidence alone could run instances twice.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.detection) || !has(self.detection.novaServiceDown) "
+                    "|| !has(self.detection.novaServiceDown.enabled) "
+                    "|| !self.detection.novaServiceDown.enabled "
+                    "|| !has(self.fencing) || !has(self.fencing.method) "
+                    "|| self.fencing.method != 'none'",
+                    "message": "detection.novaServiceDown.enabled needs a fencing method: "
+                    "with fencing.method none a host would be evacuated on Nova's word alone",
+                    "fieldPath": ".detection.novaServiceDown.enabled",
+                }
+            ]
+        }
+    )
+
     recovery_method: RecoveryMethod = Field(
         description="How a failed host's instances are recovered: auto (Nova's scheduler "
         "picks), reserved_host (the segment's reserved hosts, one after another), "
@@ -293,6 +350,11 @@ class FailoverSegmentSpec(Model):
         default_factory=StormPolicy,
         description="Storm protection: failed-host limits and pause requests.",
         json_schema_extra={"default": StormPolicy().to_wire()},
+    )
+    detection: DetectionPolicy = Field(
+        default_factory=DetectionPolicy,
+        description="Failures the operator detects itself (off by default).",
+        json_schema_extra={"default": DetectionPolicy().to_wire()},
     )
     retention: RetentionPolicy = Field(
         default_factory=RetentionPolicy,
