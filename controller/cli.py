@@ -9,7 +9,7 @@ from pathlib import Path
 
 from controller import run as operator
 from controller.api import main as api_main
-from controller.monitors import hostmonitor
+from controller.monitors import heartbeat_agent, hostmonitor
 from controller.resources import crd_files
 from controller.sim import main as sim_main
 
@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hostmonitor.add_arguments(monitor)
     monitor.set_defaults(handler=hostmonitor.run)
+    agent = commands.add_parser(
+        "heartbeat-agent",
+        help="answer the operator's heartbeat probe (runs beside nova-compute, for segments "
+        "with detection.novaServiceDown)",
+    )
+    heartbeat_agent.add_arguments(agent)
+    agent.set_defaults(handler=heartbeat_agent.run)
     api = commands.add_parser(
         "api", help="serve Masakari's v1 API (1.0-1.3) from the resources of one namespace"
     )
