@@ -14,6 +14,7 @@ from controller import metrics
 from controller.config import OperatorConfig
 from controller.drivers.clouds import BoundCloud, KubeClouds, Unbound
 from controller.drivers.kube import PLURAL, Gone
+from controller.handlers import detection
 from controller.handlers.runtime import Runtime, runtime_of
 from controller.handlers.signals import reference
 from controller.recovery.progress import utcnow
@@ -131,3 +132,13 @@ async def binding_resync(body: kopf.Body, memo: Any, **_: Any) -> None:
     runtime = runtime_of(memo)
     with metrics.handler_duration.labels("cloud_binding_resync").time():
         await _publish(runtime, body, await resolve(runtime.clouds, body["metadata"]["namespace"]))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL.cloud_bindings, interval=detection.INTERVAL, initial_delay=1.0)
+async def detection_pass(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Hosts silent in Nova and to their heartbeat agent are reported, in segments that ask."""
+    runtime, namespace = runtime_of(memo), namespace or ""
+    outcome = await resolve(runtime.clouds, namespace)
+    if isinstance(outcome, Unbound) or outcome.binding.name != name:
+        return  # unbound: nothing is acted on; or another binding of the namespace is in use
+    await detection.detect(runtime, memo, namespace, outcome)
