@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,9 +21,10 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from controller.api import listing, validation, versions, views
+from controller.api.contents import Contents, Row
 from controller.api.faults import INTERNAL_ERROR, ApiFault, bad_request, conflict, not_found
-from controller.api.ids import object_uuid
-from controller.api.store import Snapshot, Store
+from controller.api.ids import object_id, object_uuid
+from controller.api.store import Store
 from controller.drivers.keystone import Caller, KeystoneUnavailable
 from controller.drivers.kube import PLURAL
 from controller.microversions import HEADER
@@ -151,6 +152,12 @@ async def healthcheck(request: web.Request) -> web.Response:
     return web.Response(text="OK")
 
 
+async def readiness(request: web.Request) -> web.Response:
+    """200 once every kind is read into memory; 503 before (reads still answered, slowly)."""
+    state = _store(request).readiness()
+    return web.json_response(state, status=200 if state["ready"] else 503)
+
+
 # --- segments ---------------------------------------------------------------------------------
 
 SEGMENT_SORT_KEYS = (
@@ -166,14 +173,15 @@ async def list_segments(request: web.Request) -> web.Response:
         "service_type": query.get("service_type"),
         "enabled": listing.filter_bool(query, "enabled"),
     }
-    everything = [views.segment(b) for b in await _store(request).list(PLURAL.segments)]
+    view = await _store(request).view()
+    everything = [views.segment(b) for b in view.segments()]
     return _answer("segments", listing.answer(everything, query, SEGMENT_SORT_KEYS, wanted))
 
 
 async def show_segment(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:segments:detail")
-    snapshot = await _store(request).snapshot()
-    return _answer("segment", views.segment(snapshot.segment_by_uuid(_segment_id(request))))
+    view = await _store(request).view()
+    return _answer("segment", views.segment(view.segment_by_uuid(_segment_id(request))))
 
 
 async def _segment_fields(
@@ -184,8 +192,8 @@ async def _segment_fields(
     return schema(await _body(request))
 
 
-def _refuse_taken_name(snapshot: Snapshot, name: str, keep: Any = None) -> None:
-    if any(views.display_name(s) == name and s is not keep for s in snapshot.segments):
+def _refuse_taken_name(view: Contents, name: str, keep: Any = None) -> None:
+    if any(views.display_name(s) == name and s is not keep for s in view.segments()):
         raise conflict(f"Failover segment with name {name} already exists.")
 
 
@@ -202,8 +210,8 @@ async def create_segment(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:segments:create")
     fields = await _segment_fields(request, validation.SEGMENT_CREATE, validation.SEGMENT_CREATE_12)
     store = _store(request)
-    snapshot = await store.snapshot()
-    _refuse_taken_name(snapshot, fields["name"])
+    view = await store.view()
+    _refuse_taken_name(view, fields["name"])
     spec = {key: value for key, value in _spec(fields).items() if value is not None}
     body = {"apiVersion": API_VERSION, "kind": "FailoverSegment", "spec": spec}
     created = await store.create(
@@ -216,12 +224,12 @@ async def update_segment(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:segments:update")
     fields = await _segment_fields(request, validation.SEGMENT_UPDATE, validation.SEGMENT_UPDATE_12)
     store = _store(request)
-    snapshot = await store.snapshot()
-    segment = snapshot.segment_by_uuid(_segment_id(request))
+    view = await store.view()
+    segment = view.segment_by_uuid(_segment_id(request))
     name = fields.get("name")
     if name is not None:
-        _refuse_taken_name(snapshot, name, segment)
-    if await store.under_recovery(snapshot, segment):
+        _refuse_taken_name(view, name, segment)
+    if view.under_recovery(segment):
         raise conflict(
             f"Failover segment {object_uuid(segment)} can't be updated as it is in-use to "
             "process notifications."
@@ -236,15 +244,15 @@ async def update_segment(request: web.Request) -> web.Response:
 async def delete_segment(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:segments:delete")
     store = _store(request)
-    snapshot = await store.snapshot()
-    segment = snapshot.segment_by_uuid(_segment_id(request))
-    if await store.under_recovery(snapshot, segment):
+    view = await store.view()
+    segment = view.segment_by_uuid(_segment_id(request))
+    if view.under_recovery(segment):
         raise conflict(
             f"Failover segment {object_uuid(segment)} can't be deleted as it is in-use to "
             "process notifications."
         )
     # Masakari deletes the segment's hosts with it.
-    for host in snapshot.hosts_of(segment):
+    for host in view.hosts_of(segment):
         await store.delete(PLURAL.hosts, host)
     await store.delete(PLURAL.segments, segment)
     return web.Response(status=204)
@@ -257,10 +265,30 @@ HOST_SORT_KEYS = (
 )  # fmt: skip
 
 
-def _host_in(snapshot: Snapshot, segment: dict[str, Any], host_uuid: str) -> dict[str, Any]:
-    for host in snapshot.hosts_of(segment):
-        if object_uuid(host) == host_uuid:
-            return host
+class _Rendered(Mapping[int, dict[str, Any]]):
+    """Objects by Masakari id, rendered only when looked up (a list's marker)."""
+
+    def __init__(self, bodies: list[dict[str, Any]], render: Callable[[Any], Any]) -> None:
+        self.bodies, self.render = bodies, render
+
+    def __getitem__(self, wanted: int) -> dict[str, Any]:
+        for body in self.bodies:
+            if object_id(body) == wanted:
+                rendered: dict[str, Any] = self.render(body)
+                return rendered
+        raise KeyError(wanted)
+
+    def __iter__(self) -> Iterator[int]:
+        return (number for body in self.bodies if (number := object_id(body)) is not None)
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+
+def _host_in(view: Contents, segment: dict[str, Any], host_uuid: str) -> dict[str, Any]:
+    host = view.host_by_uuid(host_uuid)
+    if host is not None and host["spec"]["segment"] == segment["metadata"]["name"]:
+        return host
     raise not_found(
         f"Host {host_uuid[:64]} could not be found under failover segment {object_uuid(segment)}."
     )
@@ -274,21 +302,22 @@ async def list_hosts(request: web.Request) -> web.Response:
         "reserved": listing.filter_bool(query, "reserved"),
         "on_maintenance": listing.filter_bool(query, "on_maintenance"),
     }
-    snapshot = await _store(request).snapshot()
-    segment = snapshot.segment_by_uuid(_segment_id(request))
-    in_segment = {object_uuid(h) for h in snapshot.hosts_of(segment)}
-    everything = [views.host(h, snapshot.segment_of(h)) for h in snapshot.hosts]
-    page = listing.answer(
-        everything, query, HOST_SORT_KEYS, wanted, lambda h: h["uuid"] in in_segment
-    )
-    return _answer("hosts", page)
+    view = await _store(request).view()
+    segment = view.segment_by_uuid(_segment_id(request))
+    in_segment = [views.host(h, segment) for h in view.hosts_of(segment)]
+    # Masakari's marker may be any host, of this segment or not.
+    every_host = _Rendered(view.hosts(), lambda h: views.host(h, view.segment_of(h)))
+    limit, marker = listing.limit_and_marker(query)
+    sort = listing.sort_params(query, HOST_SORT_KEYS)
+    kept = [h for h in in_segment if all(h[k] == v for k, v in wanted.items() if v is not None)]
+    return _answer("hosts", listing.page(kept, every_host, sort, limit, marker))
 
 
 async def show_host(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:os-hosts:detail")
-    snapshot = await _store(request).snapshot()
-    segment = snapshot.segment_by_uuid(_segment_id(request))
-    host = _host_in(snapshot, segment, request.match_info["host_id"])
+    view = await _store(request).view()
+    segment = view.segment_by_uuid(_segment_id(request))
+    host = _host_in(view, segment, request.match_info["host_id"])
     return _answer("host", views.host(host, segment))
 
 
@@ -313,11 +342,11 @@ async def create_host(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:os-hosts:create")
     fields = validation.HOST_CREATE(await _body(request))
     store = _store(request)
-    snapshot = await store.snapshot()
-    segment = snapshot.segment_by_uuid(_segment_id(request))
+    view = await store.view()
+    segment = view.segment_by_uuid(_segment_id(request))
     name = fields["name"]
     # Host names are unique across segments in Masakari.
-    if snapshot.host_by_name(name) is not None:
+    if view.host_by_name(name) is not None:
         raise conflict(f"Host with name {name} already exists.")
     await _check_compute(request, name)
     object_name = views.object_name(name)
@@ -335,18 +364,18 @@ async def update_host(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:os-hosts:update")
     fields = validation.HOST_UPDATE(await _body(request))
     store = _store(request)
-    snapshot = await store.snapshot()
-    segment = snapshot.segment_by_uuid(_segment_id(request))
-    host = _host_in(snapshot, segment, request.match_info["host_id"])
+    view = await store.view()
+    segment = view.segment_by_uuid(_segment_id(request))
+    host = _host_in(view, segment, request.match_info["host_id"])
     patch: dict[str, Any] = {"spec": _spec(fields)}
     name = fields.get("name")
     if name is not None and name != views.display_name(host):
-        if snapshot.host_by_name(name) is not None:
+        if view.host_by_name(name) is not None:
             raise conflict(f"Host with name {name} already exists.")
         await _check_compute(request, name)
         patch["spec"].update(_node_names(host["metadata"]["name"], name))
         patch["metadata"] = {"annotations": {views.NAME: name}}
-    if await store.under_recovery(snapshot, segment):
+    if view.under_recovery(segment):
         raise conflict(
             f"Host {object_uuid(host)} can't be updated as it is in-use to process notifications."
         )
@@ -357,10 +386,10 @@ async def update_host(request: web.Request) -> web.Response:
 async def delete_host(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:os-hosts:delete")
     store = _store(request)
-    snapshot = await store.snapshot()
-    segment = snapshot.segment_by_uuid(_segment_id(request))
-    host = _host_in(snapshot, segment, request.match_info["host_id"])
-    if await store.under_recovery(snapshot, segment):
+    view = await store.view()
+    segment = view.segment_by_uuid(_segment_id(request))
+    host = _host_in(view, segment, request.match_info["host_id"])
+    if view.under_recovery(segment):
         raise conflict(
             f"Host {object_uuid(host)} can't be deleted as it is in-use to process notifications."
         )
@@ -382,24 +411,10 @@ def _event_name(host_object: str, kind: str, event_uuid: str) -> str:
     return host_object[: 253 - len(suffix)].rstrip("-.") + suffix
 
 
-async def create_notification(request: web.Request) -> web.Response:
-    authorize(request, "os_masakari_api:notifications:create")
-    fields = validation.NOTIFICATION_CREATE(await _body(request))
+def _report(request: web.Request, fields: dict[str, Any], host_object: str) -> FailureEventSpec:
     payload = validation.payload(fields["type"], fields["payload"])
-    store = _store(request)
-    snapshot = await store.snapshot()
-    host = snapshot.host_by_name(fields["hostname"])
-    if host is None:
-        raise bad_request(f"Host with name {fields['hostname']} could not be found.")
-    segment = snapshot.segment_of(host)
-    if host["spec"].get("onMaintenance"):
-        raise conflict(
-            f"Notification received from host {fields['hostname']} of type "
-            f"'{fields['type']}' is ignored as the host is already under maintenance."
-        )
-    host_object = host["metadata"]["name"]
     try:
-        spec = FailureEventSpec(
+        return FailureEventSpec(
             type=fields["type"],
             host=host_object,
             generated_time=fields["generated_time"],
@@ -410,51 +425,69 @@ async def create_notification(request: web.Request) -> web.Response:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise bad_request(f"Invalid input for field/attribute {where}: {first['msg']}") from None
-    events = await store.list(PLURAL.failure_events)
+
+
+def _is_duplicate(view: Contents, spec: FailureEventSpec) -> bool:
+    """Masakari's duplicate rule over the host's own events (an index, not the namespace).
+    A courtesy to the reporter: the operator's gates decide again on what is stored."""
     others = [
         Report(
             e["metadata"]["name"],
             FailureEventSpec.model_validate(e["spec"]),
-            datetime.fromisoformat(e["metadata"]["creationTimestamp"].replace("Z", "+00:00")),
+            datetime.fromisoformat(e["metadata"]["creationTimestamp"]),
             (e.get("status") or {}).get("phase"),
         )
-        for e in events
-        if e["spec"]["host"] == host_object
+        for e in view.events_of(spec.host)
     ]
-    report = Report("", spec, datetime.now(UTC))
-    if duplicate_of(report, others) is not None:
+    return duplicate_of(Report("", spec, datetime.now(UTC)), others) is not None
+
+
+async def create_notification(request: web.Request) -> web.Response:
+    authorize(request, "os_masakari_api:notifications:create")
+    fields = validation.NOTIFICATION_CREATE(await _body(request))
+    validation.payload(fields["type"], fields["payload"])
+    store = _store(request)
+    view = await store.view()
+    host = view.host_by_name(fields["hostname"])
+    if host is None:
+        raise bad_request(f"Host with name {fields['hostname']} could not be found.")
+    if host["spec"].get("onMaintenance"):
         raise conflict(
-            f"Notification received from host {fields['hostname']} of type {fields['type']} "
-            "is a duplicate of one received within the last 180 seconds."
+            f"Notification received from host {fields['hostname']} of type "
+            f"'{fields['type']}' is ignored as the host is already under maintenance."
         )
-    event_uuid = str(uuid.uuid4())
-    labels = {
-        "masakari.dev/host": host_object,
-        "masakari.dev/type": spec.type,
-        "masakari.dev/segment": host["spec"]["segment"],
-    }
-    body = {
-        "apiVersion": API_VERSION,
-        "kind": "FailureEvent",
-        "metadata": {"labels": {k: v for k, v in labels.items() if LABEL_VALUE.match(v)}},
-        "spec": spec.to_wire(),
-    }
-    created = await store.create(
-        PLURAL.failure_events,
-        _event_name(host_object, spec.type, event_uuid),
-        fields["hostname"],
-        body,
-        **{views.SOURCE_HOST_UUID: object_uuid(host)},
-    )
-    return _answer("notification", views.notification(created, host, segment), 202)
+    host_object = host["metadata"]["name"]
+    spec = _report(request, fields, host_object)
+    async with store.reporting(host_object):
+        if _is_duplicate(view, spec):
+            raise conflict(
+                f"Notification received from host {fields['hostname']} of type "
+                f"{fields['type']} is a duplicate of one received within the last 180 seconds."
+            )
+        labels = {
+            "masakari.dev/host": host_object,
+            "masakari.dev/type": spec.type,
+            "masakari.dev/segment": host["spec"]["segment"],
+        }
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "FailureEvent",
+            "metadata": {"labels": {k: v for k, v in labels.items() if LABEL_VALUE.match(v)}},
+            "spec": spec.to_wire(),
+        }
+        created = await store.create(
+            PLURAL.failure_events,
+            _event_name(host_object, spec.type, str(uuid.uuid4())),
+            fields["hostname"],
+            body,
+            **{views.SOURCE_HOST_UUID: object_uuid(host)},
+        )
+    return _answer("notification", views.notification(created, host, view.segment_of(host)), 202)
 
 
-def _notification_view(
-    snapshot: Snapshot, body: dict[str, Any], *, details: bool = False
-) -> dict[str, Any]:
-    host = next((h for h in snapshot.hosts if h["metadata"]["name"] == body["spec"]["host"]), None)
-    segment = snapshot.segment_of(host) if host else None
-    return views.notification(body, host, segment, details=details)
+def _notification_view(view: Contents, body: dict[str, Any], *, details: bool = False) -> Any:
+    host = view.host(body["spec"]["host"])
+    return views.notification(body, host, view.segment_of(host), details=details)
 
 
 async def list_notifications(request: web.Request) -> web.Response:
@@ -469,41 +502,37 @@ async def list_notifications(request: web.Request) -> web.Response:
                 f"Invalid filter generated-since: {query['generated-since'][:40]!r} is not "
                 "an ISO 8601 time."
             ) from None
-    store = _store(request)
-    snapshot = await store.snapshot()
-    events = await store.list(PLURAL.failure_events)
-    everything = [_notification_view(snapshot, e) for e in events]
-    generated = {
-        view["notification_uuid"]: validation.date_time(event["spec"]["generatedTime"])
-        for event, view in zip(events, everything, strict=True)
-    }
-    wanted = {key: query.get(key) for key in ("status", "type", "source_host_uuid")}
+    limit, marker = listing.limit_and_marker(query)
+    sort = listing.sort_params(query, NOTIFICATION_SORT_KEYS)
+    wanted = {key: query[key] for key in ("status", "type", "source_host_uuid") if key in query}
 
-    def recent(view: dict[str, Any]) -> bool:
-        return since is None or generated[view["notification_uuid"]] >= since
+    def keep(row: Row) -> bool:
+        if since is not None and row.generated < since:
+            return False
+        return all(row.values[key] == value for key, value in wanted.items())
 
-    page = listing.answer(everything, query, NOTIFICATION_SORT_KEYS, wanted, recent)
-    return _answer("notifications", page)
+    view = await _store(request).view()
+    page = view.notifications(sort, limit, marker, keep)
+    return _answer("notifications", [_notification_view(view, body) for body in page])
 
 
-async def _event(store: Store, notification_uuid: str) -> dict[str, Any]:
-    for body in await store.list(PLURAL.failure_events):
-        if object_uuid(body) == notification_uuid:
-            return body
-    raise not_found(f"No notification with id {notification_uuid[:64]}.")
+async def _event(view: Contents, notification_uuid: str) -> dict[str, Any]:
+    body = view.event_by_uuid(notification_uuid)
+    if body is None:
+        raise not_found(f"No notification with id {notification_uuid[:64]}.")
+    return body
 
 
 async def show_notification(request: web.Request) -> web.Response:
     authorize(request, "os_masakari_api:notifications:detail")
-    store = _store(request)
-    body = await _event(store, request.match_info["notification_id"])
+    view = await _store(request).view()
+    body = await _event(view, request.match_info["notification_id"])
     details = request[VERSION] >= _DETAILS_VERSION
-    view = _notification_view(await store.snapshot(), body, details=details)
-    return _answer("notification", view)
+    return _answer("notification", _notification_view(view, body, details=details))
 
 
 async def _vmoves_of(request: web.Request) -> list[dict[str, Any]]:
-    body = await _event(_store(request), request.match_info["notification_id"])
+    body = await _event(await _store(request).view(), request.match_info["notification_id"])
     if body["spec"]["type"] != "COMPUTE_HOST":
         raise bad_request(
             f"Notification {object_uuid(body)} has no vmoves: it is of type "
@@ -531,7 +560,7 @@ async def show_vmove(request: web.Request) -> web.Response:
 
 # Version documents are public (keystoneauth discovers versions before it has a token); so
 # is the health check, as oslo.middleware's is.
-PUBLIC: set[Handler] = {get_versions, get_version_v1, healthcheck}
+PUBLIC: set[Handler] = {get_versions, get_version_v1, healthcheck, readiness}
 
 
 # --- the application --------------------------------------------------------------------------
@@ -566,6 +595,7 @@ def build_app(context: Context) -> web.Application:
     app.router.add_get("/v1", get_version_v1)
     app.router.add_get("/v1/", get_version_v1)
     app.router.add_get("/healthcheck", healthcheck)
+    app.router.add_get("/readyz", readiness)
     for prefix in ("/v1", r"/v1/{project_id:[0-9a-f\-]+}"):
         for method, path, handler in ROUTES:
             app.router.add_route(method, prefix + path, handler)

@@ -59,7 +59,7 @@ def sort_params(query: MultiMapping[str], allowed: Sequence[str]) -> list[tuple[
     return pairs
 
 
-def _comparable(value: Any) -> tuple[int, Any]:
+def comparable(value: Any) -> tuple[int, Any]:
     # None sorts first, as NULL does in MySQL ascending order.
     if value is None:
         return (0, "")
@@ -70,7 +70,7 @@ def _comparable(value: Any) -> tuple[int, Any]:
 
 def _compare(a: Item, b: Item, sort: list[tuple[str, str]]) -> int:
     for key, direction in sort:
-        left, right = _comparable(a.get(key)), _comparable(b.get(key))
+        left, right = comparable(a.get(key)), comparable(b.get(key))
         if left == right:
             continue
         smaller = left < right

@@ -75,9 +75,11 @@ async def _serve(args: argparse.Namespace) -> None:
         )
     else:
         tokens = TokenValidator(args.clouds_yaml, args.cloud, args.token_cache_seconds)
-    app = build_app(Context(Store(kube, args.namespace), tokens, NovaComputeHosts(nova)))
+    store = Store(kube, args.namespace)
+    app = build_app(Context(store, tokens, NovaComputeHosts(nova)))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    await store.start()
     try:
         await web.TCPSite(runner, args.host, args.port).start()
         port = runner.addresses[0][1]
@@ -91,6 +93,7 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        await store.stop()
         nova.close()
 
 

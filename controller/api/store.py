@@ -1,44 +1,36 @@
-"""The namespace's custom resources as the API reads and writes them."""
+"""The namespace's custom resources as the API reads and writes them.
+
+Reads come from memory (`Contents`, kept by one informer per kind) once every kind's first
+list is in; until then each request reads the API server as the API always did (a list of
+each kind per request: slow at thousands of objects, but right), and `/readyz` says not
+ready so that a Deployment sends no traffic here meanwhile. Answering 503 instead would make
+masakari-monitors retry and openstack CLI users fail for as long as the first list takes
+(seconds at 50,000 events); a slow right answer is what both cope with.
+
+Writes go to the API server; their answers are applied to the contents at once, so a
+client's read after its own write (through this process) sees it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 from controller.api import views
+from controller.api.contents import Contents
 from controller.api.faults import ApiFault, conflict, not_found
-from controller.api.ids import ID, UUID, Ids, object_uuid
+from controller.api.ids import ID, UUID, Ids
+from controller.drivers.informer import Informer
 from controller.drivers.kube import PLURAL, Conflict, Gone, Invalid, Kube, KubeError
-from controller.recovery.gates import OPEN_PHASES
+
+log = logging.getLogger("masakari.api")
 
 KINDS = {PLURAL.segments: "segments", PLURAL.hosts: "hosts", PLURAL.failure_events: "notifications"}
-
-
-@dataclass
-class Snapshot:
-    """What one request needs of the namespace, read once."""
-
-    segments: list[dict[str, Any]]
-    hosts: list[dict[str, Any]]
-
-    def segment_by_uuid(self, segment_uuid: str) -> dict[str, Any]:
-        for body in self.segments:
-            if object_uuid(body) == segment_uuid:
-                return body
-        raise not_found(f"No failover segment with id {segment_uuid[:64]}.")
-
-    def segment_of(self, host_body: dict[str, Any]) -> dict[str, Any] | None:
-        wanted = host_body["spec"]["segment"]
-        return next((s for s in self.segments if s["metadata"]["name"] == wanted), None)
-
-    def hosts_of(self, segment_body: dict[str, Any]) -> list[dict[str, Any]]:
-        name = segment_body["metadata"]["name"]
-        return [h for h in self.hosts if h["spec"]["segment"] == name]
-
-    def host_by_name(self, name: str) -> dict[str, Any] | None:
-        return next((h for h in self.hosts if views.display_name(h) == name), None)
 
 
 def _invalid(error: Exception) -> ApiFault:
@@ -51,6 +43,96 @@ class Store:
         self.kube = kube
         self.namespace = namespace
         self.ids = Ids(kube, namespace)
+        self.contents = Contents()
+        self.informers = {
+            plural: Informer(kube, namespace, plural, self.contents) for plural in KINDS
+        }
+        self._numbering = asyncio.Lock()
+        self._reporting: dict[str, asyncio.Lock] = {}
+        self._reporters: Counter[str] = Counter()
+        self._background: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for informer in self.informers.values():
+            informer.start()
+        self._background = asyncio.get_running_loop().create_task(self._number_when_synced())
+
+    async def stop(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        for informer in self.informers.values():
+            await informer.stop()
+
+    def ready(self) -> bool:
+        return all(informer.synced.is_set() for informer in self.informers.values())
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready(),
+            "kinds": {
+                plural: {
+                    "synced": informer.synced.is_set(),
+                    "objects": self.contents.count(plural),
+                    "lists": informer.lists,
+                    "resourceVersion": informer.version,
+                }
+                for plural, informer in self.informers.items()
+            },
+        }
+
+    async def view(self) -> Contents:
+        """What a request reads: the contents in memory once synced, with a Masakari id on
+        every object; before that, the API server's objects read now."""
+        if not self.ready():
+            direct = Contents()
+            for plural in KINDS:
+                direct.replace(plural, await self.list(plural), "")
+            return direct
+        await self._number(self.contents)
+        return self.contents
+
+    async def _number_when_synced(self) -> None:
+        # Objects made around the API (kubectl, the hostmonitor, a restore) are numbered
+        # before a request needs it: at 50,000 that is minutes of PATCHes, better spent now.
+        for informer in self.informers.values():
+            await informer.synced.wait()
+        while True:
+            try:
+                await self._number(self.contents)
+                return
+            except ApiFault as fault:
+                log.warning("numbering objects made around the API: %s", fault.message)
+                await asyncio.sleep(5)
+
+    async def _number(self, contents: Contents) -> None:
+        for plural, kind in KINDS.items():
+            if not contents.unnumbered(plural):
+                continue
+            # One at a time: two requests numbering the same objects would waste ids and
+            # race on every object.
+            async with self._numbering:
+                missing = contents.unnumbered(plural)
+                if missing:
+                    log.info("giving %d %s their Masakari ids", len(missing), plural)
+                    numbered = await self._call(self.ids.assign_missing(plural, kind, missing))
+                    for body in numbered:
+                        contents.apply(plural, "MODIFIED", body)
+
+    @contextlib.asynccontextmanager
+    async def reporting(self, host_object: str) -> AsyncIterator[None]:
+        """One notification of a host at a time in this process: the duplicate check of
+        the second sees the first (applied from its answer)."""
+        lock = self._reporting.setdefault(host_object, asyncio.Lock())
+        self._reporters[host_object] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._reporters[host_object] -= 1
+            if not self._reporters[host_object]:  # bounded by the hosts reporting now
+                del self._reporters[host_object], self._reporting[host_object]
 
     async def _call(self, coroutine: Any) -> Any:
         """Kubernetes errors become API faults without the server's internals."""
@@ -62,15 +144,13 @@ class Store:
             raise ApiFault(503, "The Kubernetes API is not reachable at the moment.") from None
 
     async def list(self, plural: str) -> list[dict[str, Any]]:
+        """`plural`'s objects read from the API server now, each with a Masakari id."""
         bodies = await self._call(self.kube.list(plural, self.namespace))
         live = [b for b in bodies if not b["metadata"].get("deletionTimestamp")]
         assigned: list[dict[str, Any]] = await self._call(
             self.ids.assign_missing(plural, KINDS[plural], live)
         )
         return assigned
-
-    async def snapshot(self) -> Snapshot:
-        return Snapshot(await self.list(PLURAL.segments), await self.list(PLURAL.hosts))
 
     async def create(
         self, plural: str, name: str, display: str, body: dict[str, Any], **annotations: str
@@ -95,15 +175,18 @@ class Store:
         except Invalid as error:
             # The schema's own words (which field, which rule), never a stack or a URL.
             raise _invalid(error) from None
+        self.contents.apply(plural, "ADDED", created)
         return created
 
     async def patch(self, plural: str, body: dict[str, Any], patch: dict[str, Any]) -> Any:
         """Apply `patch` to the version of the object this request read (409 if it changed)."""
         patch.setdefault("metadata", {})["resourceVersion"] = body["metadata"]["resourceVersion"]
         try:
-            return await self._call(
+            patched: dict[str, Any] = await self._call(
                 self.kube.patch(plural, self.namespace, body["metadata"]["name"], patch)
             )
+            self.contents.apply(plural, "MODIFIED", patched)
+            return patched
         except Gone:
             raise not_found("The object was deleted meanwhile.") from None
         except Conflict:
@@ -114,14 +197,4 @@ class Store:
     async def delete(self, plural: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(Gone):
             await self._call(self.kube.delete(plural, self.namespace, body["metadata"]["name"]))
-
-    async def under_recovery(self, snapshot: Snapshot, segment_body: dict[str, Any]) -> bool:
-        """Masakari's rule: a notification of one of the segment's hosts in new/running/error."""
-        hosts = {h["metadata"]["name"] for h in snapshot.hosts_of(segment_body)}
-        if not hosts:
-            return False
-        events = await self._call(self.kube.list(PLURAL.failure_events, self.namespace))
-        return any(
-            e["spec"]["host"] in hosts and (e.get("status") or {}).get("phase") in OPEN_PHASES
-            for e in events
-        )
+        self.contents.forget(plural, body)

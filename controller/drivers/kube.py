@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,10 @@ class Invalid(KubeError):
     """422: the API server's schema refused the object; the message says which field."""
 
 
+class Expired(KubeError):
+    """410 Gone on a watch: the resourceVersion to resume from is no longer kept; list again."""
+
+
 @dataclass(frozen=True)
 class Plural:
     failure_events: str = "failureevents"
@@ -58,6 +62,7 @@ class Plural:
 
 
 PLURAL = Plural()
+Bodies = list[dict[str, Any]]
 LIST_PAGE = 500  # objects per page of a list call
 
 
@@ -166,7 +171,15 @@ class Kube:
         self, plural: str, namespace: str, field_selector: str | None = None
     ) -> list[dict[str, Any]]:
         """Every object, fetched in pages: the API server never builds one huge answer."""
-        items: list[dict[str, Any]] = []
+        items, _ = await self.list_versioned(plural, namespace, field_selector)
+        return items
+
+    async def list_versioned(
+        self, plural: str, namespace: str, field_selector: str | None = None
+    ) -> tuple[Bodies, str]:
+        """Every object and the resourceVersion the list was read at, where a watch of the
+        changes since starts (the pages of one list are one consistent snapshot)."""
+        items: Bodies = []
         page: str | None = None
         while True:
             query: dict[str, Any] = {"limit": LIST_PAGE}
@@ -185,7 +198,44 @@ class Kube:
             items.extend(body["items"])
             page = (body.get("metadata") or {}).get("continue")
             if not page:
-                return items
+                return items, str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch(
+        self, plural: str, namespace: str, resource_version: str, seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """The changes after `resource_version`, one decoded watch event at a time, until the
+        API server ends the watch (after about `seconds`) or the connection breaks. Blocking:
+        run it in a thread of its own, it holds one for the whole watch. Bookmarks are asked
+        for, so the resourceVersion to resume from stays recent on a quiet namespace."""
+        try:
+            response = self._objects.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural,
+                watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
+                timeout_seconds=seconds, _preload_content=False,
+                # No byte in this long (bookmarks come about once a minute): a dead
+                # connection, not a quiet one.
+                _request_timeout=(self._timeout, seconds + 30),
+            )  # fmt: skip
+        except (ApiException, urllib3.exceptions.HTTPError) as error:
+            if isinstance(error, ApiException) and error.status == 410:
+                raise Expired(_message(error.body)) from None
+            raise _final(error, plural) from None
+        assert isinstance(response, urllib3.HTTPResponse)
+        try:
+            pending = b""
+            for chunk in response.stream(64 * 1024, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise KubeError(f"watch of {plural} broke: {type(error).__name__}") from None
+        finally:
+            # Closed, not handed back to the pool half read: the next call on that
+            # connection would read the rest of this watch.
+            response.close()
+            response.release_conn()
 
     async def write_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]
