@@ -2,9 +2,10 @@
 
 Order follows Masakari's pipeline (host known, segment enabled, host not on maintenance,
 duplicate), then our own safety gates: a host failure is not recovered once the host reported
-started again, nor while the segment is paused or past its storm limit, and only once the host
-is confirmed down (`recovery.fencing`). Every attempt passes them, retries included; a retry
-is never a duplicate (it was the original when first admitted).
+started again, nor while the segment is paused or past its storm limit. An admitted host
+failure is fenced first (`recovery.fencing`), before anything else. Every attempt passes the
+gates, retries included; a retry is never a duplicate (it was the original when first
+admitted).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class Verdict(StrEnum):
     PROCEED = "Proceed"  # start (or resume) the recovery
     IGNORE = "Ignore"  # recorded, deliberately not acted on
     WAIT = "Wait"  # stays New, visibly blocked; evaluated again later
-    CONFIRM_FENCING = "ConfirmFencing"  # passed: now confirm the host down (recovery.fencing)
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,6 @@ def _admit_host_failure(
             f"{len(failed_others)} host(s) of segment {host.segment} already failed "
             f"(limit {limit})",
         )
-    return Decision(
-        Verdict.CONFIRM_FENCING, "AwaitingFencing", f"confirming {report.spec.host} is down"
-    )
+    # Admitted: the recovery's first step fences the host (recovery.fencing), counted by the
+    # storm limit from now on, so a partition never has more hosts fenced than the limit.
+    return Decision(Verdict.PROCEED)

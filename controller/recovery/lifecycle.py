@@ -2,9 +2,10 @@
 
 New → Running → Finished | Ignored | Error → (backoff, bounded attempts) → Failed.
 Every attempt passes the gates, retries included (and a recovery resumed after a restart
-before its host was taken out of Nova). Gates that block (no cloud bound, storm limit, pause,
-host not yet confirmed down) keep the event where it is (New, or Error for a retry) with a
-reason and a Blocked condition, and are evaluated again until they let it through.
+before its host was taken out of Nova). Gates that block (no cloud bound, storm limit, pause)
+keep the event where it is (New, or Error for a retry) with a reason and a Blocked condition,
+and are evaluated again until they let it through. An admitted host failure is fenced first
+(`recovery.fencing`): nothing of Nova is touched before the host is confirmed off.
 
 Host failures of one segment are admitted one at a time under the segment's lock, counting
 every admitted recovery as a failed host, so hosts failing together cannot pass the storm
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from controller.recovery.fencing import Evidence, confirm
+from controller.recovery.fencing import FenceHost, unconfirmed_report
 from controller.recovery.gates import TERMINAL, Decision, Verdict, admit, segment_health
 from controller.recovery.host_failure import DISABLE, HostFailure, Timing
 from controller.recovery.host_sync import HostLocks
@@ -166,31 +167,22 @@ class Lifecycle:
             same_host,
             segment_health(members, open_events),
         )
-        if decision.verdict != Verdict.CONFIRM_FENCING or host is None or segment is None:
+        if (
+            decision.verdict != Verdict.PROCEED
+            or host is None
+            or segment is None
+            or record.spec.type != FailureType.COMPUTE_HOST
+            or record.spec.payload.event == "STARTED"
+            or segment.fencing.method != FencingMethod.NONE
+        ):
             return decision
         try:
-            evidence = await self._evidence(context.cloud, host, segment)
-        except NovaError as error:
-            return Decision(Verdict.WAIT, "NovaUnavailable", f"Nova failed: {error}")
-        return confirm(record.report(), host.pacemaker_node, segment, evidence, self.clock())
-
-    async def _evidence(
-        self, cloud: Cloud, host: HostRecord, segment: FailoverSegmentSpec
-    ) -> Evidence:
-        try:
-            heartbeat = (await cloud.nova.compute_service(host.nova_host)).updated_at
+            heartbeat = (await context.cloud.nova.compute_service(host.nova_host)).updated_at
         except NotFound:
             heartbeat = None
-        pacemaker = host.status.pacemaker
-        evidence = Evidence(
-            heartbeat=heartbeat, online_since=pacemaker.online_since if pacemaker else None
-        )
-        if cloud.cluster is None or segment.fencing.method == FencingMethod.NONE:
-            return evidence
-        try:
-            return replace(evidence, cluster=await cloud.cluster.state())
-        except Exception as error:  # any driver failure means "not confirmed"
-            return replace(evidence, cluster_unavailable=f"Pacemaker could not be read: {error}")
+        except NovaError as error:
+            return Decision(Verdict.WAIT, "NovaUnavailable", f"Nova failed: {error}")
+        return unconfirmed_report(record.report(), segment, heartbeat, self.clock()) or decision
 
     async def _block(self, record: EventRecord, decision: Decision) -> None:
         status = record.status.model_copy(deep=True)
@@ -264,6 +256,18 @@ class Lifecycle:
             if payload.event == "STARTED":
                 return Outcome.finished("HostStarted", f"{host.name} reported started")
             progress.status.recovery_method = segment.recovery_method
+            fenced = await FenceHost(
+                report=record.report(),
+                namespace=record.namespace,
+                host=host,
+                segment=segment,
+                cloud=context.cloud,
+                progress=progress,
+                clock=self.clock,
+                timing=self.settings.timing,
+            ).run()
+            if fenced is not None:
+                return fenced
 
             async def hold() -> None:
                 await self.store.hold_host_service(record.namespace, host.name, record.name)

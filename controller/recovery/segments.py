@@ -109,7 +109,7 @@ def _fencing_ready(
     now: datetime,
     generation: int,
 ) -> None:
-    """Whether a host failure of the segment can be confirmed down, said before one happens."""
+    """Whether a failed host of the segment can be fenced, said before one happens."""
     if spec.fencing.method == FencingMethod.NONE:
         ready, reason, message = (
             False,
@@ -118,8 +118,19 @@ def _fencing_ready(
         )
     elif pacemaker_access is None:
         ready, reason, message = False, "CloudNotBound", "no cloud to ask (see CloudBound)"
+    elif spec.fencing.method in (FencingMethod.REDFISH, FencingMethod.IPMI):
+        ready, reason, message = (
+            True,
+            "BMCFencing",
+            f"each Host's BMC powers it off ({spec.fencing.method}); each Host's FencingReady "
+            "condition says whether its BMC answers",
+        )
     elif pacemaker_access:
-        ready, reason, message = True, "PacemakerConfigured", "Pacemaker confirms the fencing"
+        ready, reason, message = (
+            True,
+            "PacemakerConfigured",
+            "the operator asks Pacemaker to fence a failed host and waits for its record",
+        )
     else:
         ready, reason, message = (
             False,

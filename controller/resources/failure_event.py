@@ -187,6 +187,35 @@ class InstanceMove(Model):
     )
 
 
+class FencingRecord(Model):
+    """How a host failure's host was fenced: the proof that it is off, or why there is none."""
+
+    method: str = Field(max_length=32, description="The segment's fencing method.")
+    started_time: datetime = Field(description="When this event began to fence the host.")
+    requests: int = Field(
+        default=0,
+        ge=0,
+        description="Fencing requests sent (Pacemaker fence, BMC power off), each counted "
+        "before it was sent.",
+    )
+    last_request_time: datetime | None = Field(
+        default=None, description="When the last fencing request was about to be sent."
+    )
+    last_error: str | None = Field(
+        default=None, max_length=1024, description="Why the last fencing request failed."
+    )
+    confirmed_time: datetime | None = Field(
+        default=None,
+        description="When the host was confirmed off; nothing is evacuated before this is "
+        "recorded.",
+    )
+    proof: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="What confirmed the host off: the fencing record or the power state read.",
+    )
+
+
 class FailureEventStatus(Model):
     """The recovery as it happened; written only by the operator."""
 
@@ -220,6 +249,9 @@ class FailureEventStatus(Model):
     )
     start_time: datetime | None = Field(default=None, description="When the recovery started.")
     end_time: datetime | None = Field(default=None, description="When the recovery ended.")
+    fencing: FencingRecord | None = Field(
+        default=None, description="Host failures: how the host was fenced before recovery."
+    )
     steps: list[WorkflowStep] = Field(
         default_factory=list,
         max_length=32,

@@ -19,7 +19,8 @@ Probe = Callable[[dict[str, Any]], bool]
 
 
 def step_done(name: str) -> Probe:
-    return lambda s: any(t["name"] == name and t["state"] == "SUCCESS" for t in s.get("steps", []))
+    done = ("SUCCESS", "SKIPPED")
+    return lambda s: any(t["name"] == name and t["state"] in done for t in s.get("steps", []))
 
 
 def moves_in(state: str, at_least: int) -> Probe:
@@ -28,6 +29,7 @@ def moves_in(state: str, at_least: int) -> Probe:
 
 KILL_POINTS: dict[str, Probe] = {
     "just-created": lambda s: True,
+    "fencing-recorded": step_done("FenceHostTask"),
     "service-disabled": step_done("DisableComputeServiceTask"),
     "instances-listed": step_done("PrepareHAEnabledInstancesTask"),
     "first-evacuations-ongoing": moves_in("ongoing", 1),

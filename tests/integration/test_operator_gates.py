@@ -38,13 +38,6 @@ def setup(
     return cloud
 
 
-def blocked(status: dict[str, Any]) -> dict[str, Any] | None:
-    for condition in status.get("conditions", []):
-        if condition["type"] == "Blocked":
-            return condition
-    return None
-
-
 def test_disabled_segment_records_and_ignores(cloud_factory: Any) -> None:
     cloud = setup(cloud_factory, segment(enabled=False))
     cloud.sim.control("POST", "hosts/compute1/kill")
@@ -78,25 +71,29 @@ def test_duplicate_reports_become_one_recovery(cloud_factory: Any) -> None:
 
 
 @pytest.mark.parametrize("host_status", ["UNKNOWN", "NORMAL"])
-def test_unconfirmed_failure_waits_for_fencing_then_gives_up(
+def test_a_host_that_cannot_be_fenced_is_never_evacuated(
     cloud_factory: Any, host_status: str
 ) -> None:
-    """Where the segment confirms by Pacemaker, the reporter's NORMAL is a claim, not a
-    confirmation: with no Pacemaker access for the cloud, nothing is evacuated."""
+    """Where the segment fences by Pacemaker, the reporter's NORMAL is a claim, not a
+    confirmation: with no Pacemaker access for the cloud, the recovery's fencing step waits,
+    then gives up, and nothing is evacuated."""
     cloud = setup(
         cloud_factory, segment(fencing="pacemaker", hostFailure={"fencingTimeoutSeconds": 4})
     )
     cloud.sim.control("POST", "hosts/compute1/kill")
     cloud.apply(host_failure("c1", "compute1", host_status=host_status))
-    waiting = cloud.wait_phase("fev", "c1", {"New"}, 20)
-    wait_for(
-        "blocked condition",
-        lambda: (b := blocked(cloud.status("fev", "c1"))) and b["status"] == "True" and b,
+    fencing_step = wait_for(
+        "the fencing step",
+        lambda: next(iter(cloud.status("fev", "c1").get("steps", [])), None),
+        20,
     )
-    assert waiting.get("reason") in (None, "AwaitingFencing")
+    assert fencing_step["name"] == "FenceHostTask"
     status = cloud.wait_phase("fev", "c1", DONE, 30)
     assert (status["phase"], status["reason"]) == ("Ignored", "HostNotConfirmedDown")
     assert "no Pacemaker access is configured" in status["message"]
+    assert status["fencing"]["requests"] == 0
+    assert [s["name"] for s in status["steps"]] == ["FenceHostTask"]
+    assert status["steps"][0]["state"] == "FAILURE"
     fencing = wait_for(
         "the segment to say it cannot confirm",
         lambda: next(

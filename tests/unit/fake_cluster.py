@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.recovery.gates import TERMINAL
-from controller.recovery.pacemaker import ClusterState, FenceEvent, FenceStatus, Node, NodeType
+from controller.recovery.pacemaker import (
+    ClusterState,
+    FenceEvent,
+    FenceStatus,
+    Node,
+    NodeType,
+    PacemakerError,
+)
 from controller.recovery.ports import Cloud, CloudNotBound, EventRecord, HostRecord
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
 from controller.resources.host import HostSpec, HostStatus, ServiceHold
@@ -148,8 +155,18 @@ class FakePacemaker:
         self.online = dict.fromkeys(nodes, True)
         self.fencings: list[FenceEvent] = []
         self.reads = 0
+        self.requests: list[str] = []  # the operator's fencing requests, in order
+        self.unfenceable: set[str] = set()  # nodes no fencing device can fence
 
-    def fence(self, node: str) -> None:
+    async def fence(self, node: str, timeout: float) -> None:
+        """The operator asks the cluster to fence `node`."""
+        self.requests.append(node)
+        if node in self.unfenceable:
+            raise PacemakerError(f"no fencing device succeeded for {node}")
+        self.cluster_fences(node)
+
+    def cluster_fences(self, node: str) -> None:
+        """Pacemaker fences a node it lost, by itself."""
         self.online[node] = False
         self.fencings.append(
             FenceEvent(node, "reboot", FenceStatus.SUCCESS, completed=self.clock())

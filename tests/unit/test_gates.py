@@ -50,11 +50,11 @@ def decide(
     return decision.verdict, decision.reason
 
 
-PASSED = (Verdict.CONFIRM_FENCING, "AwaitingFencing")
+PASSED = (Verdict.PROCEED, "")
 
 
-def test_host_failure_passing_the_gates_still_needs_confirmation() -> None:
-    """A NORMAL report is a claim: the fencing check (recovery.fencing) decides, not the gate."""
+def test_a_host_failure_passing_the_gates_is_admitted_to_be_fenced() -> None:
+    """A NORMAL report is a claim: the recovery's fencing step (recovery.fencing) decides."""
     assert decide(report()) == PASSED
 
 
@@ -190,4 +190,4 @@ def test_reports_created_in_the_same_second_have_one_original() -> None:
     verdicts = [
         decide(reports[n], others=[r for m, r in reports.items() if m != n])[0] for n in names
     ]
-    assert verdicts == [Verdict.CONFIRM_FENCING, Verdict.IGNORE, Verdict.IGNORE]
+    assert verdicts == [Verdict.PROCEED, Verdict.IGNORE, Verdict.IGNORE]

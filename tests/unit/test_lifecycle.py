@@ -11,12 +11,16 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from controller.recovery import hosts
+from controller.recovery.fencing import FENCE
 from controller.recovery.host_failure import HOST_FAILURE_REASON, Timing
 from controller.recovery.lifecycle import Lifecycle, Settings
 from controller.recovery.nova import NovaError
 from controller.recovery.ports import Cloud
 from tests.unit.fake_cluster import (
+    T0,
     BoundClouds,
     Clock,
     FakePacemaker,
@@ -44,15 +48,21 @@ class World:
     def operator(self) -> Lifecycle:
         """A new operator process on the same world (in-process state is lost)."""
 
-        async def no_wait(_: float) -> None:
+        async def sleep(seconds: float) -> None:
+            self.clock.advance(seconds)
             await asyncio.sleep(0)
 
-        cloud = Cloud(self.nova, self.pacemaker.state)  # type: ignore[arg-type]
+        def monotonic() -> float:
+            return (self.clock() - T0).total_seconds()
+
+        cloud = Cloud(self.nova, self.pacemaker)
         return Lifecycle(
             clouds=BoundClouds(**{NAMESPACE: cloud}),
             store=self.store,
             signals=self.signals,
-            settings=Settings(recheck_interval=5, timing=Timing(poll_interval=0, sleep=no_wait)),
+            settings=Settings(
+                recheck_interval=5, timing=Timing(poll_interval=0, clock=monotonic, sleep=sleep)
+            ),
             clock=self.clock,
         )
 
@@ -61,7 +71,7 @@ class World:
         for server in servers:
             self.nova.add_server(server, host)
         self.nova.kill(host)
-        self.pacemaker.fence(host)
+        self.pacemaker.cluster_fences(host)
 
     def run(self, names: Iterable[str], rounds: int = 3, seconds: float = 5) -> None:
         """Drive these events concurrently, each waiting at most `rounds` times."""
@@ -97,17 +107,119 @@ def test_a_fenced_host_is_recovered() -> None:
     assert dict(world.nova.evacuations) == {"uuid-a": 1, "uuid-b": 1}
 
 
-def test_a_clean_stop_of_a_live_host_is_never_evacuated() -> None:
-    """Defects 2 and 3: the cluster stack stopped by hand on a live hypervisor, reported NORMAL
-    by a monitor: no fencing record, so no Nova action, and the event ends with a reason."""
-    world = World(hostFailure={"fencingTimeoutSeconds": 30})
+def test_a_clean_stop_of_a_live_host_is_fenced_before_anything_moves() -> None:
+    """Defects 2 and 3 of the safety issue: the cluster stack stopped by hand on a live
+    hypervisor, reported NORMAL by a monitor, has no fencing record. The operator asks the
+    cluster to fence it, and touches Nova only once the fencing is on record."""
+    world = World()
     world.nova.add_server("a", "h1")
     world.pacemaker.stop_cleanly("h1")
     world.store.report("ev", "h1", host_status="NORMAL")
-    world.run(["ev"], rounds=10)
+    fenced_before: list[bool] = []
+    force_down = world.nova.force_down
+
+    async def watched(host: str, forced: bool) -> Any:
+        fenced_before.append(world.pacemaker.fenced(host))
+        return await force_down(host, forced)
+
+    world.nova.force_down = watched  # type: ignore[method-assign]
+    world.run(["ev"])
+    assert world.phase("ev") == ("Finished", "Recovered")
+    assert world.pacemaker.requests == ["h1"]
+    assert fenced_before == [True]
+    status = world.store.events["ev"].status
+    assert status.steps[0].name == FENCE
+    assert status.steps[0].state == "SUCCESS"
+    assert status.fencing is not None and status.fencing.requests == 1
+    assert status.fencing.confirmed_time is not None
+    assert "fenced" in (status.fencing.proof or "")
+
+
+def test_a_host_already_fenced_by_its_cluster_is_not_fenced_again() -> None:
+    world = World()
+    world.fail("h1", "a")
+    world.store.report("ev", "h1")
+    world.run(["ev"])
+    assert world.phase("ev") == ("Finished", "Recovered")
+    assert world.pacemaker.requests == []
+    status = world.store.events["ev"].status
+    assert status.steps[0].name == FENCE and status.steps[0].state == "SKIPPED"
+    assert status.fencing is not None and status.fencing.requests == 0
+
+
+def test_a_host_the_cluster_cannot_fence_is_never_evacuated() -> None:
+    """Every request fails (no device can fence it): bounded requests, then the event ends
+    saying why and for how long it waited, and Nova was never touched."""
+    world = World(hostFailure={"fencingTimeoutSeconds": 600})
+    world.nova.add_server("a", "h1")
+    world.pacemaker.stop_cleanly("h1")
+    world.pacemaker.unfenceable.add("h1")
+    world.store.report("ev", "h1")
+    world.run(["ev"])
     assert world.phase("ev") == ("Ignored", "HostNotConfirmedDown")
-    assert "no fencing of it" in (world.store.events["ev"].status.message or "")
+    assert world.pacemaker.requests == ["h1"] * 3
+    message = world.store.events["ev"].status.message or ""
+    assert "3 fencing request(s)" in message and "no fencing device succeeded" in message
     assert world.nova.calls == []
+
+
+def test_the_fencing_timeout_bounds_the_wait() -> None:
+    world = World(hostFailure={"fencingTimeoutSeconds": 30})
+    world.nova.add_server("a", "h1")
+    world.pacemaker.stop_cleanly("h1")
+    world.pacemaker.unfenceable.add("h1")
+    world.store.report("ev", "h1")
+    world.run(["ev"])
+    assert world.phase("ev") == ("Ignored", "HostNotConfirmedDown")
+    assert "after 30s" in (world.store.events["ev"].status.message or "")
+    assert world.pacemaker.requests == ["h1"]
+    assert world.nova.calls == []
+
+
+def test_a_restarted_operator_waits_on_the_fencing_it_requested() -> None:
+    """The operator died right after its fencing request went out (the device is slow): the
+    next one finds the request on record and waits for it instead of fencing again."""
+    world = World()
+    world.nova.add_server("a", "h1")
+    world.pacemaker.stop_cleanly("h1")
+    world.store.report("ev", "h1")
+
+    class Died(BaseException):
+        pass
+
+    async def dies(node: str, timeout: float) -> None:
+        world.pacemaker.requests.append(node)
+        raise Died
+
+    world.pacemaker.fence = dies  # type: ignore[method-assign]
+    try:
+        world.run(["ev"])
+    except* Died:
+        pass
+    status = world.store.events["ev"].status
+    assert status.phase == "Running" and status.fencing and status.fencing.requests == 1
+    world.clock.advance(10)
+    world.pacemaker.cluster_fences("h1")  # the slow device completes
+    world.lifecycle = world.operator()
+    world.run(["ev"])
+    assert world.phase("ev") == ("Finished", "Recovered")
+    assert world.pacemaker.requests == ["h1"]
+    assert dict(world.nova.evacuations) == {"uuid-a": 1}
+
+
+def test_fencing_waits_for_admission_under_the_storm_limit() -> None:
+    """Five live hosts reported together, limit one: one is fenced, four wait unfenced (a
+    partition must not cost more powered-off hosts than the limit allows)."""
+    world = World(storm={"maxFailedHosts": 1})
+    names = []
+    for number, host in enumerate(HOSTS[:5]):
+        world.nova.add_server(f"vm{number}", host)
+        world.pacemaker.stop_cleanly(host)
+        names.append(world.store.report(f"ev{number}", host).name)
+    world.run(names, rounds=2, seconds=1)
+    assert len(world.pacemaker.requests) == 1
+    phases = sorted(world.phase(name) for name in names)
+    assert phases == [("Finished", "Recovered")] + [("New", "StormLimitReached")] * 4, phases
 
 
 def test_an_unbound_namespace_is_never_acted_on() -> None:
@@ -276,18 +388,39 @@ def test_the_hold_is_recorded_before_nova_is_touched() -> None:
     assert recorded_before == [True]
 
 
-def test_nova_unreachable_at_admission_keeps_the_event_waiting() -> None:
+@pytest.mark.parametrize(
+    ("outage", "ending"),
+    [(20, ("Finished", "Recovered")), (900, ("Ignored", "HostNotConfirmedDown"))],
+)
+def test_nova_unreachable_means_no_fencing_on_a_report_alone(
+    outage: float, ending: tuple[str, str]
+) -> None:
+    """A live host reported down while Nova cannot say whether nova-compute still reports:
+    nothing is fenced on the reporter's word. Nova back within the fencing timeout, the host
+    is fenced and its instances recovered; Nova down throughout, the event ends unrecovered."""
     world = World()
-    world.fail("h1", "a")
+    world.nova.add_server("a", "h1")
+    world.pacemaker.stop_cleanly("h1")
     world.store.report("ev", "h1")
+    compute_service = world.nova.compute_service
+    back = world.clock() + timedelta(seconds=outage)
+    requests_during_outage: list[int] = []
 
-    async def unreachable(host: str) -> Any:
-        raise NovaError("connection refused")
+    async def flaky(host: str) -> Any:
+        if world.clock() < back:
+            requests_during_outage.append(len(world.pacemaker.requests))
+            raise NovaError("connection refused")
+        return await compute_service(host)
 
-    world.nova.compute_service = unreachable  # type: ignore[method-assign]
-    world.run(["ev"], rounds=2)
-    assert world.phase("ev") == ("New", "NovaUnavailable")
-    assert world.nova.calls == []
+    world.nova.compute_service = flaky  # type: ignore[method-assign]
+    world.run(["ev"])
+    assert set(requests_during_outage) == {0}
+    assert world.phase("ev") == ending
+    if ending[0] == "Ignored":
+        assert "Nova could not be read" in (world.store.events["ev"].status.message or "")
+        assert world.nova.calls == []
+    else:
+        assert world.pacemaker.requests == ["h1"]
 
 
 def test_a_finished_recovery_counts_until_its_host_is_released() -> None:

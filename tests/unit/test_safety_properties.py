@@ -1,10 +1,12 @@
 """The safety invariants as a property: any interleaving of host deaths, clean stops, reports
-(confirmed or not, STOPPED or STARTED), slow rebuilds, Nova errors, operator crashes and
-restarts, retries, fallbacks, pauses, releases and deleted events keeps them:
+(confirmed or not, STOPPED or STARTED), fencing devices that fail, slow rebuilds, Nova errors,
+operator crashes and restarts, retries, fallbacks, pauses, releases and deleted events keeps
+them:
 
 1. an instance is never evacuated while Nova still rebuilds it, and moves off a failed host at
    most once (per failure);
-2. nothing is forced down or evacuated off a host that Pacemaker has not fenced;
+2. nothing is forced down or evacuated off a host that Pacemaker has not fenced (by itself or
+   at the operator's request);
 3. never more hosts of a segment out of service by a recovery (admitted, or finished and not
    yet released) than its storm limit;
 4. once a failed host is released and healthy, no compute service stays forced down or
@@ -130,7 +132,7 @@ class Safety(RuleBasedStateMachine):
             self.admissions.append(self.open_host_recoveries())
 
         self.store.write_event_status = counted  # type: ignore[method-assign]
-        cloud = Cloud(self.nova, self.pacemaker.state)  # type: ignore[arg-type]
+        cloud = Cloud(self.nova, self.pacemaker)
         return Lifecycle(
             clouds=BoundClouds(**{NAMESPACE: cloud}),
             store=self.store,
@@ -161,13 +163,21 @@ class Safety(RuleBasedStateMachine):
         if host not in self.dead and len(self.dead) < len(HOSTS) - 2:
             self.dead.add(host)
             self.nova.kill(host)
-            self.pacemaker.fence(host)
+            self.pacemaker.cluster_fences(host)
 
     @rule(host=st.sampled_from(HOSTS))
     def cluster_stack_stopped_by_hand(self, host: str) -> None:
         """Offline in Pacemaker, never fenced: the hypervisor runs its instances still."""
         if host not in self.dead:
             self.pacemaker.stop_cleanly(host)
+
+    @rule(host=st.sampled_from(HOSTS), failing=st.booleans())
+    def fencing_device_fails(self, host: str, failing: bool) -> None:
+        """The cluster's fencing device cannot fence this node (or can again)."""
+        if failing:
+            self.pacemaker.unfenceable.add(host)
+        else:
+            self.pacemaker.unfenceable.discard(host)
 
     @rule(
         host=st.sampled_from(HOSTS),
