@@ -131,6 +131,7 @@ class ControlPlane:
     kubeconfig: Path = Path()
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ready_seconds: float = 0.0
+    _credentials: Any = None
 
     @classmethod
     def temporary(cls) -> ControlPlane:
@@ -145,6 +146,7 @@ class ControlPlane:
         try:
             issued = certs.create(self.workdir)
             admin = issued.client(self.workdir, "admin", ["system:masters"])
+            self._credentials = (issued, admin)
             self._start_etcd()
             self._start_apiserver(issued)
             self.kubeconfig = self._write_kubeconfig(issued, admin)
@@ -184,8 +186,16 @@ class ControlPlane:
             ],
         )
 
-    def _start_apiserver(self, issued: certs.ControlPlaneCerts) -> None:
-        self.api_port = free_port()
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on its port, etcd keeping every object: what
+        a client sees of an API server's crash or upgrade (watches break, versions expire)."""
+        issued, admin = self._credentials
+        stop_process(self.processes.pop("kube-apiserver"))
+        self._start_apiserver(issued, self.api_port)
+        self._wait_ready(issued, admin)
+
+    def _start_apiserver(self, issued: certs.ControlPlaneCerts, port: int = 0) -> None:
+        self.api_port = port or free_port()
         self._spawn(
             "kube-apiserver",
             [

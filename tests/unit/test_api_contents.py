@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from controller.api import listing, views
 from controller.api.app import NOTIFICATION_SORT_KEYS
 from controller.api.contents import Contents, trim
 from controller.api.faults import ApiFault
-from controller.api.ids import ID, UUID
+from controller.api.ids import ID, UUID, object_uuid
+from controller.api.store import Store
 from controller.drivers.informer import Backoff, Informer
 from controller.drivers.kube import PLURAL, Expired, KubeError
 
@@ -285,3 +287,79 @@ def test_informer_lists_again_after_410_and_retries_after_errors() -> None:
 
 def test_expired_is_a_kube_error() -> None:
     assert issubclass(Expired, KubeError)
+
+
+class StoreKube:
+    """A made-up API server for the Store: objects in a dict, a watch that never speaks."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.version = 100
+        self.counter: dict[str, Any] = {"metadata": {"name": "ids", "resourceVersion": "1"}}
+        self.quiet = threading.Event()
+
+    def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        body["metadata"]["resourceVersion"] = str(self.version)
+        return json.loads(json.dumps(body))
+
+    async def list(self, plural: str, namespace: str) -> list[Any]:
+        return [json.loads(json.dumps(b)) for b in self.objects.values() if plural == EVENTS]
+
+    async def list_versioned(self, plural: str, namespace: str) -> tuple[list[Any], str]:
+        return await self.list(plural, namespace), str(self.version)
+
+    def watch(self, plural: str, namespace: str, version: str, seconds: int) -> Iterator[Any]:
+        self.quiet.wait(5)
+        yield from ()
+
+    async def config_map(self, namespace: str, name: str) -> dict[str, Any]:
+        return json.loads(json.dumps(self.counter))
+
+    async def replace_config_map(self, namespace: str, name: str, body: Any) -> None:
+        self.counter = body
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> Any:
+        body = json.loads(json.dumps(body))
+        name = body["metadata"]["name"]
+        body["metadata"].update(uid=f"uid-{name}", creationTimestamp="2026-01-01T00:00:00Z")
+        self.objects[name] = self._stamp(body)
+        return self.objects[name]
+
+    async def patch(self, plural: str, namespace: str, name: str, patch: Any) -> Any:
+        held = self.objects[name]
+        held["status"] = {**held.get("status", {}), **patch.get("status", {})}
+        return self._stamp(held)
+
+    async def delete(self, plural: str, namespace: str, name: str) -> None:
+        del self.objects[name]
+
+
+def test_the_store_reads_its_own_writes_without_the_watch_and_the_server_before_sync() -> None:
+    async def scenario() -> None:
+        kube = StoreKube()
+        kube.objects["ev1"] = event(1, 50)
+        store = Store(kube, "ns")  # type: ignore[arg-type]
+        assert not store.ready() and not store.readiness()["ready"]
+        direct = await store.view()  # not started: read from the API server
+        assert direct.event_by_uuid("uuid-ev1") is not None
+        assert store.contents.count(EVENTS) == 0
+        await store.start()
+        for _ in range(100):
+            if store.ready():
+                break
+            await asyncio.sleep(0.01)
+        assert store.ready()
+        body = event(2, 0)
+        del body["metadata"]["annotations"], body["status"]
+        made = await store.create(EVENTS, "ev2", "h1", body)
+        view = await store.view()
+        assert view.event_by_uuid(object_uuid(made)) is not None
+        await store.patch(EVENTS, made, {"status": {"phase": "Running"}})
+        assert views.status(view.event_by_uuid(object_uuid(made)) or {}) == "running"
+        await store.delete(EVENTS, view.event_by_uuid(object_uuid(made)) or {})
+        assert view.event_by_uuid(object_uuid(made)) is None
+        kube.quiet.set()
+        await store.stop()
+
+    asyncio.run(scenario())
