@@ -50,6 +50,7 @@ PREFIX = "mko"
 STATE_ROOT = Path(tempfile.gettempdir())
 SUBNET = "10.213.0"
 COMMAND_TIMEOUT = 30.0
+FAILING_STATUS = "/var/lib/pacemaker/fence-failing.status"
 CLONE_NEWNET = 0x40000000
 
 
@@ -100,6 +101,11 @@ class PacemakerLab:
     remotes: int = 0
     fencing: bool = True
     fence_delay: int = 2
+    # Nodes whose fencing must not succeed, for the tests of "never evacuated unfenced":
+    # `unfenceable` ones are in no device's pcmk_host_list (the fencer answers "no device"),
+    # `failing_fence` ones have a device of their own that answers failure.
+    unfenceable: tuple[str, ...] = ()
+    failing_fence: tuple[str, ...] = ()
     token_ms: int = 1000
     lab_id: str = field(default_factory=lambda: secrets.token_hex(3))
     nodes: dict[str, LabNode] = field(default_factory=dict)
@@ -211,6 +217,9 @@ class PacemakerLab:
             (directory / "hosts").write_text(hosts)
             if not node.is_remote:
                 (directory / "var-lib-pacemaker" / "cib" / "cib.xml").write_text(self._seed_cib())
+            if self.failing_fence:
+                failing = directory / "var-lib-pacemaker" / Path(FAILING_STATUS).name
+                failing.write_text("unknown")
             for sub in ("var-lib-pacemaker", "log-pacemaker"):
                 _run(["chown", "-R", "hacluster:haclient", str(directory / sub)])
             os.chmod(directory / "log-pacemaker", 0o770)
@@ -221,7 +230,6 @@ class PacemakerLab:
         dc-deadtime=2s: the 20 s default delays the first DC election as long. startup-fencing
         off: nodes that start a second late are not "fenced" into the history at start-up.
         """
-        node_names = " ".join(self.nodes)
         options = {
             "stonith-enabled": "true" if self.fencing else "false",
             "dc-deadtime": "2s",
@@ -230,17 +238,16 @@ class PacemakerLab:
         }
         resources = ""
         if self.fencing:
-            resources += (
-                '<primitive id="fence-dummy" class="stonith" type="fence_dummy">'
-                '<instance_attributes id="fence-dummy-ia">'
-                f'<nvpair id="fence-dummy-hosts" name="pcmk_host_list" value="{node_names}"/>'
-                f'<nvpair id="fence-dummy-delay" name="delay" value="{self.fence_delay}"/>'
-                '<nvpair id="fence-dummy-status" name="status_file" '
-                'value="/var/lib/pacemaker/fence-dummy.status"/>'
-                "</instance_attributes>"
-                '<operations><op id="fence-dummy-monitor" name="monitor" interval="60s"/>'
-                "</operations></primitive>"
-            )
+            special = set(self.unfenceable) | set(self.failing_fence)
+            fenceable = [name for name in self.nodes if name not in special]
+            resources += _fence_dummy("fence-dummy", fenceable, {"delay": str(self.fence_delay)})
+            if self.failing_fence:
+                # Its status file reads neither on nor off (a BMC that cannot tell), so the
+                # agent fails every "off" at once. fence_dummy's type=fail is no use here: run
+                # by the fencer it polls the plug until the fencing times out instead.
+                resources += _fence_dummy(
+                    "fence-failing", self.failing_fence, {"status_file": FAILING_STATUS}
+                )
         for node in self.nodes.values():
             if node.is_remote:
                 resources += (
@@ -440,6 +447,27 @@ class PacemakerLab:
         self._bridge.serve([_listen_in(self.netns(name), port) for name in self.nodes])
 
 
+def _fence_dummy(device: str, targets: Sequence[str], parameters: dict[str, str]) -> str:
+    """A fence_dummy stonith primitive for `targets` (none: a device that fences nothing)."""
+    attributes = {
+        "pcmk_host_list": " ".join(targets),
+        # pcmk_host_check=static-list: only the listed nodes, never "ask the agent".
+        "pcmk_host_check": "static-list",
+        "status_file": f"/var/lib/pacemaker/{device}.status",
+        **parameters,
+    }
+    nvpairs = "".join(
+        f'<nvpair id="{device}-{name}" name="{name}" value="{value}"/>'
+        for name, value in attributes.items()
+    )
+    return (
+        f'<primitive id="{device}" class="stonith" type="fence_dummy">'
+        f'<instance_attributes id="{device}-ia">{nvpairs}</instance_attributes>'
+        f'<operations><op id="{device}-monitor" name="monitor" interval="60s"/>'
+        "</operations></primitive>"
+    )
+
+
 def _corosync_conf(members: Sequence[LabNode], token_ms: int) -> str:
     nodelist = "".join(
         f"    node {{\n        name: {node.name}\n        nodeid: {index}\n"
@@ -569,9 +597,21 @@ def sweep_stale_labs() -> None:
 
 @contextlib.contextmanager
 def running(
-    members: int = 3, remotes: int = 0, fencing: bool = True, fence_delay: int = 2
+    members: int = 3,
+    remotes: int = 0,
+    fencing: bool = True,
+    fence_delay: int = 2,
+    unfenceable: Sequence[str] = (),
+    failing_fence: Sequence[str] = (),
 ) -> Iterator[PacemakerLab]:
-    lab = PacemakerLab(members=members, remotes=remotes, fencing=fencing, fence_delay=fence_delay)
+    lab = PacemakerLab(
+        members=members,
+        remotes=remotes,
+        fencing=fencing,
+        fence_delay=fence_delay,
+        unfenceable=tuple(unfenceable),
+        failing_fence=tuple(failing_fence),
+    )
     lab.start()
     try:
         yield lab
@@ -585,6 +625,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--remotes", type=int, default=0)
     parser.add_argument("--no-fencing", action="store_true")
+    parser.add_argument("--unfenceable", nargs="*", default=[], help="nodes no device fences")
+    parser.add_argument(
+        "--failing-fence", nargs="*", default=[], help="nodes whose fence device fails"
+    )
     args = parser.parse_args(argv)
     if args.action == "sweep":
         sweep_stale_labs()
@@ -592,7 +636,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with running(args.members, args.remotes, fencing=not args.no_fencing) as lab:
+    with running(
+        args.members,
+        args.remotes,
+        fencing=not args.no_fencing,
+        unfenceable=args.unfenceable,
+        failing_fence=args.failing_fence,
+    ) as lab:
         print(f"lab {lab.lab_id} up in {lab.directory}; nodes: {', '.join(lab.nodes)}")
         for name in lab.nodes:
             if lab.nodes[name].is_remote:
