@@ -44,6 +44,11 @@ class ChangeNotObserved(PacemakerError):
     """A command succeeded but the cluster did not show its effect in time."""
 
 
+class FencingFailed(PacemakerError):
+    """The cluster could not fence the node: its fencing device answered failure, or no device
+    can fence it. The node must be taken as possibly running."""
+
+
 class NodeType(StrEnum):
     MEMBER = "member"
     REMOTE = "remote"

@@ -5,6 +5,8 @@ pacemaker-remote nodes. crmsh is avoided on purpose: `crm node standby` does not
 when the node name does not resolve and answer ping, and refuses remote nodes that have a
 `server` parameter; pcs needs pcsd for some remote-node actions. Every change is confirmed by
 reading crm_mon until the node shows it, so a command that "succeeds" without effect is an error.
+Fencing is the exception: its proof is the fencing history that `state()` shows, and reading it
+is the caller's (controller.recovery.fencing), which also decides whether to fence at all.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from controller.recovery.pacemaker import ChangeNotObserved, ClusterState, Node, NodeNotFound
 
-from . import crm_mon
+from . import crm_mon, stonith_admin
 from .runner import DEFAULT_TIMEOUT, CommandRunner, validate_node_name
 
 
@@ -42,6 +44,15 @@ class CrmCluster:
 
     def end_maintenance(self, node: str) -> None:
         self._set_node_attribute(node, "maintenance", "false", lambda n: not n.maintenance)
+
+    def fence(self, node: str, timeout: float) -> None:
+        """Ask the cluster to fence `node` now, whatever its state; return once the device
+        answered success. Deciding whether a fencing is needed is the caller's: stonith_admin
+        would fence a node just fenced again (its --tolerance is left at 0)."""
+        argv = stonith_admin.fence_argv(node, timeout)
+        result = self.runner.run(argv, timeout=stonith_admin.command_timeout(timeout))
+        if result.returncode != 0:
+            raise stonith_admin.fence_error(result, node)
 
     def _set_node_attribute(
         self, node: str, name: str, value: str, shows_it: Callable[[Node], bool]

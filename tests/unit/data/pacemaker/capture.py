@@ -1,13 +1,17 @@
 """Re-capture the crm_mon XML samples of this directory from a real lab cluster.
 
     sudo .venv/bin/python -m tests.unit.data.pacemaker.capture      # about a minute; needs root
+    sudo .venv/bin/python -m tests.unit.data.pacemaker.capture fencing   # stonith_admin only
 
-Each sample is one state the parser and the host monitor must read right. Node names, times
-and ids differ from run to run; the tests only rely on the states named in the file names.
+Each sample is one state the parser and the host monitor must read right; stonith-admin.json
+holds what `stonith_admin --fence` answers (exit code, output) for each way a fencing ends. Node
+names, times and ids differ from run to run; the tests only rely on the states named in the file
+names.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -38,7 +42,42 @@ def capture_joining(lab: pacemaker_lab.PacemakerLab, node: str, timeout: float =
     print("no joining state seen (the node joined between two samples); kept the old sample")
 
 
+def capture_fencing() -> None:
+    """stonith_admin --fence for each way a fencing request ends."""
+    samples: dict[str, dict[str, object]] = {}
+
+    def fence(name: str, prefix: list[str], target: str, timeout: str) -> None:
+        argv = ["stonith_admin", "--fence", target, "--timeout", timeout]
+        result = subprocess.run(
+            prefix + argv, capture_output=True, text=True, timeout=60, check=False
+        )
+        samples[name] = {
+            "argv": argv,
+            "returncode": result.returncode,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+        }
+        print(f"captured {name} (exit code {result.returncode})")
+
+    with pacemaker_lab.running(
+        members=3, fence_delay=2, unfenceable=["node2"], failing_fence=["node3"]
+    ) as lab:
+        node1 = lab.nsenter_prefix("node1")
+        fence("no-device", node1, "node2", "20")
+        fence("device-failed", node1, "node3", "20")
+        fence("unknown-node", node1, "node9", "20")
+        fence("fenced", lab.nsenter_prefix("node2"), "node1", "20")
+        # fence_dummy waits its 2 s delay first: a 1 s timeout passes before it answers.
+        fence("timed-out", lab.nsenter_prefix("node2"), "node1", "1")
+        # The hub namespace runs no cluster daemons, like a node whose stack is down.
+        fence("not-connected", ["ip", "netns", "exec", lab.hub], "node3", "5")
+    (HERE / "stonith-admin.json").write_text(json.dumps(samples, indent=2) + "\n")
+
+
 def main() -> int:
+    if sys.argv[1:] == ["fencing"]:
+        capture_fencing()
+        return 0
     with pacemaker_lab.running(members=3, remotes=1, fence_delay=3) as lab:
         save(lab, "healthy")
 
@@ -111,6 +150,7 @@ def main() -> int:
         (HERE / "not-connected.xml").write_text(result.stdout)
         (HERE / "not-connected.rc").write_text(f"{result.returncode}\n")
         print(f"captured not-connected.xml (exit code {result.returncode})")
+    capture_fencing()
     return 0
 
 
