@@ -15,7 +15,9 @@ from controller import metrics
 from controller.config import PREFIX
 from controller.drivers.clouds import BoundCloud
 from controller.drivers.heartbeat import UdpHeartbeatProbe
+from controller.drivers.kube import KubeError
 from controller.drivers.kube_detection import KubeDetectionStore
+from controller.drivers.lease import NotLeading
 from controller.handlers.runtime import Runtime
 from controller.handlers.signals import reference
 from controller.recovery.detection import Finding, Held, Hold
@@ -77,7 +79,14 @@ def _pass(runtime: Runtime, memo: Any) -> DetectionPass:
 
 
 async def detect(runtime: Runtime, memo: Any, namespace: str, outcome: BoundCloud) -> None:
+    found = _pass(runtime, memo)
     with metrics.handler_duration.labels("detection_pass").time():
-        result = await _pass(runtime, memo).run(namespace, outcome.cloud.nova)
+        try:
+            result = await found.run(namespace, outcome.cloud.nova)
+        except (KubeError, NotLeading) as error:
+            # Raised, kopf would hold this timer back a minute (its backoff); the next
+            # interval reads everything again anyway.
+            found.signals.unreachable("kubernetes", error)
+            return
     if result.silent or result.nova_error or result.failed:
         log.debug("detection pass: %s", result, extra={"namespace": namespace})
