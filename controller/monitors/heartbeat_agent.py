@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     sock = bind(args.listen)
-    log.info("heartbeat agent answering on %s", args.listen)
+    log.info("heartbeat agent answering on %s", sock.getsockname()[:2])
     try:
         answered = serve(sock, Budget(args.max_rate), stopping)
     finally:

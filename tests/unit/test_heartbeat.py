@@ -6,10 +6,16 @@ well-formed probes, never more bytes than it got, and no faster than its budget.
 from __future__ import annotations
 
 import asyncio
+import re
+import shlex
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +31,7 @@ from controller.drivers.heartbeat import (
 )
 from controller.monitors.heartbeat_agent import Budget, bind, serve
 
+REPO = Path(__file__).resolve().parents[2]
 FAST = ProbeSettings(timeout=0.6, sends=3, resolve_timeout=2.0)
 
 
@@ -158,3 +165,30 @@ def test_bad_addresses(address: str) -> None:
 def test_the_subcommand_exists() -> None:
     args = build_parser().parse_args(["heartbeat-agent", "--listen", "127.0.0.1:0"])
     assert args.listen == "127.0.0.1:0" and args.max_rate == 200.0
+
+
+def test_the_systemd_units_command_runs_the_agent_and_sigterm_stops_it() -> None:
+    """The unit's ExecStart, with its Environment= defaults (the address moved to loopback and
+    a free port) and this interpreter for the installed one."""
+    unit = (REPO / "deploy/heartbeat-agent/masakari-heartbeat-agent.service").read_text()
+    unit = unit.replace("\\\n", " ")
+    env = dict(
+        line.removeprefix("Environment=").split("=", 1)
+        for line in unit.splitlines()
+        if line.startswith("Environment=")
+    )
+    env["MASAKARI_HEARTBEAT_LISTEN"] = "127.0.0.1:0"
+    lines = unit.splitlines()
+    [command] = [line.removeprefix("ExecStart=") for line in lines if line.startswith("ExecStart=")]
+    argv = shlex.split(command)
+    assert argv[0] == "/opt/masakari-operator/bin/python3"
+    argv = [sys.executable] + [re.sub(r"\$\{(\w+)\}", lambda m: env[m[1]], a) for a in argv[1:]]
+    with subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, text=True) as agent:
+        assert agent.stderr is not None
+        line = agent.stderr.readline()
+        assert "answering on ('127.0.0.1'," in line, line
+        port = int(line.rsplit(",", 1)[1].strip(" )\n"))
+        answers, _ = probe({"me": f"127.0.0.1:{port}"})
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=10) == 0
+    assert answers == {"me": True}
