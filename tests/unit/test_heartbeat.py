@@ -70,9 +70,9 @@ def closed_port() -> int:
     return port
 
 
-def probe(agents: dict[str, str]) -> tuple[dict[str, bool], float]:
+def probe(agents: dict[str, str], settings: ProbeSettings = FAST) -> tuple[dict[str, bool], float]:
     started = time.monotonic()
-    answers = asyncio.run(UdpHeartbeatProbe(FAST).answered(agents))
+    answers = asyncio.run(UdpHeartbeatProbe(settings).answered(agents))
     return answers, time.monotonic() - started
 
 
@@ -82,7 +82,8 @@ def test_a_running_agent_answers_and_a_stopped_one_is_silent(agent: Agent) -> No
         {"alive": f"127.0.0.1:{agent.port}", "dead": f"127.0.0.1:{silent_port}"}
     )
     assert answers == {"alive": True, "dead": False}
-    assert elapsed < FAST.timeout + 0.5, "a round is bounded by the probe's timeout"
+    # Bounded by the round's timeout, give or take a loaded machine's scheduling.
+    assert elapsed < FAST.timeout + 2.0, elapsed
 
     agent.stop()
     answers, _ = probe({"alive": f"127.0.0.1:{agent.port}"})
@@ -90,9 +91,10 @@ def test_a_running_agent_answers_and_a_stopped_one_is_silent(agent: Agent) -> No
 
 
 def test_every_agent_answering_ends_the_round_early(agent: Agent) -> None:
-    answers, elapsed = probe({f"h{i}": f"127.0.0.1:{agent.port}" for i in range(20)})
+    patient = ProbeSettings(timeout=6.0, sends=3)
+    answers, elapsed = probe({f"h{i}": f"127.0.0.1:{agent.port}" for i in range(20)}, patient)
     assert all(answers.values()) and len(answers) == 20
-    assert elapsed < FAST.timeout / FAST.sends + 0.2
+    assert elapsed < patient.timeout / 2, elapsed
 
 
 def test_an_address_that_does_not_resolve_is_not_called_silent(agent: Agent) -> None:
@@ -135,11 +137,11 @@ def test_reply_to_refuses_what_is_not_a_probe() -> None:
 
 
 def test_the_budget_drops_a_flood() -> None:
-    budget = Budget(rate=10.0)
-    now = time.monotonic()
-    taken = sum(budget.take(now) for _ in range(100))
+    budget = Budget(rate=10.0, at=100.0)
+    taken = sum(budget.take(100.0) for _ in range(100))
     assert taken == 10
-    assert budget.take(now + 0.1)  # one token back after a tenth of a second
+    assert not budget.take(100.05)
+    assert budget.take(100.15)  # a token back after a tenth of a second
 
 
 @pytest.mark.parametrize(
