@@ -10,15 +10,17 @@ clients by Kubernetes' contract; kube-apiserver on etcd gives etcd's revision, a
 grows with every write, and these comparisons rely on that (a version that is not an integer
 is taken as newer: the change is applied, as a plain informer would).
 
-What is held is trimmed: managedFields become their newest time (all the views read of them)
-and annotations other than the API's own go (kopf's copy of the spec is the largest part of an
-ended FailureEvent). An object being deleted (deletionTimestamp) is no longer served, as
+What is held is trimmed to what the views and the writes read (`trim`): managedFields become
+their newest time, annotations other than the API's own go (kopf's copy of the spec is the
+largest part of an ended FailureEvent), and so do labels and the Hosts' status. An object
+being deleted (deletionTimestamp) is no longer served, as
 before the cache.
 """
 
 from __future__ import annotations
 
 import bisect
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +38,8 @@ from controller.recovery.gates import OPEN_PHASES
 
 Body = dict[str, Any]
 KEPT_ANNOTATIONS = frozenset({ID, UUID, views.NAME, views.SOURCE_HOST_UUID})
+KEPT_METADATA = ("name", "uid", "resourceVersion", "creationTimestamp", "deletionTimestamp")
+KEPT_EVENT_STATUS = ("phase", "message", "endTime", "steps", "instances")
 ROW_KEYS = (
     "id", "notification_uuid", "created_at", "updated_at", "generated_time", "type", "payload",
     "status", "source_host_uuid",
@@ -45,12 +49,13 @@ OTHER_ORDERS = 4  # sort orders kept besides the default, the least recently ask
 TOMBSTONE_SECONDS = 600.0
 
 
-def trim(body: Body) -> Body:
+def trim(plural: str, body: Body) -> Body:
+    """What the views, the duplicate check and the writes read of `body`, its repeated
+    strings shared: at 50,000 FailureEvents the rest (labels, kopf's annotation, the
+    managedFields, the Hosts' status the API never shows) was most of the API's memory."""
     meta = body["metadata"]
     writes = [entry["time"] for entry in meta.get("managedFields") or [] if entry.get("time")]
-    kept = {
-        key: value for key, value in meta.items() if key not in ("managedFields", "annotations")
-    }
+    kept: Body = {key: meta[key] for key in KEPT_METADATA if key in meta}
     annotations = {
         key: value
         for key, value in (meta.get("annotations") or {}).items()
@@ -60,7 +65,23 @@ def trim(body: Body) -> Body:
         kept["annotations"] = annotations
     if writes:
         kept["managedFields"] = [{"time": max(writes)}]
-    return {**{key: value for key, value in body.items() if key != "metadata"}, "metadata": kept}
+    trimmed: Body = {"metadata": kept, "spec": body.get("spec") or {}}
+    status = body.get("status") or {}
+    if plural == PLURAL.failure_events and status:
+        trimmed["status"] = {key: status[key] for key in KEPT_EVENT_STATUS if key in status}
+    return _shared(trimmed)
+
+
+def _shared(value: Any) -> Any:
+    """`value` with its short strings interned: phases, types, host names and timestamps
+    repeat across thousands of objects, and each JSON decode makes its own copies."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= 64 else value
+    if isinstance(value, dict):
+        return {sys.intern(key): _shared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shared(item) for item in value]
+    return value
 
 
 def version(body: Mapping[str, Any]) -> int | None:
@@ -177,7 +198,7 @@ class Contents:
         for body in bodies:
             if self._deleting(body) or self._buried(plural, body):
                 continue
-            merged[body["metadata"]["name"]] = trim(body)
+            merged[body["metadata"]["name"]] = trim(plural, body)
         for name, held in self.objects[plural].items():
             newer_than_list = at is not None and (version(held) or 0) > at
             ours = _older(merged[name], held) if name in merged else newer_than_list
@@ -215,7 +236,7 @@ class Contents:
             self._drop(plural, name)
             return
         self._drop(plural, name)
-        self._put(plural, trim(body))
+        self._put(plural, trim(plural, body))
 
     def forget(self, plural: str, body: Body) -> None:
         """This process deleted `body`: no longer served, and no event of the version it

@@ -219,10 +219,27 @@ def test_objects_being_deleted_are_not_served_and_indexes_shrink() -> None:
 
 
 def test_held_objects_are_trimmed_to_what_the_views_read() -> None:
-    held = trim(event(1, 10))
-    assert "masakari.dev/last-handled-configuration" not in held["metadata"]["annotations"]
+    body = event(1, 10)
+    body["metadata"]["labels"] = {"masakari.dev/host": "h1"}
+    body["status"].update(
+        message="done",
+        reason="Recovered",
+        steps=[{"name": "s", "state": "done", "progressDetails": [
+            {"timestamp": "2026-01-01T00:00:01Z", "message": "m", "progress": 1.0}]}],
+        instances=[{"instanceUuid": "i1", "status": "succeeded"}],
+    )  # fmt: skip
+    held = trim(EVENTS, body)
+    assert held["metadata"]["annotations"] == {ID: "1", UUID: "uuid-ev1"}
     assert held["metadata"]["managedFields"] == [{"time": "2026-01-01T00:01:00Z"}]
-    assert views.notification(held, None, None) == views.notification(event(1, 10), None, None)
+    assert "labels" not in held["metadata"] and "reason" not in held["status"]
+    for details in (False, True):
+        assert views.notification(held, None, None, details=details) == views.notification(
+            body, None, None, details=details
+        )
+    assert views.vmoves(held) == views.vmoves(body)
+    a_host = {**host("h1"), "status": {"phase": "Active", "history": ["x"] * 100}}
+    assert "status" not in trim(HOSTS, a_host)
+    assert views.host(trim(HOSTS, a_host), segment()) == views.host(a_host, segment())
 
 
 def test_lookups_by_name_uuid_segment_and_open_events() -> None:
