@@ -69,7 +69,8 @@ def trim(plural: str, body: Body) -> Body:
     status = body.get("status") or {}
     if plural == PLURAL.failure_events and status:
         trimmed["status"] = {key: status[key] for key in KEPT_EVENT_STATUS if key in status}
-    return _shared(trimmed)
+    shared: Body = _shared(trimmed)
+    return shared
 
 
 def _shared(value: Any) -> Any:
