@@ -24,6 +24,7 @@ import contextlib
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -86,8 +87,13 @@ class Informer:
             try:
                 if not self.version:
                     await self._list()
+                opened = time.monotonic()
                 self.version = await self._watch(self.version)
-                self.backoff.reset()
+                if time.monotonic() - opened < 1.0:
+                    # Ended as soon as opened (a proxy, a server going away): not a loop.
+                    await asyncio.sleep(self.backoff.next())
+                else:
+                    self.backoff.reset()
             except Expired:
                 log.info("%s: resourceVersion %s expired, listing again", self.plural, self.version)
                 self.version = ""
