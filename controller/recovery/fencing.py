@@ -230,7 +230,11 @@ class FenceHost:
         if status.fencing is None or status.fencing.confirmed_time is not None:
             status.fencing = FencingRecord(method=method, started_time=self.clock())
         record = status.fencing
-        await self.progress.begin(FENCE, f"confirming {self.host.name} is off ({method})")
+        # Not written on its own: a request is written ahead when one is sent, a confirmation
+        # goes out with the next step's write-ahead, an ending with the event's last write.
+        await self.progress.begin(
+            FENCE, f"confirming {self.host.name} is off ({method})", persist=False
+        )
         told = ""
         poll = FIRST_POLL
         # The decision runs on the wall clock, which survives a restart; this bounds the loop
@@ -249,10 +253,10 @@ class FenceHost:
             )
             action, message = judgement.action, judgement.message
             if action == Action.RECOVERED:
-                await self.progress.end(FENCE, StepState.SKIPPED, message)
+                await self.progress.end(FENCE, StepState.SKIPPED, message, persist=False)
                 return Outcome.ignored("HostRecovered", message)
             if action == Action.GIVE_UP:
-                await self.progress.end(FENCE, StepState.FAILURE, message)
+                await self.progress.end(FENCE, StepState.FAILURE, message, persist=False)
                 return Outcome.ignored("HostNotConfirmedDown", message)
             if action == Action.CONFIRMED:
                 record.confirmed_time, record.proof = self.clock(), message[:1024]
@@ -261,6 +265,7 @@ class FenceHost:
                     FENCE,
                     StepState.SUCCESS if fenced else StepState.SKIPPED,
                     message if fenced else f"already off: {message}",
+                    persist=False,
                 )
                 return None
             if action == Action.FENCE:
@@ -273,7 +278,7 @@ class FenceHost:
                 told = message
             if self.timing.clock() >= deadline:
                 message = f"not confirmed off after {budget}s: {message}"
-                await self.progress.end(FENCE, StepState.FAILURE, message)
+                await self.progress.end(FENCE, StepState.FAILURE, message, persist=False)
                 return Outcome.ignored("HostNotConfirmedDown", message)
             await self.timing.sleep(min(poll, self._until_next_decision(record)))
             poll = min(poll * 2, LAST_POLL)

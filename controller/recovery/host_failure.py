@@ -41,9 +41,17 @@ REBUILDING = {"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"}
 class Timing:
     """How the recovery waits on Nova: tests give it a virtual clock."""
 
-    poll_interval: float = 1.0
+    poll_interval: float = 1.0  # the longest wait between two reads of one instance
     clock: Callable[[], float] = time.monotonic  # deadlines of the waits
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    first_poll: float = 0.1
+
+    def after(self, waited: float) -> float:
+        """The next wait of a poll that has waited `waited` seconds: a fifth of that, between
+        first_poll and poll_interval. An instance that lands is seen within a fifth of its
+        move's time (a fixed period loses half a period per move on average), and a long
+        move costs no more reads than a fixed period would."""
+        return min(self.poll_interval, max(self.first_poll, waited / 5))
 
 
 async def wait_for_vm_state(
@@ -97,6 +105,8 @@ class HostFailure:
     async def _disable_service(self) -> None:
         if self.progress.done(DISABLE):
             return
+        # Written ahead (with the fencing proof before it): on a restart the recovery resumes
+        # from here instead of passing the gates again.
         await self.progress.begin(DISABLE, f"taking {self.host} out of Nova")
         await self.hold()
         service = await self.nova.compute_service(self.host)
@@ -106,12 +116,14 @@ class HostFailure:
             service = await self.nova.force_down(self.host, True)
         if service.is_enabled:
             await self.nova.disable_service(self.host, DISABLE_REASON.format(event=self.event))
-        await self.progress.end(DISABLE, StepState.SUCCESS, "service forced down and disabled")
+        await self.progress.end(
+            DISABLE, StepState.SUCCESS, "service forced down and disabled", persist=False
+        )
 
     async def _prepare_instances(self) -> bool:
         if self.progress.done(PREPARE):
             return any(m.status != MoveStatus.IGNORED for m in self.progress.status.instances)
-        await self.progress.begin(PREPARE, f"listing instances on {self.host}")
+        await self.progress.begin(PREPARE, f"listing instances on {self.host}", persist=False)
         selection = select_for_evacuation(await self.nova.servers_on_host(self.host), self.policy)
         moves = [self._new_move(s, MoveStatus.PENDING) for s in selection.evacuate]
         for server, why in selection.left:
@@ -120,10 +132,11 @@ class HostFailure:
             moves.append(move)
         self.progress.status.instances = moves
         message = f"{len(selection.evacuate)} to evacuate, {len(selection.left)} left in place"
+        # Both go out with the next write: the event's end, or the first moves' write-ahead.
         if not selection.evacuate:
-            await self.progress.end(PREPARE, StepState.SKIPPED, message)
+            await self.progress.end(PREPARE, StepState.SKIPPED, message, persist=False)
             return False
-        await self.progress.end(PREPARE, StepState.SUCCESS, message)
+        await self.progress.end(PREPARE, StepState.SUCCESS, message, persist=False)
         return True
 
     def _new_move(self, server: Server, status: MoveStatus) -> InstanceMove:
@@ -136,7 +149,7 @@ class HostFailure:
         )
 
     async def _evacuate(self) -> Outcome:
-        await self.progress.begin(EVACUATE, f"evacuating with method {self.method}")
+        await self.progress.begin(EVACUATE, f"evacuating with method {self.method}", persist=False)
         if self.method == RecoveryMethod.AUTO:
             outcome = await self._to_scheduler()
         elif self.method == RecoveryMethod.RESERVED_HOST:
@@ -152,7 +165,7 @@ class HostFailure:
                 self.progress.note(EVACUATE, "reserved hosts failed, falling back to scheduler")
                 outcome = await self._to_scheduler()
         state = StepState.SUCCESS if outcome.phase == "Finished" else StepState.FAILURE
-        await self.progress.end(EVACUATE, state, outcome.message)
+        await self.progress.end(EVACUATE, state, outcome.message, persist=False)
         return outcome
 
     async def _to_scheduler(self) -> Outcome:
@@ -235,7 +248,6 @@ class HostFailure:
         try:
             if server.host == self.host or server.task_state is not None:
                 if not await self._evacuation_in_flight(move, server):
-                    await self._lock(move, server)
                     await self._start_evacuation(move, server, target)
                 server = await self._wait_landed(server)
             elif server.vm_state == "error" and move.original_state != "error":
@@ -255,18 +267,14 @@ class HostFailure:
                 move.locked_by_recovery = False
         await self._finish(move, status, destination, message)
 
-    async def _lock(self, move: InstanceMove, server: Server) -> None:
-        """Lock while moving; an instance someone else locked stays theirs to unlock."""
-        if server.locked or move.locked_by_recovery:
-            return
-        move.locked_by_recovery = True  # written first: a crash after locking still unlocks
-        await self.progress.save()
-        await self.nova.lock_server(server.id, reason=f"evacuation ({self.event})")
-
     async def _start_evacuation(
         self, move: InstanceMove, server: Server, target: str | None
     ) -> None:
-        await self._prepare_state(server)
+        """One write ahead of the calls: the move ongoing (its attempt counted) and, when the
+        recovery is about to lock the instance, that the lock is its own, so a crash after
+        locking still unlocks. An instance someone else locked stays theirs to unlock."""
+        lock = not server.locked
+        move.locked_by_recovery = move.locked_by_recovery or lock
         move.status = MoveStatus.ONGOING
         move.start_time = self.progress.clock()
         move.end_time = None
@@ -274,6 +282,9 @@ class HostFailure:
         move.message = None
         move.attempts += 1
         await self.progress.save()
+        if lock:
+            await self.nova.lock_server(server.id, reason=f"evacuation ({self.event})")
+        await self._prepare_state(server)
         await self.nova.evacuate(server.id, target)
 
     async def _evacuation_in_flight(self, move: InstanceMove, server: Server) -> bool:
@@ -302,7 +313,8 @@ class HostFailure:
             await self.nova.reset_state(server.id, "error")
 
     async def _wait_landed(self, before: Server) -> Server:
-        deadline = self.timing.clock() + self.policy.evacuation_timeout_seconds
+        start = self.timing.clock()
+        deadline = start + self.policy.evacuation_timeout_seconds
         while True:
             server = await self.nova.server(before.id)
             if server.task_state is None:
@@ -318,7 +330,7 @@ class HostFailure:
                     f"not landed after {self.policy.evacuation_timeout_seconds}s "
                     f"(host {server.host}, task {server.task_state})"
                 )
-            await self.timing.sleep(self.timing.poll_interval)
+            await self.timing.sleep(self.timing.after(self.timing.clock() - start))
 
     async def _restore_state(self, move: InstanceMove, server: Server) -> Server:
         """Put the instance back in the state it had: stopped stays stopped."""

@@ -2,7 +2,11 @@
 
 Writing ahead is what makes recoveries resumable: an instance is marked `ongoing` (and the
 attempt counted) before Nova is asked to evacuate it, so after a crash the workflow knows to
-look at Nova's migration records instead of evacuating a second time.
+look at Nova's migration records instead of evacuating a second time. Only those writes are
+waited for: a step that only reads (listing the instances) or whose result the next write
+carries (a fencing confirmed, a service taken out) is not written on its own, so the first
+evacuate call follows the admission by three writes (admission, the service about to be taken
+out with the fencing proof, the first moves), not ten.
 """
 
 from __future__ import annotations
@@ -87,16 +91,20 @@ class Progress:
         )
         del step.progress_details[:-STEP_DETAILS_LIMIT]
 
-    async def begin(self, name: str, message: str) -> None:
+    async def begin(self, name: str, message: str, persist: bool = True) -> None:
+        """`persist=False` where no action follows that a restart would need to know of: the
+        change goes out with the next write, and the recovery does not wait for one."""
         self.step(name).state = StepState.RUNNING
         self.note(name, message, 0.0)
-        await self.save()
+        if persist:
+            await self.save()
 
-    async def end(self, name: str, state: StepState, message: str) -> None:
+    async def end(self, name: str, state: StepState, message: str, persist: bool = True) -> None:
         step = self.step(name)
         step.state = state
         self.note(name, message, 1.0 if state != StepState.FAILURE else step.progress)
-        await self.save()
+        if persist:
+            await self.save()
 
     def move(self, instance_uuid: str) -> InstanceMove | None:
         for move in self.status.instances:

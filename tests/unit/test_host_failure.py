@@ -63,7 +63,13 @@ def recovery(
 
 
 def run(nova: FakeNova, store: Store, **kwargs: Any) -> Outcome:
-    return asyncio.run(recovery(nova, store, **kwargs).run())
+    async def attempt() -> Outcome:
+        host_failure = recovery(nova, store, **kwargs)
+        outcome = await host_failure.run()
+        await host_failure.progress.save()  # as the lifecycle's final write does
+        return outcome
+
+    return asyncio.run(attempt())
 
 
 def cloud(*servers: tuple[str, dict[str, Any]]) -> FakeNova:

@@ -438,3 +438,25 @@ def test_a_finished_recovery_counts_until_its_host_is_released() -> None:
     world.run(["second"])
     assert world.phase("second") == ("New", "StormLimitReached")
     assert dict(world.nova.evacuations) == {"uuid-a": 1}
+
+
+def test_three_writes_from_report_to_first_evacuation() -> None:
+    """Issue 12: ten sequential status writes came before the first evacuate call. Only the
+    write-aheads a restart needs are waited for: admission, the service about to be taken out
+    (with the fencing proof), the first move."""
+    world = World()
+    world.fail("h1", "a", "b")
+    world.store.report("ev", "h1")
+    writes_before: list[int] = []
+    evacuate = world.nova.evacuate
+
+    async def counted(server_id: str, target_host: str | None = None) -> None:
+        writes_before.append(world.store.event_writes)
+        await evacuate(server_id, target_host)
+
+    world.nova.evacuate = counted  # type: ignore[method-assign]
+    world.run(["ev"])
+    assert world.phase("ev") == ("Finished", "Recovered")
+    assert writes_before[0] == 3, writes_before
+    status = world.store.events["ev"].status
+    assert [s.state for s in status.steps] == ["SKIPPED", "SUCCESS", "SUCCESS", "SUCCESS"]
