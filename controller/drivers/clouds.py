@@ -38,6 +38,7 @@ import yaml
 from keystoneauth1 import exceptions as ksa_exceptions
 from pydantic import ValidationError
 
+from controller.drivers.bmc import shared_power
 from controller.drivers.kube import PLURAL, Gone, KubeError
 from controller.drivers.nova.openstack import OpenStackNova, connect
 from controller.drivers.pacemaker.cluster import CrmCluster
@@ -310,7 +311,7 @@ class KubeClouds:
         except Unbound as unbound:
             return _Entry(key, unbound, now, now)
         cluster = ThreadedCluster(connected.pacemaker) if connected.pacemaker else None
-        cloud = Cloud(connected.nova, cluster)
+        cloud = Cloud(connected.nova, cluster, power=shared_power(self.objects))
         bound = BoundCloud(binding, version, cloud, connected.pacemaker)
         log.info(
             "namespace bound to %s (CloudBinding %s, Secret version %s)",
