@@ -1,6 +1,6 @@
 """deploy/ on the real API server: accepted, and its RBAC grants what the operator does and
-no more (status and metadata yes, spec never; a cloud's Secret only where deploy/cloud/ was
-applied, and only that Secret)."""
+no more (status and metadata yes, spec never; a cloud's Secrets, and creating and deleting
+FailureEvents, only where deploy/cloud/ was applied)."""
 
 from __future__ import annotations
 
@@ -73,9 +73,14 @@ def test_a_cloud_namespace_lets_the_operator_read_its_one_secret(
         return result.stdout.strip() == "yes"
 
     assert can("get", "secrets/openstack-clouds")
+    assert can("get", "secrets/bmc-credentials")
     assert not can("get", "secrets/another")
     assert not can("list", "secrets")  # a list would return every Secret's data
     assert not can("get", "secrets/openstack-clouds", "another-cloud")
+    # Retention deletes ended FailureEvents, detection creates them: here only.
+    assert can("delete", "failureevents.masakari.dev")
+    assert can("create", "failureevents.masakari.dev")
+    assert not can("delete", "failureevents.masakari.dev", "another-cloud")
 
 
 def test_api_deployment_is_accepted_with_namespace_scoped_rights(
