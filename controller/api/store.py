@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections import Counter
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from controller.api import views
-from controller.api.contents import Contents
+from controller.api.contents import Contents, trim
 from controller.api.faults import ApiFault, conflict, not_found
 from controller.api.ids import ID, UUID, Ids
 from controller.drivers.informer import Informer
@@ -45,7 +46,10 @@ class Store:
         self.ids = Ids(kube, namespace)
         self.contents = Contents()
         self.informers = {
-            plural: Informer(kube, namespace, plural, self.contents) for plural in KINDS
+            plural: Informer(
+                kube, namespace, plural, self.contents, functools.partial(trim, plural)
+            )
+            for plural in KINDS
         }
         self._numbering = asyncio.Lock()
         self._reporting: dict[str, asyncio.Lock] = {}

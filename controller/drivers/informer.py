@@ -60,7 +60,15 @@ class Backoff:
 
 
 class Informer:
-    def __init__(self, kube: Kube, namespace: str, plural: str, sink: Sink) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        plural: str,
+        sink: Sink,
+        keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        self.keep = keep  # what of each listed object the sink holds (see Kube.list_versioned)
         self.kube = kube
         self.namespace = namespace
         self.plural = plural
@@ -109,7 +117,9 @@ class Informer:
                 await asyncio.sleep(delay)
 
     async def _list(self) -> None:
-        bodies, version = await self.kube.list_versioned(self.plural, self.namespace)
+        bodies, version = await self.kube.list_versioned(
+            self.plural, self.namespace, keep=self.keep
+        )
         self.sink.replace(self.plural, bodies, version)
         self.version = version
         self.lists += 1

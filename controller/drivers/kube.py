@@ -175,10 +175,16 @@ class Kube:
         return items
 
     async def list_versioned(
-        self, plural: str, namespace: str, field_selector: str | None = None
+        self,
+        plural: str,
+        namespace: str,
+        field_selector: str | None = None,
+        keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> tuple[Bodies, str]:
         """Every object and the resourceVersion the list was read at, where a watch of the
-        changes since starts (the pages of one list are one consistent snapshot)."""
+        changes since starts (the pages of one list are one consistent snapshot). `keep`,
+        applied page by page, says what of each object to hold on to: a cache of 50,000
+        objects need not hold them whole all at once."""
         items: Bodies = []
         page: str | None = None
         while True:
@@ -195,7 +201,7 @@ class Kube:
                 plural,
                 **query,
             )
-            items.extend(body["items"])
+            items.extend(body["items"] if keep is None else map(keep, body["items"]))
             page = (body.get("metadata") or {}).get("continue")
             if not page:
                 return items, str((body.get("metadata") or {}).get("resourceVersion") or "")

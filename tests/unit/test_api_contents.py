@@ -263,7 +263,9 @@ class FakeKube:
         self.watches: list[str] = []
         self.release = threading.Event()
 
-    async def list_versioned(self, plural: str, namespace: str) -> tuple[list[Any], str]:
+    async def list_versioned(
+        self, plural: str, namespace: str, keep: Any = None
+    ) -> tuple[list[Any], str]:
         self.lists += 1
         if self.lists == 1:
             return [event(1, 10)], "10"
@@ -323,8 +325,10 @@ class StoreKube:
     async def list(self, plural: str, namespace: str) -> list[Any]:
         return [json.loads(json.dumps(b)) for b in self.objects.values() if plural == EVENTS]
 
-    async def list_versioned(self, plural: str, namespace: str) -> tuple[list[Any], str]:
-        return await self.list(plural, namespace), str(self.version)
+    async def list_versioned(
+        self, plural: str, namespace: str, keep: Any = None
+    ) -> tuple[list[Any], str]:
+        return list(map(keep, await self.list(plural, namespace))), str(self.version)
 
     def watch(self, plural: str, namespace: str, version: str, seconds: int) -> Iterator[Any]:
         self.quiet.wait(5)
