@@ -1,5 +1,7 @@
 """Prometheus metrics. Labels are bounded: kinds, results, reasons and segment names, never
-host, instance or event names."""
+instance or event names. One exception, `bmc_fencing_ready`: an alert that says which host's
+BMC is broken needs the host's name, and its series are as many as the Hosts whose segments
+fence by BMC (one each, removed when the Host goes), not one per event."""
 
 from __future__ import annotations
 
@@ -64,5 +66,18 @@ handler_duration = Histogram(
     "masakari_handler_duration_seconds",
     "Time spent in operator handlers, by handler.",
     ["handler"],
+    registry=REGISTRY,
+)
+bmc_fencing_ready = Gauge(
+    "masakari_bmc_fencing_ready",
+    "1 when the host's BMC answered its last check (reachable, credentials accepted, power "
+    "state readable), 0 when it did not; hosts of segments fencing by redfish or ipmi only.",
+    ["namespace", "host"],
+    registry=REGISTRY,
+)
+bmc_checks = Counter(
+    "masakari_bmc_checks_total",
+    "BMC checks done, by fencing method and result (BMCReady or the failure's reason).",
+    ["method", "result"],
     registry=REGISTRY,
 )

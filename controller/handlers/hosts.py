@@ -30,7 +30,7 @@ INTERVAL = OperatorConfig.from_environment().host_resync_interval
 
 
 def _access(outcome: BoundCloud) -> Access:
-    return Access(outcome.cloud.nova, outcome.pacemaker, marker(outcome))
+    return Access(outcome.cloud.nova, outcome.pacemaker, marker(outcome), outcome.cloud.power)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL.hosts)

@@ -10,7 +10,8 @@ from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds
 from controller.drivers.kube import Kube
 from controller.drivers.kube_store import KubeStore
-from controller.handlers.signals import HostSyncSignals
+from controller.handlers.signals import BMCCheckSignals, HostSyncSignals
+from controller.recovery.bmc_check import BMCCheck
 from controller.recovery.host_sync import HostSync
 from controller.recovery.lifecycle import Lifecycle
 
@@ -28,7 +29,9 @@ class Runtime:
     def __post_init__(self) -> None:
         # One lock per host, the recoveries' (recovery.host_sync.HostLocks).
         locks = self.lifecycle.host_locks
-        self.host_sync = HostSync(self.store, HostSyncSignals(), locks)
+        check = BMCCheck(BMCCheckSignals())
+        self.host_sync = HostSync(self.store, HostSyncSignals(), locks, bmc_check=check)
+        self.closers.append(check.close)
 
 
 def runtime_of(memo: Any) -> Runtime:

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller.recovery import hosts
+from controller.recovery.bmc_check import BMC_METHODS, BMCCheck, Target
 from controller.recovery.nova import ComputeService, NotFound, NovaError
 from controller.recovery.pacemaker import ClusterState, PacemakerError
 from controller.recovery.ports import (
@@ -37,10 +38,12 @@ from controller.recovery.ports import (
     HostStore,
     Nova,
     PacemakerCluster,
+    PowerControl,
 )
 from controller.recovery.progress import utcnow
 from controller.resources.common import Condition
 from controller.resources.host import HostStatus
+from controller.resources.segment import FailoverSegmentSpec
 
 # Sets the `CloudBound` condition of a host (conditions, now, generation), as the namespace's
 # binding says.
@@ -109,6 +112,7 @@ class Access:
     nova: Nova
     pacemaker: PacemakerCluster | None
     mark: Mark
+    power: PowerControl | None = None  # the hosts' BMCs, for the BMC check
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,11 @@ class HostSync:
     locks: HostLocks = field(default_factory=HostLocks)
     clock: Callable[[], datetime] = utcnow
     write_limit: int = WRITE_LIMIT
+    bmc_check: BMCCheck = field(default_factory=BMCCheck)
     _syncs: int = 0  # counts syncs of single hosts
     _synced: dict[tuple[str, str], int] = field(default_factory=dict)
+    # The last read of each segment, (namespace, name): a few per namespace.
+    _segments: dict[tuple[str, str], FailoverSegmentSpec | None] = field(default_factory=dict)
 
     async def sync_namespace(self, namespace: str, access: Access) -> PassResult:
         """One pass over every Host of the namespace."""
@@ -182,6 +189,8 @@ class HostSync:
         cluster = await self._cluster(access.pacemaker)
         records = await self.store.hosts(namespace)
         events = await self.store.failure_events(namespace)
+        targets = await self._bmc_targets(namespace, records)
+        self.bmc_check.schedule(namespace, targets, access.power)
         # Grouped once: each host looking through every event of the namespace would make a
         # pass cost hosts x events (250 million checks at 5,000 hosts and 50,000 events).
         by_host: dict[str, list[EventRecord]] = {}
@@ -197,9 +206,9 @@ class HostSync:
             service = services.get(host.nova_host)
             async with limit:
                 try:
-                    own = by_host.get(host.name, [])
+                    own, bmc = by_host.get(host.name, []), targets.get(host.name)
                     done = await self._sync(
-                        namespace, host, service, cluster, own, events, access, read
+                        namespace, host, service, cluster, own, events, access, read, bmc
                     )
                 except Exception as error:  # one host's failure never stops the pass
                     self.signals.unreachable(_system(error), error)
@@ -230,8 +239,11 @@ class HostSync:
             events = await self.store.failure_events(namespace, None if everyone else name)
             own = [e for e in events if e.spec.host == name]
             read = self._read()
+            targets = await self._bmc_targets(namespace, [host])
+            self.bmc_check.schedule(namespace, targets, access.power, everyone=False)
+            bmc = targets.get(name)
             done = await self._sync(
-                namespace, host, service, cluster, own, events, access, read, hold
+                namespace, host, service, cluster, own, events, access, read, bmc, hold
             )
             self._syncs += 1
             self._synced[(namespace, name)] = self._syncs
@@ -280,6 +292,28 @@ class HostSync:
             or self._synced.get((namespace, name), -1) > read.syncs
         )
 
+    async def _bmc_targets(self, namespace: str, records: list[HostRecord]) -> dict[str, Target]:
+        """The hosts of segments that fence by BMC, with how each is checked; one read per
+        segment. A segment that cannot be read counts as last read: an API server hiccup must
+        neither stop the pass nor make every FencingReady condition come and go."""
+        segments: dict[str, FailoverSegmentSpec | None] = {}
+        for name in sorted({host.spec.segment for host in records}):
+            try:
+                segments[name] = await self.store.segment(namespace, name)
+            except Exception as error:
+                self.signals.unreachable("kubernetes", error)
+                segments[name] = self._segments.get((namespace, name))
+                continue
+            self._segments[(namespace, name)] = segments[name]
+        targets = {}
+        for host in records:
+            segment = segments.get(host.spec.segment)
+            if segment is None or segment.fencing.method not in BMC_METHODS:
+                continue
+            interval = segment.fencing.bmc_check_interval_seconds
+            targets[host.name] = Target(segment.fencing.method, host.spec.bmc, interval)
+        return targets
+
     async def _cluster(self, pacemaker: PacemakerCluster | None) -> ClusterState | None:
         if pacemaker is None:
             return None
@@ -299,14 +333,18 @@ class HostSync:
         events: list[EventRecord],
         access: Access,
         read: Read,
+        fencing: Target | None,
         hold: Hold | None = None,
     ) -> Done:
         """`own`: the host's events; `events`: every event of the namespace (a reserved host
-        is taken by others' events)."""
+        is taken by others' events); `fencing`: how its BMC is checked, if it is."""
         now = self.clock()
         node = cluster.node(host.pacemaker_node) if cluster is not None else None
         fenced_at = _last_fencing(cluster, host.pacemaker_node)
-        plan = hosts.plan(host, service, node, own, events, now, host.generation, fenced_at)
+        checked = self.bmc_check.readiness(namespace, host.name)
+        plan = hosts.plan(
+            host, service, node, own, events, now, host.generation, fenced_at, fencing, checked
+        )
         access.mark(plan.status.conditions, now, host.generation)
         changes = plan.unforce or plan.disable or plan.enable or plan.standby is not None
         write = plan.released_holds or _noticeable(plan.status) != _noticeable(host.status)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controller.recovery.bmc_check import Readiness, Target, fencing_ready
 from controller.recovery.host_failure import HOST_FAILURE_REASON
 from controller.recovery.nova import ComputeService
 from controller.recovery.pacemaker import Node
@@ -118,8 +119,12 @@ def plan(
     now: datetime,
     generation: int,
     fenced_at: datetime | None = None,
+    fencing: Target | None = None,
+    bmc_checked: Readiness | None = None,
 ) -> Plan:
-    """`fenced_at`: when Pacemaker last fenced the node, if it did."""
+    """`fenced_at`: when Pacemaker last fenced the node, if it did. `fencing`: how the host's
+    BMC is checked when its segment fences by BMC; `bmc_checked`: the last check's result
+    (recovery.bmc_check), shown as the FencingReady condition."""
     result = Plan()
     status = host.status.model_copy(deep=True)
     spec = host.spec
@@ -214,6 +219,7 @@ def plan(
         now,
         generation,
     )
+    fencing_ready(status.conditions, fencing, bmc_checked, now, generation)
     result.status = status
     return result
 

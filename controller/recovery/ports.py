@@ -173,6 +173,10 @@ class HostStore(Protocol):
 
     async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]: ...
 
+    async def segment(self, namespace: str, name: str) -> FailoverSegmentSpec | None:
+        """For the BMC check: whether the segment fences by BMC, and how often to check."""
+        ...
+
     async def failure_events(
         self, namespace: str, host: str | None = None
     ) -> list[EventRecord]: ...
