@@ -12,6 +12,11 @@ duration, a renewal is abandoned after as long, and the deadline has a timer of 
 stops the process (exit 70). The drivers ask `holding()` before every write to Kubernetes and
 every call that changes Nova (see controller.handlers.startup): a leader that wakes up past
 its deadline is refused everything even before its timer fires.
+
+A leader that is told to stop (SIGTERM: a rolling update, a drain) releases the Lease once its
+handlers have stopped, as client-go's ReleaseOnCancel does: the standby takes over at its next
+attempt instead of a whole lease duration later. `answered_at` tells the readiness probe that
+a replica, leader or standby, still reaches the API server.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class Lease:
     _observed_at: float = 0.0
     _renewed_at: float | None = None  # when the last successful write to the Lease started
     _lost: bool = False
+    answered_at: float | None = None  # when the API server last answered a Lease call
     # Threads of its own: renewals never queue behind other Kubernetes or Nova calls.
     _threads: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="lease")
@@ -80,6 +86,9 @@ class Lease:
     def holding(self) -> bool:
         """True while this replica may act: it renewed within the renew deadline."""
         return not self._lost and self._time_left() > 0
+
+    def answered_within(self, seconds: float) -> bool:
+        return self.answered_at is not None and self.clock() - self.answered_at < seconds
 
     def _time_left(self) -> float:
         if self._renewed_at is None:
@@ -117,6 +126,9 @@ class Lease:
         except ApiException as error:
             if error.status != 404:
                 raise
+            self.answered_at = self.clock()
+            if self._lost:
+                return False
             try:
                 self.api.create_namespaced_lease(
                     self.namespace, self._body(None, True), _request_timeout=timeout
@@ -127,13 +139,15 @@ class Lease:
                 raise
             self._renewed_at = started
             return True
+        self.answered_at = self.clock()
         spec = current.spec
         record = (spec.holder_identity, spec.renew_time, current.metadata.resource_version)
         if record != self._observed:
             self._observed, self._observed_at = record, self.clock()
         mine = spec.holder_identity == self.holder
         expired = self.clock() - self._observed_at >= self.duration
-        if not (mine or expired or not spec.holder_identity):
+        # Once released or lost, never again: a renewal still in flight must not undo a release.
+        if self._lost or not (mine or expired or not spec.holder_identity):
             return False
         try:
             self.api.replace_namespaced_lease(
@@ -190,6 +204,46 @@ class Lease:
             why = "not renewed in time"
         log.critical("lease %s/%s %s; stopping at once", self.namespace, self.name, why)
         self.on_lost()
+
+    def release(self) -> bool:
+        """Stop acting, then clear the holder if it is still us; True when it was cleared.
+
+        The record is what client-go writes on release: no holder, a duration of one second,
+        so any candidate takes the Lease at its next attempt."""
+        self._lost = True
+        for _ in range(2):  # a renewal that was already on the wire may bump the version once
+            try:
+                current = self.api.read_namespaced_lease(
+                    self.name, self.namespace, _request_timeout=self.retry_period
+                )
+                if current.spec.holder_identity != self.holder:
+                    return False
+                body = self._body(current.metadata.resource_version, acquired=False)
+                body["spec"].update(holderIdentity=None, leaseDurationSeconds=1)
+                self.api.replace_namespaced_lease(
+                    self.name, self.namespace, body, _request_timeout=self.retry_period
+                )
+            except ApiException as error:
+                if error.status == 409:
+                    continue
+                log.warning("releasing lease %s/%s: %s", self.namespace, self.name, _brief(error))
+                return False
+            except Exception as error:  # unreachable API server: the Lease expires instead
+                log.warning("releasing lease %s/%s: %s", self.namespace, self.name, _brief(error))
+                return False
+            log.info("released lease %s/%s", self.namespace, self.name)
+            return True
+        return False
+
+    async def release_async(self) -> bool:
+        """release off the event loop; given up (the Lease then expires) after two periods."""
+        loop = asyncio.get_running_loop()
+        releasing = loop.run_in_executor(self._threads, self.release)
+        try:
+            return await asyncio.wait_for(releasing, 2 * self.retry_period)
+        except TimeoutError as error:
+            log.warning("releasing lease %s/%s: %s", self.namespace, self.name, _brief(error))
+            return False
 
     async def _renew(self) -> None:
         """Renew every retry period; return once another replica holds the Lease."""

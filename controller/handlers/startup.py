@@ -1,4 +1,7 @@
-"""Operator start: settings, drivers, metrics endpoint, and the single-leader lease."""
+"""Operator start: settings, drivers, metrics and probes, and the single-leader lease.
+
+The HTTP port opens first, before the Lease is won, so a standby is scraped and Ready
+(controller.health); on SIGTERM the leader releases the Lease once its handlers have stopped."""
 
 from __future__ import annotations
 
@@ -7,9 +10,8 @@ import logging
 from typing import Any
 
 import kopf
-import prometheus_client
 
-from controller import metrics
+from controller import health
 from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds, OpenStackConnector
 from controller.drivers.kube import Kube, load_client
@@ -40,15 +42,20 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     # kopf's own requests (patches, Events; watches have their own timeouts) give up in time.
     settings.networking.request_timeout = config.kube_timeout
     client = await asyncio.to_thread(load_client)
-    leading = None
+    lease = None
     if config.lease_name:
-        # Handlers start only once this returns: a standby replica never acts.
         lease = Lease.from_client(
             client, config.lease_namespace, config.lease_name, config.lease_duration
         )
+    _serve_probes(memo, config, lease)
+    leading = None
+    if lease is not None:
+        # Handlers start only once this returns: a standby replica never acts.
         await lease.acquire()
+        memo.lease = lease
         memo.lease_keeper = asyncio.create_task(lease.keep(), name="lease keeper")
         leading = lease.holding
+    health.leader.set(1)
     # Every write to Kubernetes and every change to Nova asks the Lease first, so a leader
     # that wakes up past its deadline changes nothing before its keeper stops the process.
     kube = Kube(client, timeout=config.kube_timeout, leading=leading)
@@ -77,10 +84,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     )
     runtime.closers.append(clouds.close)
     memo.runtime = runtime
-    if config.metrics_port:
-        prometheus_client.start_http_server(
-            config.metrics_port, config.metrics_address, registry=metrics.REGISTRY
-        )
+    memo.started = True
     logger.info(
         "masakari-operator started: each namespace's cloud from its CloudBinding, metrics on %s:%s",
         config.metrics_address,
@@ -88,13 +92,39 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     )
 
 
+def _serve_probes(memo: Any, config: OperatorConfig, lease: Lease | None) -> None:
+    """Once per process: kopf retries a startup handler that failed, the port stays open."""
+    if not config.metrics_port or getattr(memo, "health_server", None) is not None:
+        return
+
+    def ready() -> bool:
+        if lease is None:
+            return bool(getattr(memo, "started", False))
+        # Leader and standby alike: the API server answered a Lease call within a duration
+        # (the leader renews every sixth of it, a standby tries every third).
+        return lease.answered_within(lease.duration)
+
+    probes = health.Probes(ready)
+    memo.heartbeat = asyncio.create_task(probes.heartbeat(), name="health heartbeat")
+    memo.health_server = health.serve(probes, config.metrics_address, config.metrics_port)
+
+
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
+    # kopf runs cleanup after its watchers and handlers have stopped: nothing acts any more,
+    # so the Lease can go to the standby now rather than after a whole lease duration.
     keeper = getattr(memo, "lease_keeper", None)
     if keeper is not None:
         keeper.cancel()
+        await asyncio.wait([keeper], timeout=1)
+    lease = getattr(memo, "lease", None)
+    if lease is not None:
+        await lease.release_async()
+        health.leader.set(0)
     runtime = getattr(memo, "runtime", None)
-    if runtime is None:
-        return
-    for close in runtime_of(memo).closers:
-        close()
+    if runtime is not None:
+        for close in runtime_of(memo).closers:
+            close()
+    server = getattr(memo, "health_server", None)
+    if server is not None:
+        await asyncio.to_thread(server.shutdown)

@@ -140,3 +140,23 @@ def test_a_lease_taken_by_another_replica_stops_the_leader() -> None:
     asyncio.run(asyncio.wait_for(leader.keep(), 5))
     assert lost == [True]
     assert not leader.holding()
+
+
+def test_release_clears_the_holder_and_no_renewal_in_flight_takes_it_back() -> None:
+    api = FakeLeases()
+    leader = lease(api, 15)
+    assert leader.try_acquire()
+    assert leader.release()
+    assert api.holder is None and not leader.holding()
+    assert leader.try_acquire() is False  # a renewal that was already under way
+    assert api.holder is None
+    assert lease(api, 15, holder="replica-2").try_acquire()  # the standby, at its next attempt
+
+
+def test_release_leaves_a_lease_that_another_replica_holds() -> None:
+    api = FakeLeases()
+    leader = lease(api, 15)
+    assert leader.try_acquire()
+    api.holder = "replica-2"
+    assert leader.release() is False
+    assert api.holder == "replica-2"
