@@ -6,13 +6,13 @@ the failure that needs it.
 The host pass schedules (`schedule`, with what it read of Hosts and segments) and reads the
 results (`readiness`) into each Host's `FencingReady` condition; it never waits for a check.
 Checks run apart, `CONCURRENCY` at a time at most, the most overdue first; a due check starts
-at the next pass or when another check ends, so at most a pass interval late. A host's first check
-falls at a point of its first `FIRST_SPREAD` seconds fixed by its name, so an operator that
-starts on 5,000 Hosts does not ask 5,000 BMCs at once; later checks follow `interval` after
-the last. At 5,000 hosts every 600 s that is 8.3 checks a second: 4 at once keep up while a
-check takes under half a second (a Redfish read on loopback takes 0.05 s, an IPMI one 0.01 s);
-when many BMCs are silent, each holding its slot for the driver's timeout, the checks fall
-behind and run late, never more at once.
+at the next pass or when another check ends, so at most a pass interval late. A host's first
+check falls at a point of its first `FIRST_SPREAD` seconds (a tenth of the interval when that
+is shorter) fixed by its name, so an operator that starts on 5,000 Hosts does not ask 5,000
+BMCs at once; later checks follow `interval` after the last. At 5,000 hosts every 600 s that is
+8.3 checks a second: 4 at once keep up while a check takes under half a second (a Redfish read
+on loopback takes 0.05 s, an IPMI one 0.01 s); when many BMCs are silent, each holding its slot
+for the driver's timeout, the checks fall behind and run late, never more at once.
 
 Results are kept in memory by (namespace, host): a restarted operator checks again, and the
 condition written before the restart stays until then. A host that goes, or whose segment stops
@@ -194,7 +194,8 @@ class BMCCheck:
                 self._forget(key)
                 due = now  # a changed BMC is checked at once: someone is fixing it
             else:
-                due = now + _spread(namespace, host) * min(target.interval, self.first_spread)
+                spread = min(target.interval / 10, self.first_spread)
+                due = now + _spread(namespace, host) * spread
             entry = self._entries[key] = _Entry(target, power, due)
             self._push(key, entry, due)
         self._start_due()
