@@ -139,25 +139,6 @@ def at(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def stop_cluster_stack(lab: PacemakerLab, node: str) -> None:
-    """Stop Pacemaker, then Corosync, on `node` by hand: offline and clean in a quorate
-    cluster, never fenced by it, while the machine runs on."""
-    lab.exec(node, ["pacemakerd", "--shutdown"])
-    wait_for(
-        f"Pacemaker stopped on {node}",
-        lambda: lab.node_states("node1").get(node, {}).get("pending") == "true",
-        60,
-    )
-    lab.exec(node, ["corosync-cfgtool", "-H", "--force"])
-
-    def offline() -> dict[str, str] | None:
-        states = lab.node_states("node1").get(node, {})
-        return states if states.get("online") == "false" else None
-
-    states = wait_for(f"{node} cleanly offline", offline, 60)
-    assert states["unclean"] == "false"
-
-
 def test_a_cleanly_stopped_live_node_is_fenced_before_anything_moves(
     lab_factory: LabFactory, cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -183,7 +164,7 @@ def test_a_cleanly_stopped_live_node_is_fenced_before_anything_moves(
             lambda: (cloud.status("mhost", "node3").get("pacemaker") or {}).get("onlineSince"),
             60,
         )
-        stop_cluster_stack(lab, "node3")
+        lab.stop_stack("node3", observer="node1")
         sim.control("POST", "hosts/node3/kill")  # nova-compute silent: Nova cannot tell either
         assert not any(event.succeeded for event in fencings_of(lab, "node3"))
 

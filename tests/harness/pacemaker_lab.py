@@ -348,6 +348,18 @@ class PacemakerLab:
     def restore(self, name: str) -> None:
         _run(["ip", "-n", self.hub, "link", "set", f"v-{name}", "up"])
 
+    def stop_stack(self, name: str, observer: str, timeout: float = 60.0) -> None:
+        """Stop Pacemaker, then Corosync, on a node by hand, as an administrator would: the
+        node leaves cleanly (offline, not unclean) and the cluster never fences it, while the
+        machine itself runs on."""
+        self.exec(name, ["pacemakerd", "--shutdown"])
+        # Corosync waits until Pacemaker is gone (the node pending), or it leaves uncleanly.
+        self.wait_node(name, observer, timeout, pending="true")
+        self.exec(name, ["corosync-cfgtool", "-H", "--force"])
+        state = self.wait_node(name, observer, timeout, online="false")
+        if state.get("unclean") != "false":
+            raise LabError(f"{name} left uncleanly: {state}")
+
     def stop(self) -> None:
         """Tear everything down: processes, bridge proxy, namespaces, files."""
         if self._bridge is not None:
