@@ -6,7 +6,7 @@
   chooses, so a power off is read back by polling.
 - IPMI: a real IPMI 2.0 LAN peer per host, pyghmi's BMC server class holding a chassis power
   state, each in its own subprocess (`python -m tests.harness.bmc ipmi-peer`) on its own UDP
-  port: two in one process answer some logins of one with the other's session and stall.
+  port, since pyghmi keeps its sessions in process-wide tables.
 - A BMC that does not answer, for each protocol: a TCP listener that never accepts (the
   connection opens, no reply comes) and a UDP socket that reads nothing.
 
@@ -17,6 +17,7 @@ check every request. Everything binds 127.0.0.1; the subprocesses die with the t
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -35,6 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import bcrypt
 
 from tests.harness.control_plane import _die_with_parent, free_port, stop_process
 
@@ -81,8 +84,6 @@ def secret_data(username: str, password: str) -> dict[str, str]:
 
 
 def _b64(text: str) -> str:
-    import base64
-
     return base64.b64encode(text.encode()).decode()
 
 
@@ -91,8 +92,6 @@ def _basic(username: str, password: str) -> str:
 
 
 def _htpasswd(path: Path, username: str, password: str) -> None:
-    import bcrypt
-
     digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     path.write_text(f"{username}:{digest}\n")
 
@@ -179,9 +178,9 @@ def running_bmc_lab(
         config = _emulator_config(workdir, systems, power)
         port = free_port()
         emulator_log = workdir / "sushy-emulator.log"
+        emulator_bin = Path(sys.executable).parent / "sushy-emulator"
         emulator = subprocess.Popen(
-            [str(Path(sys.executable).parent / "sushy-emulator"), "--config", str(config),
-             "-i", LOOPBACK, "-p", str(port)],
+            [str(emulator_bin), "--config", str(config), "-i", LOOPBACK, "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=emulator_log.open("wb"),
             preexec_fn=_die_with_parent,
