@@ -251,8 +251,10 @@ class HostSync:
 
     async def unbound(self, namespace: str, mark: Mark, name: str | None = None) -> None:
         """Nothing is read or changed for the hosts of an unbound namespace. Their phase stays
-        as last observed (the storm gate counts failed hosts by phase); CloudBound says why."""
+        as last observed (the storm gate counts failed hosts by phase); CloudBound says why.
+        Their BMCs are no longer checked either: the namespace's Secrets are not to be used."""
         if name is None:
+            self.bmc_check.schedule(namespace, {}, None)
             records = await self.store.hosts(namespace)
         else:
             found = await self.store.host(namespace, name)

@@ -312,3 +312,23 @@ def test_the_host_pass_writes_fencing_ready_with_the_rest_of_status() -> None:
     assert sorted(store.writes) == ["fenced", "refused"]
     assert {c.type for c in store.hosts_["fenced"].status.conditions} >= {"Ready", FENCING_READY}
     assert sorted(bmcs.calls) == ["fenced", "refused"]
+
+
+def test_an_unbound_namespace_has_its_bmcs_forgotten() -> None:
+    clock = Clock()
+    store = Hosts(clock, NAMESPACE)
+    store.add_segment("bmc-seg", fencing={"method": "ipmi"})
+    store.add_host("h", segment="bmc-seg", bmc={"address": "h", "credentialsSecret": "s"})
+    seen = Seen()
+    sync = HostSync(store, Said(), clock=clock, bmc_check=BMCCheck(seen, first_spread=0))
+    access = Access(CountingNova(["h"]), Cluster(["h"], clock), bound, Bmcs())
+
+    async def scenario() -> None:
+        await sync.sync_namespace(NAMESPACE, access)
+        await settle()
+        assert sync.bmc_check.readiness(NAMESPACE, "h") is not None
+        await sync.unbound(NAMESPACE, bound)
+
+    asyncio.run(scenario())
+    assert sync.bmc_check.readiness(NAMESPACE, "h") is None
+    assert seen.gone == ["h"]
