@@ -1,12 +1,18 @@
 """deploy/ on the real API server: accepted, and its RBAC grants what the operator does and
 no more (status and metadata yes, spec never; a cloud's Secrets, and creating and deleting
-FailureEvents, only where deploy/cloud/ was applied)."""
+FailureEvents, only where deploy/cloud/ was applied). The CRDs are applied apart and survive
+the application's deletion; the pods the Deployments would create are admitted (priority
+class, probes, volumes); an admission policy refuses any change of spec by the operator."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import Cluster
 
@@ -26,10 +32,131 @@ def allowed(cluster: Cluster, account: str, verb: str, resource: str, namespace:
     return result.stdout.strip() == "yes"
 
 
+def render(cluster: Cluster, directory: str) -> list[dict[str, Any]]:
+    rendered = cluster.kubectl("kustomize", str(REPO / directory)).stdout
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def apply_deploy(cluster: Cluster) -> None:
+    """As docs/install.md says: the CRDs on their own, then the operator."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "deploy/crds"))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "deploy"))
+
+
+def test_every_kustomization_passes_a_server_side_dry_run(cluster: Cluster, namespace: str) -> None:
+    # A dry run creates nothing, so the objects of a namespace it would create are refused:
+    # the namespace itself is created for real first.
+    cluster.kubectl("apply", "-f", str(REPO / "deploy/namespace.yaml"))
+    for directory in ("deploy/crds", "deploy"):
+        cluster.kubectl("apply", "--server-side", "--dry-run=server", "-k", str(REPO / directory))
+    for directory in ("deploy/cloud", "deploy/api"):
+        cluster.kubectl(
+            "apply", "--server-side", "--dry-run=server", "-n", namespace,
+            "-k", str(REPO / directory),
+        )  # fmt: skip
+
+
+def test_deleting_the_application_never_deletes_a_crd(cluster: Cluster) -> None:
+    """Removing the operator (kubectl delete -k, an Argo CD or Flux application pruned) must not
+    take the CRDs, and with them every FailureEvent, along."""
+    apply_deploy(cluster)
+    doomed = cluster.kubectl(
+        "delete", "--dry-run=server", "-o", "name", "-k", str(REPO / "deploy")
+    ).stdout.split()
+    assert "deployment.apps/masakari-operator" in doomed, doomed
+    assert not [name for name in doomed if name.startswith("customresourcedefinition")], doomed
+    crds = render(cluster, "deploy/crds")
+    assert {c["kind"] for c in crds} == {"CustomResourceDefinition"} and len(crds) == 4
+    for crd in crds:
+        annotations = crd["metadata"]["annotations"]
+        assert "Delete=false" in annotations["argocd.argoproj.io/sync-options"], crd
+        assert annotations["kustomize.toolkit.fluxcd.io/prune"] == "disabled", crd
+
+
+def admit_pod_of(cluster: Cluster, deployment: dict[str, Any], namespace: str) -> None:
+    """No controller-manager here makes pods: the template goes through pod admission
+    (priority class resolved, security context, volumes, probes) as a dry-run Pod."""
+    template = deployment["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "dry-run-", "labels": template["metadata"]["labels"]},
+        "spec": template["spec"],
+    }
+    cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", stdin=json.dumps(pod))
+
+
+def test_the_operator_pods_are_admitted_spread_and_protected_by_a_budget(
+    cluster: Cluster,
+) -> None:
+    apply_deploy(cluster)
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render(cluster, "deploy")}
+    deployment = objects["Deployment", "masakari-operator"]
+    admit_pod_of(cluster, deployment, "masakari-system")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    budget = cluster.kubectl(
+        "get", "pdb", "masakari-operator", "-n", "masakari-system", "-o", "json"
+    ).stdout
+    selector = json.loads(budget)["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+    spec = deployment["spec"]["template"]["spec"]
+    spread = {c["topologyKey"]: c for c in spec["topologySpreadConstraints"]}
+    assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spec["priorityClassName"] == "masakari-operator"
+    cluster.kubectl("get", "priorityclass", "masakari-operator")
+    policies = cluster.kubectl("get", "networkpolicy", "-n", "masakari-system", "-o", "name")
+    assert "networkpolicy.networking.k8s.io/masakari-operator" in policies.stdout
+
+
+def test_the_api_pods_are_admitted_and_protected_by_a_budget(
+    cluster: Cluster, namespace: str
+) -> None:
+    apply_deploy(cluster)  # the priority class
+    rendered = cluster.kubectl("kustomize", str(REPO / "deploy/api")).stdout
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=rendered)
+    deployment = next(d for d in yaml.safe_load_all(rendered) if d["kind"] == "Deployment")
+    admit_pod_of(cluster, deployment, namespace)
+    cluster.kubectl("get", "pdb", "masakari-api", "-n", namespace)
+    cluster.kubectl("get", "networkpolicy", "masakari-api", "-n", namespace)
+
+
+def test_the_operator_may_write_status_and_labels_but_never_a_spec(
+    cluster: Cluster, namespace: str
+) -> None:
+    apply_deploy(cluster)
+    host = {
+        "apiVersion": "masakari.dev/v1alpha1",
+        "kind": "Host",
+        "metadata": {"name": "compute-1"},
+        "spec": {"segment": "rack-a"},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(host))
+    as_operator = (f"--as={ACCOUNT}", "-n", namespace)
+
+    def patch(*args: str) -> Any:
+        return cluster.kubectl("patch", "host", "compute-1", *as_operator, *args, check=False)
+
+    # The policy reaches the API server's admission within a second or so of its creation.
+    deadline = time.monotonic() + 30
+    refused = patch("--type=merge", "-p", '{"spec": {"onMaintenance": true}}')
+    while refused.returncode == 0 and time.monotonic() < deadline:
+        patch("--type=merge", "-p", '{"spec": {"onMaintenance": false}}')
+        time.sleep(0.5)
+        refused = patch("--type=merge", "-p", '{"spec": {"onMaintenance": true}}')
+    assert refused.returncode != 0, "the operator changed a spec"
+    assert "never changes a spec" in refused.stderr, refused.stderr
+    assert patch("--type=merge", "-p", '{"metadata": {"labels": {"a": "b"}}}').returncode == 0
+    status = patch("--subresource=status", "--type=merge", "-p", '{"status": {"phase": "Active"}}')
+    assert status.returncode == 0, status.stderr
+    # Anyone else (here the cluster admin, as a GitOps pipeline would be) still may.
+    cluster.kubectl(
+        "patch", "host", "compute-1", "-n", namespace, "--type=merge",
+        "-p", '{"spec": {"onMaintenance": true}}',
+    )  # fmt: skip
+
+
 def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -> None:
-    rendered = cluster.kubectl("kustomize", str(REPO / "deploy")).stdout
-    assert "kind: Deployment" in rendered and "kind: CustomResourceDefinition" in rendered
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=rendered)
+    apply_deploy(cluster)
     cluster.kubectl("get", "deployment", "masakari-operator", "-n", "masakari-system")
 
     def can(verb: str, resource: str, namespace: str = "cloud-a") -> bool:
