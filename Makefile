@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration properties crds check-crds lint control-plane control-plane-up nova-lab pacemaker-lab demo clean
+.PHONY: all test unit integration properties crds check-crds lint control-plane monitoring-crds promtool control-plane-up nova-lab pacemaker-lab demo clean
 
 all: test
 
@@ -18,6 +18,16 @@ $(BIN)/.installed: pyproject.toml
 ## Build (or find in the cache) kube-apiserver, kubectl and etcd from Go modules.
 control-plane:
 	bash hack/control-plane/build.sh
+
+## The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, from its Go module, into
+## the cache: the integration tests apply deploy/monitoring/ with them.
+monitoring-crds:
+	bash hack/control-plane/monitoring-crds.sh >/dev/null
+
+## promtool, which checks and unit-tests the alert rules (as root: Debian's prometheus package).
+## Not root and not installed: fails, since those tests must run wherever `make test` runs.
+promtool:
+	bash hack/promtool/install.sh
 
 ## Start etcd + kube-apiserver on loopback with the CRDs installed; Ctrl-C stops and cleans up.
 control-plane-up: $(BIN)/.installed control-plane
@@ -44,13 +54,13 @@ demo: $(BIN)/.installed control-plane
 	$(BIN)/python hack/demo/demo.py $(if $(KEEP),--keep)
 
 ## Every test tier that this machine can run.
-test: $(BIN)/.installed control-plane nova-lab pacemaker-lab
+test: $(BIN)/.installed control-plane monitoring-crds promtool nova-lab pacemaker-lab
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-unit: $(BIN)/.installed
+unit: $(BIN)/.installed promtool
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(BIN)/.installed control-plane
+integration: $(BIN)/.installed control-plane monitoring-crds
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 ## The safety invariants' property test at length (make test runs 100 examples of it).

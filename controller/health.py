@@ -3,7 +3,7 @@
 Served from the first moment of the process, before the Lease is won. A standby is a healthy
 replica ready to take over, so Kubernetes must count it Ready (a rolling update waits for the
 new pod to be Ready, a PodDisruptionBudget counts Ready pods) and Prometheus must scrape it;
-`masakari_leader` says which replica leads.
+`masakari_leader` (controller.metrics) says which replica leads.
 
 - /healthz: the event loop still turns (a heartbeat task on it stamps the time). A loop stuck
   in a blocking call recovers nothing and renews nothing: restarting the pod is the right cure.
@@ -22,15 +22,9 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Gauge, make_wsgi_app
+from prometheus_client import make_wsgi_app
 
 from controller import metrics
-
-leader = Gauge(
-    "masakari_leader",
-    "1 on the replica that holds the Lease (or runs standalone) and acts, 0 on a standby.",
-    registry=metrics.REGISTRY,
-)
 
 StartResponse = Callable[..., Any]
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from controller.recovery.fencing import Action
+from controller.recovery.gates import TERMINAL
+from controller.resources.failure_event import FailureType
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECOVERY_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
@@ -22,6 +26,13 @@ recoveries = Counter(
     "masakari_recoveries_total",
     "Recoveries ended, by failure type and final phase.",
     ["type", "result"],
+    registry=REGISTRY,
+)
+recoveries_ignored = Counter(
+    "masakari_recoveries_ignored_total",
+    "Recoveries ended Ignored (nothing recovered), by failure type and reason; "
+    "HostNotConfirmedDown: the host could not be fenced, so it was never evacuated.",
+    ["type", "reason"],
     registry=REGISTRY,
 )
 recovery_duration = Histogram(
@@ -81,3 +92,22 @@ bmc_checks = Counter(
     ["method", "result"],
     registry=REGISTRY,
 )
+leader = Gauge(
+    "masakari_leader",
+    "1 on the replica that holds the Lease (or runs standalone) and acts, 0 on a standby.",
+    registry=REGISTRY,
+)
+
+
+def initialise() -> None:
+    """Every series an alert counts from, at 0 from the start of the process.
+
+    A labelled series appears on its first increment, so the first failure after a start
+    would appear already at 1: `increase()` sees no rise from one sample and the alert
+    misses it (the rules guard against a failure before the first scrape too)."""
+    for kind in FailureType:
+        events_received.labels(kind)
+        in_flight.labels(kind)
+        recoveries_ignored.labels(kind, Action.GIVE_UP)
+        for phase in TERMINAL:
+            recoveries.labels(kind, phase)

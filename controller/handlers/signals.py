@@ -46,6 +46,8 @@ class RecoverySignals:
         post(body, reason=status.reason or str(phase), message=message[:1024])
         if phase in TERMINAL:
             metrics.recoveries.labels(kind, phase).inc()
+            if phase == EventPhase.IGNORED:
+                metrics.recoveries_ignored.labels(kind, status.reason or "").inc()
             if status.end_time is not None:
                 elapsed = (status.end_time - record.created).total_seconds()
                 metrics.recovery_duration.labels(kind, phase).observe(max(elapsed, 0.0))
@@ -95,7 +97,8 @@ class HostSyncSignals:
         host_log.info(message, extra={"namespace": namespace, "host": host.name})
 
     def unreachable(self, system: str, error: Exception) -> None:
-        metrics.api_errors.labels(system, type(error).__name__).inc()
+        if system != "nova":  # the Nova driver counts its own failed calls
+            metrics.api_errors.labels(system, type(error).__name__).inc()
         host_log.warning("host sync: %s: %s", system, error)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from controller import health
+from controller import health, metrics
 from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds, OpenStackConnector
 from controller.drivers.kube import Kube, load_client
@@ -47,6 +47,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         lease = Lease.from_client(
             client, config.lease_namespace, config.lease_name, config.lease_duration
         )
+    metrics.initialise()
     _serve_probes(memo, config, lease)
     leading = None
     if lease is not None:
@@ -55,7 +56,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         memo.lease = lease
         memo.lease_keeper = asyncio.create_task(lease.keep(), name="lease keeper")
         leading = lease.holding
-    health.leader.set(1)
+    metrics.leader.set(1)
     # Every write to Kubernetes and every change to Nova asks the Lease first, so a leader
     # that wakes up past its deadline changes nothing before its keeper stops the process.
     kube = Kube(client, timeout=config.kube_timeout, leading=leading)
@@ -120,7 +121,7 @@ async def stop(memo: Any, **_: Any) -> None:
     lease = getattr(memo, "lease", None)
     if lease is not None:
         await lease.release_async()
-        health.leader.set(0)
+        metrics.leader.set(0)
     runtime = getattr(memo, "runtime", None)
     if runtime is not None:
         for close in runtime_of(memo).closers:

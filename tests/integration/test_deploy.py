@@ -7,6 +7,7 @@ class, probes, volumes); an admission policy refuses any change of spec by the o
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,39 @@ def test_api_deployment_is_accepted_with_namespace_scoped_rights(
     assert can("update", "configmaps")
     assert not can("patch", "failureevents.masakari.dev/status")  # status is the operator's
     assert not can("create", "failureevents.masakari.dev", "another-cloud")
+
+
+def monitoring_crds() -> Path:
+    """Cached by `make monitoring-crds` (hack/control-plane/monitoring-crds.sh); never fetched
+    here, and never skipped: missing, the test fails and says how to get them."""
+    script = (REPO / "hack/control-plane/monitoring-crds.sh").read_text()
+    version = script.split('version="', 1)[1].split('"', 1)[0]
+    cache = Path(
+        os.environ.get("MASAKARI_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "masakari-operator"
+    )
+    directory = cache / "monitoring-crds" / f"prometheus-operator-{version}"
+    if not list(directory.glob("*.yaml")):
+        pytest.fail(f"no Prometheus Operator CRDs in {directory}: run `make monitoring-crds`")
+    return directory
+
+
+def test_monitoring_is_accepted_and_selected_by_kube_prometheus_stack(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(monitoring_crds()))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com",
+    )  # fmt: skip
+    cluster.kubectl("apply", "-f", str(REPO / "deploy/namespace.yaml"))
+    cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-k", str(REPO / "deploy/monitoring")
+    )
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render(cluster, "deploy/monitoring")}
+    rule = objects["PrometheusRule", "masakari-operator"]
+    # A default kube-prometheus-stack selects ServiceMonitors and rules by this label.
+    assert rule["metadata"]["labels"]["release"]
+    assert objects["ServiceMonitor", "masakari-operator"]["metadata"]["labels"]["release"]
+    # Each runbook_url is the configured base and the alert's section of docs/runbooks.md.
+    base = objects["ConfigMap", "masakari-operator-runbooks"]["data"]["base"]
+    for alert in rule["spec"]["groups"][0]["rules"]:
+        assert alert["annotations"]["runbook_url"] == f"{base}#{alert['alert'].lower()}"

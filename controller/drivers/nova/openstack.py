@@ -39,6 +39,7 @@ from openstack import config as os_config
 from openstack import connection
 from openstack import exceptions as sdk_exceptions
 
+from controller import metrics
 from controller.drivers.lease import NotLeading
 from controller.recovery.nova import (
     Aggregate,
@@ -82,6 +83,14 @@ class RetryPolicy:
 
 class _Transient(Exception):
     """A failure worth trying again; carries the already-scrubbed message."""
+
+
+def _counted(error: NovaError) -> NovaError:
+    """Every failed call counts, whoever made it (a recovery, a host pass, detection, the
+    API), once, after its retries. Not a 404: that is Nova's answer that a thing is gone."""
+    if not isinstance(error, NotFound):
+        metrics.api_errors.labels("nova", type(error).__name__).inc()
+    return error
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -210,11 +219,12 @@ class OpenStackNova:
                 except Exception as exc:  # every failure is classified below
                     error = self._translate(operation, exc)
             if not isinstance(error, _Transient):
-                raise error from None
+                raise _counted(error) from None
             delay = policy.delay(attempt)
             last = attempt + 1 >= policy.attempts
             if last or time.monotonic() - started + delay > policy.deadline:
-                raise Unavailable(f"{error} (gave up after {attempt + 1} attempts)") from None
+                gave_up = Unavailable(f"{error} (gave up after {attempt + 1} attempts)")
+                raise _counted(gave_up) from None
             log.warning("%s (attempt %d), retrying in %.1fs", error, attempt + 1, delay)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
