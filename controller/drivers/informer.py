@@ -59,6 +59,10 @@ class Backoff:
         self.failures = 0
 
 
+class Relist(Exception):
+    """What the sink holds may be wrong (an event could not be applied): list again."""
+
+
 class Informer:
     def __init__(
         self,
@@ -105,6 +109,9 @@ class Informer:
             except Expired:
                 log.info("%s: resourceVersion %s expired, listing again", self.plural, self.version)
                 self.version = ""
+            except Relist:
+                self.version = ""
+                await asyncio.sleep(self.backoff.next())
             except KubeError as error:
                 delay = self.backoff.next()
                 log.warning("%s: %s; again in %.1fs", self.plural, error, delay)
@@ -132,12 +139,21 @@ class Informer:
         done: asyncio.Future[str] = loop.create_future()
         room = threading.Semaphore(BACKLOG)
         latest = [version]
+        ended = threading.Event()  # this watch's events are no longer applied
 
         def deliver(event: dict[str, Any]) -> None:
             room.release()
             kind, body = event.get("type"), event.get("object") or {}
-            if kind in ("ADDED", "MODIFIED", "DELETED"):
+            if ended.is_set() or kind not in ("ADDED", "MODIFIED", "DELETED"):
+                return
+            try:
                 self.sink.apply(self.plural, str(kind), body)
+            except Exception as error:
+                # An event lost would leave the sink wrong until the next list: list now.
+                log.exception("%s: applying a %s event failed", self.plural, kind)
+                ended.set()
+                failure = Relist(repr(error))
+                settle(lambda f: f.set_exception(failure))
 
         def settle(outcome: Callable[[asyncio.Future[str]], None]) -> None:
             if not done.done():
@@ -147,7 +163,7 @@ class Informer:
             try:
                 seconds = random.randint(*WATCH_SECONDS)
                 for event in self.kube.watch(self.plural, self.namespace, version, seconds):
-                    if self._stopping.is_set():
+                    if self._stopping.is_set() or ended.is_set():
                         break
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
@@ -163,7 +179,7 @@ class Informer:
                         continue
                     # Bounded: wait for the loop to apply earlier events (or for a stop).
                     while not room.acquire(timeout=1.0):
-                        if self._stopping.is_set() or loop.is_closed():
+                        if self._stopping.is_set() or ended.is_set() or loop.is_closed():
                             return
                     loop.call_soon_threadsafe(deliver, event)
                 result = latest[0]

@@ -384,3 +384,38 @@ def test_the_store_reads_its_own_writes_without_the_watch_and_the_server_before_
         await store.stop()
 
     asyncio.run(scenario())
+
+
+def test_informer_lists_again_when_an_event_cannot_be_applied() -> None:
+    class Fragile(Contents):
+        failures = 1
+
+        def apply(self, plural: str, kind: str, body: dict[str, Any]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise KeyError("a bug")
+            super().apply(plural, kind, body)
+
+    class Kube(FakeKube):
+        def watch(self, plural: str, namespace: str, version: str, seconds: int) -> Iterator[Any]:
+            self.watches.append(version)
+            if len(self.watches) == 1:
+                yield {"type": "ADDED", "object": event(3, 11)}
+            self.release.wait(5)
+
+    async def scenario() -> tuple[FakeKube, Contents]:
+        kube, contents = Kube(), Fragile()
+        informer = Informer(kube, "ns", EVENTS, contents)  # type: ignore[arg-type]
+        informer.backoff = Backoff(first=0.01, most=0.02)
+        informer.start()
+        for _ in range(500):
+            if len(kube.watches) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        kube.release.set()
+        await informer.stop()
+        return kube, contents
+
+    kube, contents = asyncio.run(scenario())
+    assert kube.lists == 2 and kube.watches[:2] == ["10", "30"]
+    assert sorted(contents.objects[EVENTS]) == ["ev1", "ev2"]
