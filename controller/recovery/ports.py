@@ -18,6 +18,7 @@ tests' in-memory fakes implement the same ports.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -27,6 +28,7 @@ from controller.recovery.nova import (
     Aggregate,
     ComputeService,
     HostCapacity,
+    HostResources,
     Migration,
     Server,
 )
@@ -65,6 +67,14 @@ class Nova(Protocol):
         """Start an evacuation; the scheduler picks the host when target_host is None."""
         ...
 
+    async def live_migrate(
+        self, server_id: str, target_host: str | None = None, block_migration: bool | None = None
+    ) -> None:
+        """Start a live migration, never forced past the scheduler; it picks the host when
+        target_host is None. block_migration None is Nova's "auto" (from the storage). Nova
+        checks the rest later: follow it in `migrations` (type "live-migration")."""
+        ...
+
     async def stop_server(self, server_id: str) -> None: ...
 
     async def start_server(self, server_id: str) -> None: ...
@@ -86,6 +96,11 @@ class Nova(Protocol):
     async def migrations(self, server_id: str) -> list[Migration]: ...
 
     async def host_capacity(self, host: str) -> HostCapacity: ...
+
+    async def host_resources(self, hosts: Collection[str]) -> list[HostResources]:
+        """Placement's inventories and usages of each of `hosts` (service host names) that has
+        a resource provider; a host without one is left out."""
+        ...
 
 
 class PacemakerCluster(Protocol):

@@ -55,6 +55,7 @@ class Timing:
     report_interval: float = 1.0
     evacuation_seconds: float = 0.5
     power_seconds: float = 0.2
+    live_migration_seconds: float = 0.5
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class Server:
     locked_reason: str | None = None
     fault: str | None = None
     evacuations: int = 0
+    live_migrations: int = 0  # completed ones: with evacuations, the times the server moved
     #: Bumped by every task, so a stale completion callback can tell it was overtaken.
     task_seq: int = 0
 
@@ -190,6 +192,8 @@ class Cloud:
         self.aggregates: dict[int, Aggregate] = {}
         #: Servers whose next evacuation fails on the destination (fault injection).
         self.failing_evacuations: set[str] = set()
+        #: Servers whose next live migrations fail, by how many more fail (< 0: every one).
+        self.failing_live_migrations: dict[str, int] = {}
         self._load(spec)
 
     # --- loading -------------------------------------------------------------------------
@@ -541,6 +545,77 @@ class Cloud:
             elif free == best_free:
                 best.append(host)
         return self.rng.choice(best) if best else None
+
+    # --- live migration --------------------------------------------------------------------
+
+    def live_migrate(self, server_id: str, ctx: Context, target: str | None) -> None:
+        """POST /servers/{id}/action {"os-migrateLive": ...} at 2.30 or later (never forced).
+
+        As Nova from 2.34: the API refuses what it checks itself (policy, state, an unknown
+        target, a source service that is not up); what the conductor finds later (no valid
+        host, the target being the source) ends the migration record in "error" and leaves
+        the server active where it was. While it runs the server is `migrating` and its
+        destination holds the resources of both copies, as Nova's claim does.
+        """
+        if not ctx.is_admin:
+            raise ApiError(
+                403, "Policy doesn't allow os_compute_api:os-migrate-server:migrate_live."
+            )
+        if target is not None and target not in self.hosts:
+            raise ApiError(400, f"Compute host {target} could not be found.")
+        server = self.server(server_id, ctx)
+        self._check_state(server, "os-migrateLive", frozenset({"active", "paused"}))
+        source = self.hosts[server.host]
+        if self.service_state(source) != "up":
+            raise ApiError(400, f"Compute service of {source.name} is unavailable at this time.")
+        now = self.clock()
+        migration = Migration(
+            len(self.migrations) + 1, self.new_uuid(), server.id, server.project_id,
+            source.name, None, "queued", now, now, "live-migration",
+        )  # fmt: skip
+        self.migrations.append(migration)
+        self.migrations_by_instance.setdefault(server.id, []).append(migration)
+        dest = (
+            None
+            if target == source.name
+            else self._select_destination(server, source, target, False)
+        )
+        if dest is None:
+            migration.status = "error"
+            return
+        migration.dest_compute, migration.status = dest.name, "running"
+        dest.claim(server.flavor)
+        server.task_state = "migrating"
+        server.task_seq += 1
+        server.updated = now
+        seq = server.task_seq
+        remaining = self.failing_live_migrations.get(server.id, 0)
+        if remaining > 0:
+            self.failing_live_migrations[server.id] = remaining - 1
+        fails = remaining != 0
+
+        def finish() -> None:
+            if self.servers.get(server.id) is not server or server.task_seq != seq:
+                dest.claim(server.flavor, -1)  # overtaken (reset, deleted): never landed
+                return
+            if not source.alive:
+                # nova-compute of the source died with the migration: nothing ends it, the
+                # record stays "running" and the server "migrating" until someone resets it.
+                return
+            migration.updated = server.updated = self.clock()
+            server.task_state = None
+            if fails:  # Nova's rollback of a live migration leaves the record in "error"
+                migration.status = "error"
+                dest.claim(server.flavor, -1)
+                return
+            source.claim(server.flavor, -1)
+            del source.servers[server.id]
+            dest.servers[server.id] = server
+            server.host = dest.name
+            server.live_migrations += 1
+            migration.status = "completed"
+
+        self._later(self.timing.live_migration_seconds, finish)
 
     # --- aggregates ------------------------------------------------------------------------
 

@@ -225,6 +225,11 @@ async def server_action(request: web.Request) -> web.Response:
     if action == "evacuate":
         cloud.evacuate(server_id, ctx, args.get("host"), bool(args.get("force", False)))
         return web.Response(status=200)
+    if action == "os-migrateLive":
+        if ctx.microversion < (2, 30) or args.get("force"):
+            raise sim_cloud.ApiError(400, "The simulator live-migrates from 2.30 on, unforced.")
+        cloud.live_migrate(server_id, ctx, args.get("host"))
+        return web.Response(status=202)
     if action == "os-stop":
         cloud.stop(server_id, ctx)
     elif action == "os-start":

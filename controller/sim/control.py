@@ -10,8 +10,13 @@ simulator listens on loopback).
                                           "stopped", "flavor", "project_id"} -> {"ids": [...]}
   GET    /_sim/evacuations                {"evacuations": {server id: times evacuated}}
   GET    /_sim/servers/{id}/evacuations   {"evacuations": n}
+  GET    /_sim/moves                      {"moves": {server id: evacuations + completed
+                                          live migrations}}
   GET    /_sim/faults, PUT /_sim/faults   {"routes": {class: {"error_rate", "latency",
-                                          "status"}}, "fail_evacuation": [server ids]}
+                                          "status"}}, "fail_evacuation": [server ids],
+                                          "fail_live_migration": {server id: how many of its
+                                          next live migrations fail, < 0: all}}
+  PUT    /_sim/timing                     {"live_migration_seconds", "evacuation_seconds", ...}
   GET    /_sim/stats, DELETE /_sim/stats  requests served per route class
 """
 
@@ -98,12 +103,30 @@ async def server_evacuations(request: web.Request) -> web.Response:
     return web.json_response({"evacuations": server.evacuations})
 
 
+async def moves(request: web.Request) -> web.Response:
+    servers = request.app[SIM].cloud.servers.values()
+    counts = {s.id: s.evacuations + s.live_migrations for s in servers}
+    return web.json_response({"moves": {k: v for k, v in counts.items() if v}})
+
+
+async def set_timing(request: web.Request) -> web.Response:
+    timing = request.app[SIM].cloud.timing
+    body: dict[str, Any] = await request.json()
+    unknown = set(body) - set(asdict(timing))
+    if unknown:
+        return _error(400, f"unknown timings {sorted(unknown)}")
+    for name, value in body.items():
+        setattr(timing, name, float(value))
+    return web.json_response(asdict(timing))
+
+
 def _faults_view(request: web.Request) -> web.Response:
     sim = request.app[SIM]
     return web.json_response(
         {
             "routes": {name: asdict(fault) for name, fault in sim.faults.routes.items()},
             "fail_evacuation": sorted(sim.cloud.failing_evacuations),
+            "fail_live_migration": sim.cloud.failing_live_migrations,
         }
     )
 
@@ -121,6 +144,8 @@ async def set_faults(request: web.Request) -> web.Response:
         return _error(400, f"unknown route classes {sorted(unknown)}; use {sorted(ROUTE_CLASSES)}")
     sim.faults.routes = {name: RouteFault(**fault) for name, fault in routes.items()}
     sim.cloud.failing_evacuations = set(body.get("fail_evacuation", []))
+    failing = body.get("fail_live_migration", {})
+    sim.cloud.failing_live_migrations = {str(k): int(v) for k, v in failing.items()}
     return _faults_view(request)
 
 
@@ -142,6 +167,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/_sim/servers", boot_servers)
     app.router.add_get("/_sim/evacuations", evacuations)
     app.router.add_get("/_sim/servers/{id}/evacuations", server_evacuations)
+    app.router.add_get("/_sim/moves", moves)
+    app.router.add_put("/_sim/timing", set_timing)
     app.router.add_get("/_sim/faults", get_faults)
     app.router.add_put("/_sim/faults", set_faults)
     app.router.add_get("/_sim/stats", stats)

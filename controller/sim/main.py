@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds without a report before a killed host's service is down (Nova: 60)",
     )
     parser.add_argument("--evacuation-seconds", type=float, default=0.5)
+    parser.add_argument("--live-migration-seconds", type=float, default=0.5)
     parser.add_argument("--power-seconds", type=float, default=0.2, help="stop/start duration")
     parser.add_argument("--latency", type=float, default=0.0, help="added to every API call (s)")
     parser.add_argument(
@@ -51,6 +52,7 @@ def options_from(args: argparse.Namespace) -> sim_app.Options:
             service_down_time=args.service_down_time,
             evacuation_seconds=args.evacuation_seconds,
             power_seconds=args.power_seconds,
+            live_migration_seconds=args.live_migration_seconds,
         ),
         faults=faults,
         admin_token=args.admin_token,

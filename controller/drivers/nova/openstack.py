@@ -191,6 +191,9 @@ class OpenStackNova:
             # Nova answers 400 to an evacuation while the source service is still up.
             if status == 400 and "is still in use" in detail:
                 return Conflict(message)
+            # And to a live migration whose source service is not up.
+            if status == 400 and "is unavailable at this time" in detail:
+                return Conflict(message)
             return NovaError(message)
         if isinstance(exc, ksa_exceptions.ConnectionError | ksa_exceptions.DiscoveryFailure):
             return _Transient(f"{operation}: {type(exc).__name__}")
@@ -325,6 +328,19 @@ class OpenStackNova:
         await self._call(
             f"evacuate server {server_id}{where}",
             lambda: self._conn.compute.evacuate_server(server_id, host=target_host),
+            change=True,
+        )
+
+    async def live_migrate(
+        self, server_id: str, target_host: str | None = None, block_migration: bool | None = None
+    ) -> None:
+        where = f" to {target_host}" if target_host else ""
+        mode: bool | str = "auto" if block_migration is None else block_migration
+        await self._call(
+            f"live-migrate server {server_id}{where}",
+            lambda: self._conn.compute.live_migrate_server(
+                server_id, host=target_host, force=False, block_migration=mode
+            ),
             change=True,
         )
 
