@@ -118,3 +118,51 @@ class HostCapacity:
     @property
     def memory_mb_free(self) -> int:
         return self.memory_mb - self.memory_mb_used
+
+
+# --- Placement ------------------------------------------------------------------------------
+
+VCPU = "VCPU"
+MEMORY_MB = "MEMORY_MB"
+DISK_GB = "DISK_GB"
+#: The resource classes a flavor asks Placement for, in the order messages name them.
+RESOURCE_CLASSES = (VCPU, MEMORY_MB, DISK_GB)
+
+
+def flavor_resources(flavor: Flavor) -> dict[str, int]:
+    """What Nova's scheduler asks Placement for on the flavor's behalf. A volume-backed
+    instance asks for no DISK_GB in Nova; the server's view does not say it is one, so its
+    flavor's disk is counted (a plan may then find a host too small that is not)."""
+    return {VCPU: flavor.vcpus, MEMORY_MB: flavor.ram_mb, DISK_GB: flavor.disk_gb}
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """One resource class of a resource provider, as Placement holds it."""
+
+    total: int
+    reserved: int = 0
+    allocation_ratio: float = 1.0
+    max_unit: int | None = None  # the most one allocation may take (a flavor larger never fits)
+
+    @property
+    def capacity(self) -> int:
+        """What may be allocated in all: Placement's own formula, (total - reserved) * ratio."""
+        return int((self.total - self.reserved) * self.allocation_ratio)
+
+
+@dataclass(frozen=True)
+class HostResources:
+    """A compute host's resource provider in Placement: its inventories and what is allocated
+    against them (every consumer: instances, and evacuations still holding their source)."""
+
+    host: str  # the nova-compute service host
+    provider: str  # the resource provider's uuid, which is the compute node's
+    inventories: Mapping[str, Inventory]
+    usages: Mapping[str, int]
+
+    def free(self, resource_class: str) -> int:
+        inventory = self.inventories.get(resource_class)
+        if inventory is None:
+            return 0
+        return inventory.capacity - self.usages.get(resource_class, 0)
