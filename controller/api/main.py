@@ -15,6 +15,7 @@ from aiohttp import web
 from controller import logs
 from controller.api.app import Context, build_app
 from controller.api.store import Store
+from controller.api.tls import ServingCertificate
 from controller.drivers.keystone import TokenValidator
 from controller.drivers.kube import Kube, load_client
 from controller.drivers.nova.openstack import OpenStackNova
@@ -22,6 +23,8 @@ from controller.recovery.nova import NovaError
 
 log = logging.getLogger("masakari.api")
 READY = "masakari-operator api listening on "
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
+access_log = logging.getLogger("masakari.api.access")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accept every request as admin without a token: ONLY for local experiments",
     )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        help="serve HTTPS with this certificate (PEM, chain included), e.g. a mounted Secret's "
+        "tls.crt; read again when it changes",
+    )
+    parser.add_argument("--tls-key", type=Path, help="the certificate's key (tls.key)")
+    parser.add_argument(
+        "--tls-reload-seconds",
+        type=float,
+        default=60.0,
+        help="how often the certificate files are checked for a renewal",
+    )
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
 
@@ -75,16 +91,25 @@ async def _serve(args: argparse.Namespace) -> None:
         )
     else:
         tokens = TokenValidator(args.clouds_yaml, args.cloud, args.token_cache_seconds)
+    certificate = None
+    if args.tls_cert:
+        certificate = ServingCertificate(args.tls_cert, args.tls_key)
     store = Store(kube, args.namespace)
     app = build_app(Context(store, tokens, NovaComputeHosts(nova)))
-    runner = web.AppRunner(app, access_log=None)
+    # Method, path, status, size and seconds: never a header, where the tokens are.
+    runner = web.AppRunner(app, access_log=access_log, access_log_format=ACCESS_LOG_FORMAT)
     await runner.setup()
     await store.start()
+    reloading = None
     try:
-        await web.TCPSite(runner, args.host, args.port).start()
+        tls = certificate.context if certificate else None
+        await web.TCPSite(runner, args.host, args.port, ssl_context=tls).start()
+        if certificate is not None:
+            reloading = asyncio.create_task(certificate.watch(args.tls_reload_seconds))
         port = runner.addresses[0][1]
         netloc = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"{READY}http://{netloc}:{port}", flush=True)
+        scheme = "https" if certificate else "http"
+        print(f"{READY}{scheme}://{netloc}:{port}", flush=True)
         log.info("serving namespace %s", args.namespace)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -92,6 +117,8 @@ async def _serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        if reloading is not None:
+            reloading.cancel()
         await runner.cleanup()
         await store.stop()
         nova.close()
@@ -99,6 +126,9 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.verbose, args.log_format == "json")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("masakari-operator api: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(args))
