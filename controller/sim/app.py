@@ -1,6 +1,7 @@
-"""The simulator's HTTP server: Keystone under /identity, Nova under /compute, control under
-/_sim. One middleware does what Nova's and Keystone's pipelines do before a handler runs:
-injected faults, token check, microversion negotiation, and error bodies in Nova's format.
+"""The simulator's HTTP server: Keystone under /identity, Nova under /compute, Placement under
+/placement, control under /_sim. One middleware does what Nova's and Keystone's pipelines do
+before a handler runs: injected faults, token check, microversion negotiation, and error bodies
+in Nova's format (Placement's in controller.sim.placement).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from controller.microversions import HEADER, asked_for
 from controller.sim import cloud as sim_cloud
-from controller.sim import compute, control, keystone
+from controller.sim import compute, control, keystone, placement
 from controller.sim import topology as topo
 from controller.sim.state import MAX_MICROVERSION, MIN_MICROVERSION, SIM, Faults, RouteFault, Sim
 
@@ -110,6 +111,8 @@ async def pipeline(
         # Version documents are public, as in Nova's paste pipeline.
         if request.path.startswith(compute.PREFIX) and route_class != "versions":
             return await _compute(request, handler)
+        if route_class == "placement":
+            return await placement.pipeline(request, handler)
         return await handler(request)
     except sim_cloud.ApiError as error:
         return _nova_error(error.status, error.message)
@@ -215,6 +218,7 @@ def build_app(spec: topo.Topology, options: Options) -> web.Application:
     classify("identity", app.router.add_post("/identity/v3/auth/tokens", issue_token))
     classify("identity", app.router.add_get("/identity/v3/auth/tokens", validate_token))
     compute.add_routes(app, classify)
+    placement.add_routes(app, classify)
     control.add_routes(app)
 
     # Built inside the running loop: the cloud schedules its timers on it.

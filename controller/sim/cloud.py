@@ -115,18 +115,45 @@ class Host:
     memory_mb_used: int = 0
     disk_gb_used: int = 0
     servers: dict[str, Server] = field(default_factory=dict)
+    #: Placement's view of the host (its resource provider): see inventory().
+    cpu_allocation_ratio: float = 1.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    reserved_vcpus: int = 0
+    reserved_memory_mb: int = 0
+    reserved_disk_gb: int = 0
+    generation: int = 0  # the resource provider's, bumped by every claim as Placement does
+
+    def inventory(self) -> dict[str, tuple[int, int, float]]:
+        """Resource class -> (total, reserved, allocation ratio), as nova-compute reports it."""
+        return {
+            "VCPU": (self.vcpus, self.reserved_vcpus, self.cpu_allocation_ratio),
+            "MEMORY_MB": (self.memory_mb, self.reserved_memory_mb, self.ram_allocation_ratio),
+            "DISK_GB": (self.disk_gb, self.reserved_disk_gb, self.disk_allocation_ratio),
+        }
+
+    def usages(self) -> dict[str, int]:
+        return {
+            "VCPU": self.vcpus_used,
+            "MEMORY_MB": self.memory_mb_used,
+            "DISK_GB": self.disk_gb_used,
+        }
 
     def fits(self, flavor: Flavor) -> bool:
-        return (
-            self.vcpus - self.vcpus_used >= flavor.vcpus
-            and self.memory_mb - self.memory_mb_used >= flavor.ram
-            and self.disk_gb - self.disk_gb_used >= flavor.disk
+        """Placement's check: (total - reserved) * ratio - used covers the request, and no
+        request exceeds max_unit (the total)."""
+        asked = {"VCPU": flavor.vcpus, "MEMORY_MB": flavor.ram, "DISK_GB": flavor.disk}
+        used = self.usages()
+        return all(
+            asked[rc] <= total and int((total - reserved) * ratio) - used[rc] >= asked[rc]
+            for rc, (total, reserved, ratio) in self.inventory().items()
         )
 
     def claim(self, flavor: Flavor, sign: int = 1) -> None:
         self.vcpus_used += sign * flavor.vcpus
         self.memory_mb_used += sign * flavor.ram
         self.disk_gb_used += sign * flavor.disk
+        self.generation += 1
 
 
 @dataclass(slots=True)
@@ -213,6 +240,7 @@ class Cloud:
             self.flavors_by_name[f.name] = flavor
         for h in spec.hosts:
             host = self._add_host(h.name, h.vcpus, h.memory_mb, h.disk_gb, h.zone)
+            self._set_inventory(host, h)
             host.status = h.status
             host.disabled_reason = h.disabled_reason
             host.forced_down = h.forced_down
@@ -225,6 +253,7 @@ class Cloud:
             flavor = self.flavor(g.flavor)
             for i in range(1, g.count + 1):
                 host = self._add_host(f"{g.prefix}{i}", g.vcpus, g.memory_mb, g.disk_gb, g.zone)
+                self._set_inventory(host, g)
                 for j in range(g.servers_per_host):
                     self.boot(
                         host.name, f"{host.name}-vm{j}", flavor, dict(g.metadata), "demo", now=now
@@ -251,6 +280,15 @@ class Cloud:
         self.hosts[name] = host
         self.hosts_by_service_id[host.service_id] = host
         return host
+
+    @staticmethod
+    def _set_inventory(host: Host, spec: topo.InventorySpec) -> None:
+        host.cpu_allocation_ratio = spec.cpu_allocation_ratio
+        host.ram_allocation_ratio = spec.ram_allocation_ratio
+        host.disk_allocation_ratio = spec.disk_allocation_ratio
+        host.reserved_vcpus = spec.reserved_host_cpus
+        host.reserved_memory_mb = spec.reserved_host_memory_mb
+        host.reserved_disk_gb = spec.reserved_host_disk_gb
 
     def flavor(self, name_or_id: str) -> Flavor:
         flavor = self.flavors.get(name_or_id) or self.flavors_by_name.get(name_or_id)

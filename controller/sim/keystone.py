@@ -1,7 +1,7 @@
 """Keystone v3, as much as openstacksdk and a token-validating service need.
 
 Password authentication issues a token (X-Subject-Token) with the roles of the user in its
-project and a service catalog (identity and compute); GET /v3/auth/tokens validates one.
+project and a service catalog (identity, compute, placement); GET /v3/auth/tokens validates one.
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ class Keystone:
                 body["catalog"] = [
                     _service("identity", "keystone", f"{base_url}/identity"),
                     _service("compute", "nova", f"{base_url}/compute/v2.1"),
+                    _service("placement", "placement", f"{base_url}/placement"),
                     *(_service(entry.type, entry.name, entry.url) for entry in extra or []),
                 ]
         return {"token": body}

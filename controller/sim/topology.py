@@ -25,7 +25,20 @@ class FlavorSpec(_Strict):
     disk: int = Field(default=1, ge=0, description="GiB")
 
 
-class HostSpec(_Strict):
+class InventorySpec(_Strict):
+    """How Placement counts a host: nova-compute's allocation ratio and reserved options. The
+    simulator's ratios default to 1.0 (Nova's initial_cpu_allocation_ratio is 4.0) so a host's
+    `vcpus` is what fits on it; its scheduler and its Placement agree either way."""
+
+    cpu_allocation_ratio: float = Field(default=1.0, gt=0)
+    ram_allocation_ratio: float = Field(default=1.0, gt=0)
+    disk_allocation_ratio: float = Field(default=1.0, gt=0)
+    reserved_host_cpus: int = Field(default=0, ge=0)
+    reserved_host_memory_mb: int = Field(default=0, ge=0)
+    reserved_host_disk_gb: int = Field(default=0, ge=0)
+
+
+class HostSpec(InventorySpec):
     name: str
     vcpus: int = Field(default=16, ge=1)
     memory_mb: int = Field(default=32768, ge=1)
@@ -40,7 +53,7 @@ class HostSpec(_Strict):
     )
 
 
-class HostGroupSpec(_Strict):
+class HostGroupSpec(InventorySpec):
     """`count` hosts named prefix1..prefixN, each with `servers_per_host` servers."""
 
     prefix: str = "compute"

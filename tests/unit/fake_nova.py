@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from controller.recovery.nova import (
+    DISK_GB,
+    MEMORY_MB,
+    VCPU,
     Aggregate,
     ComputeService,
     Conflict,
     Flavor,
     HostCapacity,
+    HostResources,
+    Inventory,
     Migration,
     NotFound,
     NoValidHost,
@@ -210,3 +216,28 @@ class FakeNova:
 
     async def host_capacity(self, host: str) -> HostCapacity:
         return HostCapacity(host, self.vcpus[host], self._usage(host), 65536, 0)
+
+    async def host_resources(self, hosts: Collection[str]) -> list[HostResources]:
+        """Placement as the fake's scheduler counts: vcpus per host; memory and disk ample."""
+        found = []
+        for host in hosts:
+            if host not in self.vcpus:
+                continue
+            on_host = [s for s in self.servers.values() if s.host == host]
+            found.append(
+                HostResources(
+                    host=host,
+                    provider=f"rp-{host}",
+                    inventories={
+                        VCPU: Inventory(self.vcpus[host], max_unit=self.vcpus[host]),
+                        MEMORY_MB: Inventory(65536),
+                        DISK_GB: Inventory(10000),
+                    },
+                    usages={
+                        VCPU: self._usage(host),
+                        MEMORY_MB: sum(s.flavor.ram_mb for s in on_host),
+                        DISK_GB: sum(s.flavor.disk_gb for s in on_host),
+                    },
+                )
+            )
+        return found

@@ -193,6 +193,8 @@ def clouds_yaml(lab: NovaLab) -> dict[str, Any]:
                 "auth_type": "admin_token",
                 "auth": {"endpoint": lab.nova_url, "token": TOKEN},
                 "compute_endpoint_override": lab.nova_url,
+                # No Keystone catalog: Placement is reached directly (the driver's placement reads).
+                "placement_endpoint_override": f"http://127.0.0.1:{lab.ports.placement}",
                 "region_name": "RegionOne",
             }
         }
