@@ -16,10 +16,10 @@ import pytest
 from multidict import MultiDict
 
 from controller.api import listing, views
-from controller.api.app import NOTIFICATION_SORT_KEYS
 from controller.api.contents import Contents, trim
 from controller.api.faults import ApiFault
 from controller.api.ids import ID, UUID, object_uuid
+from controller.api.notifications import NOTIFICATION_SORT_KEYS
 from controller.api.store import Store
 from controller.drivers.informer import Backoff, Informer
 from controller.drivers.kube import PLURAL, Expired, KubeError
