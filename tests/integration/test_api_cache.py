@@ -4,6 +4,7 @@ restarts (its watches broken, their resourceVersions possibly expired)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -12,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from controller.api.contents import Contents
+from controller.drivers import informer
+from controller.drivers.kube import PLURAL, Kube, load_client
 from tests.conftest import Cluster
 from tests.harness import control_plane
 from tests.harness.masakari_api import ApiCloud, api_cloud
@@ -166,3 +170,38 @@ def test_the_cache_recovers_after_the_api_server_restarts(tmp_path: Path) -> Non
             state = ready(cloud)
             assert state["ready"], state
             print("readiness after the restart:", state)
+
+
+def test_watches_the_api_server_ends_resume_from_their_version_losing_nothing(
+    cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Watches of 2 s instead of 4-5 minutes: the test's changes span several of them.
+    monkeypatch.setattr(informer, "WATCH_SECONDS", (2, 2))
+    kube = Kube(load_client(str(cluster.kubeconfig)))
+
+    async def scenario() -> tuple[set[str], int, bool]:
+        contents = Contents()
+        watcher = informer.Informer(kube, namespace, PLURAL.failure_events, contents)
+        watcher.start()
+        await asyncio.wait_for(watcher.synced.wait(), SEEN_WITHIN)
+        listed_at = int(watcher.version)
+        for number in range(6):
+            await kube.create(
+                PLURAL.failure_events, namespace, host_failure(f"ev{number}", "compute1")
+            )
+            await asyncio.sleep(1)
+        await kube.delete(PLURAL.failure_events, namespace, "ev0")
+        wanted = {f"ev{number}" for number in range(1, 6)}
+        for _ in range(int(SEEN_WITHIN * 10)):
+            if set(contents.objects[PLURAL.failure_events]) == wanted:
+                break
+            await asyncio.sleep(0.1)
+        # A watch ended by the server and opened again from a later version than the list's.
+        resumed = int(watcher.version) > listed_at
+        await watcher.stop()
+        return set(contents.objects[PLURAL.failure_events]), watcher.lists, resumed
+
+    held, lists, resumed = asyncio.run(scenario())
+    assert resumed
+    assert held == {f"ev{number}" for number in range(1, 6)}
+    assert lists == 1  # every watch resumed where the last ended: no list again
