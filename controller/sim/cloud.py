@@ -589,11 +589,12 @@ class Cloud:
     def live_migrate(self, server_id: str, ctx: Context, target: str | None) -> None:
         """POST /servers/{id}/action {"os-migrateLive": ...} at 2.30 or later (never forced).
 
-        As Nova from 2.34: the API refuses what it checks itself (policy, state, an unknown
-        target, a source service that is not up); what the conductor finds later (no valid
-        host, the target being the source) ends the migration record in "error" and leaves
-        the server active where it was. While it runs the server is `migrating` and its
-        destination holds the resources of both copies, as Nova's claim does.
+        As Nova 34: the API refuses what it checks itself (policy, state, an unknown or
+        unusable named target, a source service that is not up); what the conductor finds
+        later (no host for the scheduler to pick, the target being the source) ends the
+        migration record in "error" and leaves the server active where it was. While it runs
+        the server is `migrating` and its destination holds the resources of both copies, as
+        Nova's claim does.
         """
         if not ctx.is_admin:
             raise ApiError(
@@ -602,6 +603,10 @@ class Cloud:
         if target is not None and target not in self.hosts:
             raise ApiError(400, f"Compute host {target} could not be found.")
         server = self.server(server_id, ctx)
+        named = self.hosts.get(target) if target is not None else None
+        if named is not None and not self.schedulable(named, server.flavor, self.clock()):
+            # Nova 34 checks a named destination before it answers (found on the lab).
+            raise ApiError(400, "No valid host was found.")
         self._check_state(server, "os-migrateLive", frozenset({"active", "paused"}))
         source = self.hosts[server.host]
         if self.service_state(source) != "up":

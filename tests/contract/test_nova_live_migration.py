@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.recovery.nova import Conflict, Migration
+from controller.recovery.nova import Conflict, Migration, NoValidHost
 from tests.contract.backend import NovaBackend
 from tests.contract.test_nova_driver import Driver, driver  # noqa: F401 (fixture)
 
@@ -78,19 +78,38 @@ def test_live_migration_off_a_dead_host_is_refused(
     assert (server.host, server.task_state) == (source, None)
 
 
-def test_live_migration_to_a_disabled_host_ends_in_error_and_stays(
+def test_live_migration_to_a_disabled_host_is_refused(
     driver: Driver,  # noqa: F811
     nova_backend: NovaBackend,
 ) -> None:
-    """The scheduler refuses a disabled target after the API accepted the call (Nova checks
-    it in the conductor): the record ends in "error" and the server stays active where it was."""
+    """Nova 34 checks a named destination before answering: no valid host, nothing moves."""
     source, target = nova_backend.hosts[0], nova_backend.hosts[1]
     (sid,) = nova_backend.boot_servers(source, 1)
     driver(driver.nova.disable_service(target, "contract test: not a destination"))
-    try:
+    with pytest.raises(NoValidHost):
         driver(driver.nova.live_migrate(sid, target))
-    except Conflict:
-        return  # a Nova that refuses synchronously is also within the contract
+    server = driver.settled(sid, "settled", lambda s: True)
+    assert (server.host, server.vm_state) == (source, "active")
+    assert not [m for m in _live(driver(driver.nova.migrations(sid))) if m.status == "completed"]
+
+
+def test_live_migration_with_no_host_to_take_it_ends_in_error_and_stays(
+    driver: Driver,  # noqa: F811
+    nova_backend: NovaBackend,
+) -> None:
+    """When the scheduler is to pick and nothing fits, the call may be accepted and fail
+    later (the record ends in "error") or be refused at once; either way the server stays
+    active where it was."""
+    source = nova_backend.hosts[0]
+    (sid,) = nova_backend.boot_servers(source, 1)
+    for host in nova_backend.hosts[1:]:
+        driver(driver.nova.disable_service(host, "contract test: not a destination"))
+    try:
+        driver(driver.nova.live_migrate(sid))
+    except NoValidHost:
+        server = driver(driver.nova.server(sid))
+        assert (server.host, server.vm_state) == (source, "active")
+        return
     records = driver.wait_for(
         lambda: driver.nova.migrations(sid),
         lambda ms: bool(_live(ms)) and _live(ms)[0].status in ("error", "failed"),
