@@ -223,6 +223,8 @@ def test_api_deployment_is_accepted_with_namespace_scoped_rights(
 
     assert can("create", "failureevents.masakari.dev")
     assert can("update", "configmaps")
+    for kind in ("failoversegments", "hosts", "failureevents"):  # its reads are from watches
+        assert can("watch", f"{kind}.masakari.dev")
     assert not can("patch", "failureevents.masakari.dev/status")  # status is the operator's
     assert not can("create", "failureevents.masakari.dev", "another-cloud")
 
