@@ -81,6 +81,8 @@ class Store:
                     "objects": self.contents.count(plural),
                     "lists": informer.lists,
                     "resourceVersion": informer.version,
+                    # Consecutive failed lists or watches: memory is served as it was meanwhile.
+                    "failures": informer.backoff.failures,
                 }
                 for plural, informer in self.informers.items()
             },
