@@ -263,3 +263,44 @@ def test_monitoring_is_accepted_and_selected_by_kube_prometheus_stack(cluster: C
     base = objects["ConfigMap", "masakari-operator-runbooks"]["data"]["base"]
     for alert in rule["spec"]["groups"][0]["rules"]:
         assert alert["annotations"]["runbook_url"] == f"{base}#{alert['alert'].lower()}"
+
+
+def test_the_host_monitor_may_list_hosts_and_create_failure_events_and_nothing_else(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-k", str(REPO / "deploy/hostmonitor"))
+    account = f"system:serviceaccount:{namespace}:masakari-hostmonitor"
+
+    def can(verb: str, resource: str, where: str = namespace) -> bool:
+        return allowed(cluster, account, verb, resource, where)
+
+    assert can("list", "hosts.masakari.dev")
+    assert can("create", "failureevents.masakari.dev")
+    for verb, resource in [
+        ("patch", "failureevents.masakari.dev"),
+        ("delete", "failureevents.masakari.dev"),
+        ("patch", "failureevents.masakari.dev/status"),
+        ("create", "hosts.masakari.dev"),
+        ("patch", "hosts.masakari.dev"),
+        ("list", "failoversegments.masakari.dev"),
+        ("get", "secrets"),
+        ("list", "configmaps"),
+    ]:
+        assert not can(verb, resource), f"the host monitor should not {verb} {resource}"
+    assert not can("create", "failureevents.masakari.dev", "another-cloud")
+    # What it sends (docs/hostmonitor.md) is accepted from it.
+    report = {
+        "apiVersion": "masakari.dev/v1alpha1",
+        "kind": "FailureEvent",
+        "metadata": {"name": "compute-3-stopped-lost-20261202-101500"},
+        "spec": {
+            "type": "COMPUTE_HOST",
+            "host": "compute-3",
+            "generatedTime": "2026-12-02T10:15:00Z",
+            "payload": {"event": "STOPPED", "cluster_status": "OFFLINE", "host_status": "UNKNOWN"},
+            "source": "hostmonitor/node1",
+        },
+    }
+    cluster.kubectl(
+        "create", f"--as={account}", "-n", namespace, "-f", "-", stdin=json.dumps(report)
+    )
