@@ -26,7 +26,8 @@ from controller.recovery.nova import (  # noqa: E402
     HostResources,
     Inventory,
 )
-from controller.recovery.placement import Candidate, Instance, Strategy, plan  # noqa: E402
+from controller.recovery.placement import Candidate, Instance, plan  # noqa: E402
+from controller.resources.segment import PlacementStrategy  # noqa: E402
 
 GOAL_MS = 50.0
 FLAVORS = [(1, 2048, 20), (2, 4096, 40), (4, 8192, 80), (8, 16384, 160)]
@@ -78,7 +79,7 @@ def main() -> None:
     rng = random.Random(13)
     print(f"{args.instances} instances onto {args.hosts} hosts, {args.runs} runs")
     print(f"{'strategy':<8} {'median ms':>10} {'max ms':>8} {'placed':>7} {'unplaced':>9}  goal")
-    for strategy in Strategy:
+    for strategy in PlacementStrategy:
         times = []
         placed = unplaced = 0
         for _ in range(args.runs):

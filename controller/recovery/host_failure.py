@@ -15,13 +15,31 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from controller.recovery.instances import select_for_evacuation
-from controller.recovery.nova import Conflict, NotFound, NovaError, NoValidHost, Server
+from controller.recovery.instances import instance_priority, select_for_evacuation
+from controller.recovery.nova import (
+    Conflict,
+    NotFound,
+    NovaError,
+    NoValidHost,
+    Server,
+    flavor_resources,
+)
 from controller.recovery.outcome import Outcome
+from controller.recovery.placement import Candidate, Instance, order, plan
 from controller.recovery.ports import Nova
 from controller.recovery.progress import Progress
-from controller.resources.failure_event import InstanceMove, MoveStatus, StepState
-from controller.resources.segment import HostFailurePolicy, RecoveryMethod
+from controller.resources.failure_event import (
+    InstanceMove,
+    MoveStatus,
+    PlacementRecord,
+    StepState,
+)
+from controller.resources.segment import (
+    HostFailurePolicy,
+    PlacementBoundary,
+    PlacementPolicy,
+    RecoveryMethod,
+)
 
 DISABLE = "DisableComputeServiceTask"
 PREPARE = "PrepareHAEnabledInstancesTask"
@@ -35,6 +53,11 @@ CLOCK_SKEW = timedelta(seconds=30)
 _SETTLED_STATES = {"active", "stopped", "error"}
 # Nova's task states while it rebuilds an instance on its destination (an evacuation).
 REBUILDING = {"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"}
+# Plans per attempt: the first, and one per round in which Nova refused a planned target (the
+# plan went stale: another boot took the room). Bounded: a cloud that keeps refusing ends the
+# attempt in Error and the retry plans afresh.
+MAX_PLANS = 3
+NO_ROOM = "no room in the segment: "
 
 
 @dataclass(frozen=True)
@@ -90,6 +113,10 @@ class HostFailure:
     hold: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0)
     overall_limit: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
     timing: Timing = field(default_factory=Timing)
+    # Where instances may go and how their hosts are planned; None: Nova's scheduler picks.
+    placement: PlacementPolicy | None = None
+    # The segment's hosts that may take instances (not reserved, on maintenance or failed).
+    segment_hosts: list[str] = field(default_factory=list)
 
     async def run(self) -> Outcome:
         try:
@@ -146,6 +173,7 @@ class HostFailure:
             status=status,
             source_host=self.host,
             original_state=server.vm_state,
+            project_id=server.project_id,
         )
 
     async def _evacuate(self) -> Outcome:
@@ -169,7 +197,112 @@ class HostFailure:
         return outcome
 
     async def _to_scheduler(self) -> Outcome:
-        return await self._evacuate_remaining(None)
+        if self.placement is None or self.placement.boundary == PlacementBoundary.REGION:
+            return await self._evacuate_remaining(None)
+        return await self._by_plan(self.placement)
+
+    # -- the placement plan --------------------------------------------------------------
+
+    async def _by_plan(self, policy: PlacementPolicy) -> Outcome:
+        """Plan every remaining instance onto the boundary's live hosts from Placement, write
+        the plan, evacuate each to its host. An instance that does not fit is failed with the
+        resource it lacks, never sent blindly (the method's fallback may take it); one whose
+        planned host Nova refused is planned again, elsewhere, with fresh usages."""
+        refused: dict[str, set[str]] = {}
+        outcome = Outcome.error("NoPlan", "nothing was planned")
+        for _ in range(MAX_PLANS):
+            planned = await self._plan(policy, refused)
+            outcome = await self._evacuate_planned(planned)
+            stale = [
+                m
+                for m in self.progress.status.instances
+                if m.instance_uuid in planned
+                and m.status == MoveStatus.FAILED
+                and m.target_host
+                and "no valid host" in (m.message or "").lower()
+            ]
+            if not stale:
+                break
+            for move in stale:
+                refused.setdefault(move.instance_uuid, set()).add(move.target_host or "")
+            self.progress.note(
+                EVACUATE, f"Nova refused {len(stale)} planned target(s); planning again"
+            )
+        return outcome
+
+    async def _plan(self, policy: PlacementPolicy, refused: dict[str, set[str]]) -> list[str]:
+        """Write the plan (each move's targetHost, or failed with why) before any evacuate
+        call; returns the instances to move now, highest priority first."""
+        remaining = {
+            m.instance_uuid: m
+            for m in self.progress.status.instances
+            if m.status in (MoveStatus.PENDING, MoveStatus.ONGOING, MoveStatus.FAILED)
+        }
+        hosts = await self._live_targets(policy)
+        resources = await self.nova.host_resources(hosts) if hosts else []
+        # Only what is still on the failed host needs a host; a move in flight (after a restart)
+        # keeps the target it was sent to.
+        on_host = [s for s in await self.nova.servers_on_host(self.host) if s.id in remaining]
+        instances = [
+            Instance(
+                s.id,
+                s.name,
+                flavor_resources(s.flavor),
+                instance_priority(s, policy.priority_metadata_key, self.policy),
+            )
+            for s in on_host
+        ]
+        result = plan(instances, [Candidate.of(r) for r in resources], policy.strategy, refused)
+        for instance_id, host in result.targets.items():
+            remaining[instance_id].target_host = host
+        for instance_id, why in result.unplaced.items():
+            move = remaining[instance_id]
+            move.status = MoveStatus.FAILED
+            move.target_host = None
+            move.message = NO_ROOM + why
+            move.end_time = self.progress.clock()
+        previous = self.progress.status.placement
+        self.progress.status.placement = PlacementRecord(
+            boundary=policy.boundary,
+            strategy=policy.strategy,
+            planned_time=self.progress.clock(),
+            plans=(previous.plans + 1) if previous else 1,
+            candidate_hosts=len(resources),
+            planned=len(result.targets),
+            unplaced=len(result.unplaced),
+        )
+        self.progress.note(
+            EVACUATE,
+            f"plan ({policy.strategy}): {len(result.targets)} instance(s) onto "
+            f"{len(set(result.targets.values()))} of {len(resources)} host(s), "
+            f"{len(result.unplaced)} without room",
+        )
+        # Not written on its own: the first move's write-ahead carries the whole plan, and each
+        # move's carries its own target, before its evacuate call (three writes from admission
+        # to the first evacuate, as without a plan); with nothing to move, the end writes it.
+        still_on_host = {i.id for i in instances}
+        return [i.id for i in order(instances) if i.id in result.targets] + [
+            k for k in remaining if k not in still_on_host
+        ]
+
+    async def _live_targets(self, policy: PlacementPolicy) -> list[str]:
+        """The boundary's hosts Nova would schedule to now: enabled, up, not forced down."""
+        if policy.boundary == PlacementBoundary.AGGREGATES:
+            wanted = set(policy.aggregates)
+            members = {h for a in await self.nova.aggregates() if a.name in wanted for h in a.hosts}
+        else:
+            members = set(self.segment_hosts)
+        members.discard(self.host)
+        return sorted(
+            s.host
+            for s in await self.nova.compute_services()
+            if s.host in members and s.is_enabled and s.is_up and not s.forced_down
+        )
+
+    async def _evacuate_planned(self, planned: list[str]) -> Outcome:
+        moves = [m for i in planned if (m := self.progress.move(i)) is not None]
+        await self._run_moves(moves, lambda move: move.target_host)
+        return self._outcome("to the planned hosts")
 
     async def _to_reserved_hosts(self) -> Outcome:
         taken = self.progress.status.reserved_hosts
@@ -213,21 +346,40 @@ class HostFailure:
             for m in self.progress.status.instances
             if m.status in (MoveStatus.PENDING, MoveStatus.ONGOING, MoveStatus.FAILED)
         ]
+        await self._run_moves(moves, lambda _move: target)
+        return self._outcome(f"to {target}" if target else "by the scheduler")
+
+    async def _run_moves(
+        self, moves: list[InstanceMove], target_of: Callable[[InstanceMove], str | None]
+    ) -> None:
         segment_limit = asyncio.Semaphore(self.policy.evacuation_concurrency)
 
         async def bounded(move: InstanceMove) -> None:
             async with segment_limit, self.overall_limit:
-                await self._move(move, target)
+                await self._move(move, target_of(move))
 
         # A TaskGroup, not gather: if one move fails unexpectedly the others are cancelled
         # rather than left running behind the attempt's back.
         async with asyncio.TaskGroup() as group:
             for move in moves:
                 group.create_task(bounded(move))
-        statuses = [m.status for m in self.progress.status.instances]
-        failed = statuses.count(MoveStatus.FAILED)
-        moved = statuses.count(MoveStatus.SUCCEEDED)
-        where = f"to {target}" if target else "by the scheduler"
+
+    def _outcome(self, where: str) -> Outcome:
+        moves = self.progress.status.instances
+        no_room = [
+            m
+            for m in moves
+            if m.status == MoveStatus.FAILED and (m.message or "").startswith(NO_ROOM)
+        ]
+        failed = sum(m.status == MoveStatus.FAILED for m in moves)
+        moved = sum(m.status == MoveStatus.SUCCEEDED for m in moves)
+        if no_room and failed == len(no_room):
+            names = ", ".join(m.instance_name or m.instance_uuid for m in no_room[:10])
+            return Outcome.error(
+                "InsufficientCapacity",
+                f"{moved} instance(s) evacuated; {len(no_room)} without room in the segment "
+                f"({names}{', ...' if len(no_room) > 10 else ''})",
+            )
         if failed:
             return Outcome.error(
                 "EvacuationFailed", f"{failed} instance(s) failed to evacuate {where}"
@@ -276,6 +428,7 @@ class HostFailure:
         lock = not server.locked
         move.locked_by_recovery = move.locked_by_recovery or lock
         move.status = MoveStatus.ONGOING
+        move.target_host = target
         move.start_time = self.progress.clock()
         move.end_time = None
         move.destination_host = None

@@ -44,3 +44,18 @@ def select_for_evacuation(servers: Iterable[Server], policy: HostFailurePolicy) 
         else:
             left.append((server, f"not HA-enabled ({policy.ha_enabled_metadata_key})"))
     return Selection(ha_enabled + others, left)
+
+
+# A priority beyond this is a typo, not an intent; clipping keeps the ordering well defined.
+_PRIORITY_LIMIT = 1000
+
+
+def instance_priority(server: Server, key: str, policy: HostFailurePolicy) -> int:
+    """Where an instance stands when room is short: its metadata priority (an integer; anything
+    else counts 0), HA-enabled ones before the others of the same priority."""
+    try:
+        value = int(server.metadata.get(key, "0").strip())
+    except ValueError:
+        value = 0
+    value = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, value))
+    return 2 * value + flag(server.metadata, policy.ha_enabled_metadata_key)

@@ -286,6 +286,8 @@ class Lifecycle:
                 hold=hold,
                 overall_limit=self.overall_limit,
                 timing=self.settings.timing,
+                placement=segment.placement,
+                segment_hosts=_segment_targets(host, context.hosts),
             ).run()
         if record.spec.type == FailureType.VM:
             return await InstanceFailure(
@@ -412,3 +414,18 @@ class Lifecycle:
         # Shielded: the final write makes the event terminal, on which the operator stops this
         # recovery's task; the Event and the counters for the transition must still go out.
         await asyncio.shield(publish())
+
+
+def _segment_targets(failed: HostRecord, hosts: dict[str, HostRecord]) -> list[str]:
+    """The segment's hosts a placement plan may send instances to: not reserved (the reserved
+    methods take those), not on maintenance, not failed or being recovered. Nova's view of
+    their services is checked by the recovery itself."""
+    return sorted(
+        h.nova_host
+        for h in hosts.values()
+        if h.spec.segment == failed.spec.segment
+        and h.name != failed.name
+        and not h.spec.reserved
+        and not h.spec.on_maintenance
+        and h.status.phase not in (HostPhase.FAILED, HostPhase.RECOVERING)
+    )

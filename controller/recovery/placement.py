@@ -27,17 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from controller.recovery.nova import MEMORY_MB, RESOURCE_CLASSES, HostResources
+from controller.resources.segment import PlacementStrategy
 
 _MEMORY = RESOURCE_CLASSES.index(MEMORY_MB)
 _UNLIMITED = 2**62
-
-
-class Strategy(StrEnum):
-    SPREAD = "Spread"
-    BEST_FIT = "BestFit"
 
 
 @dataclass(frozen=True)
@@ -121,7 +116,7 @@ class _Host:
 def plan(
     instances: Iterable[Instance],
     candidates: Sequence[Candidate],
-    strategy: Strategy = Strategy.SPREAD,
+    strategy: PlacementStrategy = PlacementStrategy.SPREAD,
     refused: Mapping[str, AbstractSet[str]] | None = None,
 ) -> Plan:
     """Plan every instance onto `candidates`. `refused`: instance id -> hosts Nova refused it
@@ -136,7 +131,7 @@ def plan(
         )
         for c in sorted(candidates, key=lambda c: c.host)
     ]
-    spread = strategy == Strategy.SPREAD
+    spread = strategy == PlacementStrategy.SPREAD
     targets: dict[str, str] = {}
     unplaced: dict[str, str] = {}
     for instance in order(instances):

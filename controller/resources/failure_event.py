@@ -174,6 +174,15 @@ class InstanceMove(Model):
         max_length=32,
         description="The instance's vm_state before the move; stopped instances stay stopped.",
     )
+    project_id: str | None = Field(
+        default=None, max_length=64, description="The instance's project (tenant)."
+    )
+    target_host: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The host the evacuation is sent to: the placement plan's choice or a "
+        "reserved host, recorded before the evacuate call. Empty: Nova's scheduler picks.",
+    )
     start_time: datetime | None = Field(default=None, description="When the move started.")
     end_time: datetime | None = Field(default=None, description="When the move ended.")
     attempts: int = Field(default=0, ge=0, description="Evacuate calls made for this instance.")
@@ -185,6 +194,23 @@ class InstanceMove(Model):
     message: str | None = Field(
         default=None, max_length=1024, description="Why it failed or was ignored."
     )
+
+
+class PlacementRecord(Model):
+    """The latest placement plan of a host failure (each instance's host is its move's
+    targetHost; one that did not fit is failed with the resource it lacked)."""
+
+    boundary: str = Field(max_length=32, description="The segment's placement boundary.")
+    strategy: str = Field(max_length=32, description="Spread or BestFit.")
+    planned_time: datetime = Field(description="When the latest plan was made.")
+    plans: int = Field(
+        default=1, ge=0, description="Plans made: more than one when Nova refused a target."
+    )
+    candidate_hosts: int = Field(
+        default=0, ge=0, description="Live hosts in the boundary the plan could use."
+    )
+    planned: int = Field(default=0, ge=0, description="Instances given a host.")
+    unplaced: int = Field(default=0, ge=0, description="Instances that did not fit.")
 
 
 class FencingRecord(Model):
@@ -251,6 +277,9 @@ class FailureEventStatus(Model):
     end_time: datetime | None = Field(default=None, description="When the recovery ended.")
     fencing: FencingRecord | None = Field(
         default=None, description="Host failures: how the host was fenced before recovery."
+    )
+    placement: PlacementRecord | None = Field(
+        default=None, description="Host failures: the placement plan the evacuations follow."
     )
     steps: list[WorkflowStep] = Field(
         default_factory=list,

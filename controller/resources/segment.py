@@ -71,6 +71,54 @@ class HostFailurePolicy(Model):
     )
 
 
+class PlacementBoundary(StrEnum):
+    """Where a failed host's instances may go."""
+
+    SEGMENT = "Segment"
+    AGGREGATES = "Aggregates"
+    REGION = "Region"
+
+
+class PlacementStrategy(StrEnum):
+    """How the placement plan picks among hosts that fit (controller/recovery/placement.py)."""
+
+    SPREAD = "Spread"
+    BEST_FIT = "BestFit"
+
+
+class PlacementPolicy(Model):
+    """Capacity-aware recovery: the hosts a failed host's instances may go to, and the plan
+    that picks each instance's host from Placement before the first evacuation."""
+
+    boundary: PlacementBoundary = Field(
+        default=PlacementBoundary.SEGMENT,
+        description="Segment: only the segment's own hosts (not reserved, on maintenance or "
+        "failed) are targets, each instance evacuated to the host the plan chose (Nova's "
+        "scheduler still validates it). Aggregates: the hosts of the Nova aggregates named "
+        "in `aggregates`. Region: no plan; Nova's scheduler picks any host of the region, "
+        "as Masakari does.",
+    )
+    aggregates: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="With boundary Aggregates: the Nova aggregates whose hosts are targets.",
+    )
+    strategy: PlacementStrategy = Field(
+        default=PlacementStrategy.SPREAD,
+        description="Spread: the host with the most free memory, as Nova's default weigher "
+        "(even headroom for the next failure). BestFit: the fullest host that fits (keeps "
+        "whole hosts free for large flavors).",
+    )
+    priority_metadata_key: str = Field(
+        default="HA_Priority",
+        min_length=1,
+        max_length=255,
+        description="Instance metadata key holding an integer priority (default 0): higher "
+        "priorities are planned first and, when the targets are short of room, keep it; "
+        "HA-enabled instances go before others of the same priority.",
+    )
+
+
 class FencingMethod(StrEnum):
     """How a failed host is fenced (and the fencing confirmed) before anything is evacuated."""
 
@@ -335,6 +383,11 @@ class FailoverSegmentSpec(Model):
         default_factory=HostFailurePolicy,
         description="Policy for host failures.",
         json_schema_extra={"default": HostFailurePolicy().to_wire()},
+    )
+    placement: PlacementPolicy = Field(
+        default_factory=PlacementPolicy,
+        description="Where a failed host's instances go and how their hosts are planned.",
+        json_schema_extra={"default": PlacementPolicy().to_wire()},
     )
     instance_failure: InstanceFailurePolicy = Field(
         default_factory=InstanceFailurePolicy,

@@ -14,7 +14,8 @@ from controller.recovery.nova import (
     HostResources,
     Inventory,
 )
-from controller.recovery.placement import Candidate, Instance, Plan, Strategy, order, plan
+from controller.recovery.placement import Candidate, Instance, Plan, order, plan
+from controller.resources.segment import PlacementStrategy
 
 
 def vm(
@@ -49,7 +50,7 @@ def test_best_fit_packs_the_fullest_host_that_fits() -> None:
     result = plan(
         [vm("a", ram=2048), vm("b", ram=2048)],
         [host("h1", ram=4096), host("h2")],
-        Strategy.BEST_FIT,
+        PlacementStrategy.BEST_FIT,
     )
     assert result.targets == {"a": "h1", "b": "h1"}
 
@@ -180,9 +181,9 @@ hosts_st = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(instances_st, hosts_st, st.sampled_from(list(Strategy)))
+@given(instances_st, hosts_st, st.sampled_from(list(PlacementStrategy)))
 def test_a_plan_never_over_commits_and_accounts_for_every_instance(
-    instances: list[Instance], hosts: list[Candidate], strategy: Strategy
+    instances: list[Instance], hosts: list[Candidate], strategy: PlacementStrategy
 ) -> None:
     result = plan(instances, hosts, strategy)
     ids = {i.id for i in instances}

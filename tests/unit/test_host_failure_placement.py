@@ -1,0 +1,202 @@
+"""Host failure by a placement plan, against the in-memory Nova: the segment as the boundary,
+instances without room reported (never tried), fallbacks, a stale plan, the write-ahead."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Collection
+from typing import Any
+
+from controller.recovery.host_failure import NO_ROOM, HostFailure, Timing
+from controller.recovery.nova import HostResources
+from controller.recovery.outcome import Outcome
+from controller.recovery.progress import Progress
+from controller.resources.failure_event import FailureEventStatus, MoveStatus
+from controller.resources.segment import (
+    HostFailurePolicy,
+    PlacementBoundary,
+    PlacementPolicy,
+    PlacementStrategy,
+    RecoveryMethod,
+)
+from tests.unit.fake_nova import Crash, FakeNova
+
+
+class Store:
+    def __init__(self) -> None:
+        self.status = FailureEventStatus()
+        self.written: list[FailureEventStatus] = []
+
+    async def persist(self, status: FailureEventStatus) -> None:
+        self.written.append(status)
+        self.status = status
+
+
+async def _no_wait(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def world(vcpus: dict[str, int]) -> FakeNova:
+    """h1 fails; h2, h3 are the segment's other hosts; h4 is outside it; r1 is reserved."""
+    nova = FakeNova(["h1", "h2", "h3", "h4", "r1"])
+    nova.vcpus.update(vcpus)
+    nova.services["r1"] = dataclasses.replace(nova.services["r1"], status="disabled")
+    nova.kill("h1")
+    return nova
+
+
+def run(
+    nova: FakeNova,
+    store: Store,
+    method: str = "auto",
+    placement: PlacementPolicy | None = None,
+    **policy: Any,
+) -> Outcome:
+    async def attempt() -> Outcome:
+        recovery = HostFailure(
+            event="ev",
+            host="h1",
+            method=RecoveryMethod(method),
+            policy=HostFailurePolicy(**policy),
+            nova=nova,  # type: ignore[arg-type]
+            progress=Progress(store.status.model_copy(deep=True), store.persist),
+            reserved_candidates=["r1"],
+            timing=Timing(poll_interval=0, sleep=_no_wait),
+            placement=placement or PlacementPolicy(),
+            segment_hosts=["h1", "h2", "h3"],
+        )
+        outcome = await recovery.run()
+        await recovery.progress.save()
+        return outcome
+
+    return asyncio.run(attempt())
+
+
+def hosts_of(nova: FakeNova) -> dict[str, str | None]:
+    return {s.name: s.host for s in nova.servers.values()}
+
+
+def test_the_segment_is_the_boundary_and_each_move_records_its_target_and_project() -> None:
+    # h4, outside the segment, has the most room: Nova's scheduler alone would pick it.
+    nova = world({"h2": 4, "h3": 4, "h4": 64})
+    for i in range(6):
+        nova.add_server(f"vm{i}", "h1")
+    store = Store()
+    assert run(nova, store).reason == "Recovered"
+    assert set(hosts_of(nova).values()) == {"h2", "h3"}
+    for move in store.status.instances:
+        assert move.status == MoveStatus.SUCCEEDED
+        assert move.target_host == move.destination_host
+    record = store.status.placement
+    assert record is not None
+    assert (record.boundary, record.strategy, record.candidate_hosts) == ("Segment", "Spread", 2)
+    assert (record.planned, record.unplaced, record.plans) == (6, 0, 1)
+
+
+def test_one_host_short_the_lowest_priority_are_reported_and_never_tried() -> None:
+    nova = world({"h2": 1, "h3": 1})
+    nova.add_server("low", "h1", metadata={"HA_Priority": "1"})
+    nova.add_server("high", "h1", metadata={"HA_Priority": "9"})
+    nova.add_server("mid", "h1", metadata={"HA_Priority": "5"})
+    store = Store()
+    outcome = run(nova, store)
+    assert (outcome.phase, outcome.reason) == ("Error", "InsufficientCapacity")
+    assert "without room in the segment (low)" in outcome.message
+    moves = {m.instance_name: m for m in store.status.instances}
+    assert moves["low"].status == MoveStatus.FAILED
+    assert moves["low"].message == NO_ROOM + "does not fit: VCPU: needs 1, at most 0 free on a host"
+    assert moves["low"].attempts == 0 and nova.evacuations["uuid-low"] == 0
+    assert {moves["high"].status, moves["mid"].status} == {MoveStatus.SUCCEEDED}
+    assert hosts_of(nova)["low"] == "h1"
+
+
+def test_a_retry_plans_again_and_moves_what_now_fits() -> None:
+    nova = world({"h2": 1, "h3": 1})
+    for name in ("a", "b", "c"):
+        nova.add_server(name, "h1")
+    store = Store()
+    assert run(nova, store).reason == "InsufficientCapacity"
+    nova.vcpus["h3"] = 2  # room made by a person
+    assert run(nova, store).reason == "Recovered"
+    assert set(hosts_of(nova).values()) == {"h2", "h3"}
+    assert store.status.placement is not None and store.status.placement.plans == 2
+
+
+def test_what_does_not_fit_goes_to_the_methods_fallback() -> None:
+    nova = world({"h2": 1, "h3": 1})
+    for name in ("a", "b", "c"):
+        nova.add_server(name, "h1")
+    store = Store()
+    assert run(nova, store, method="auto_priority").reason == "Recovered"
+    landed = sorted(hosts_of(nova).values())
+    assert landed == ["h2", "h3", "r1"]
+    [to_reserved] = [m for m in store.status.instances if m.destination_host == "r1"]
+    assert to_reserved.target_host == "r1" and store.status.reserved_hosts == ["r1"]
+
+
+def test_aggregates_as_the_boundary() -> None:
+    from controller.recovery.nova import Aggregate
+
+    nova = world({"h2": 8, "h3": 8, "h4": 8})
+    nova.aggregates_["1"] = Aggregate("1", "rack-b", ("h4",))
+    nova.add_server("a", "h1")
+    store = Store()
+    policy = PlacementPolicy(boundary=PlacementBoundary.AGGREGATES, aggregates=["rack-b"])
+    assert run(nova, store, placement=policy).reason == "Recovered"
+    assert hosts_of(nova) == {"a": "h4"}
+
+
+def test_region_is_the_opt_out_nova_scheduler_picks() -> None:
+    nova = world({"h2": 1, "h3": 1})
+    nova.add_server("a", "h1")
+    store = Store()
+    policy = PlacementPolicy(boundary=PlacementBoundary.REGION)
+    assert run(nova, store, placement=policy).reason == "Recovered"
+    assert store.status.placement is None
+    assert store.status.instances[0].target_host is None
+
+
+def test_a_refused_target_is_planned_again_elsewhere() -> None:
+    nova = world({"h2": 2, "h3": 2})
+    nova.add_server("a", "h1")
+    real = nova.host_resources
+
+    async def stale(hosts: Collection[str]) -> list[HostResources]:
+        # Placement as it was before someone filled h2: the plan picks h2, Nova refuses it.
+        found = await real(hosts)
+        return [
+            dataclasses.replace(r, usages=dict.fromkeys(r.usages, 0)) if r.host == "h2" else r
+            for r in found
+        ]
+
+    nova.host_resources = stale  # type: ignore[method-assign]
+    nova.vcpus["h2"] = 8
+    for i in range(8):
+        nova.add_server(f"filler{i}", "h2")
+    nova.vcpus["h3"] = 4
+    store = Store()
+    outcome = run(nova, store, placement=PlacementPolicy(strategy=PlacementStrategy.SPREAD))
+    assert outcome.reason == "Recovered", outcome
+    assert hosts_of(nova)["a"] == "h3"
+    assert nova.evacuations["uuid-a"] == 2
+    assert store.status.placement is not None and store.status.placement.plans == 2
+
+
+def test_the_write_ahead_of_a_move_holds_its_planned_target() -> None:
+    nova = world({"h2": 4, "h3": 4})
+    nova.add_server("a", "h1")
+    nova.crash_on = ("evacuate", 1)
+    store = Store()
+    try:
+        run(nova, store)
+    except* Crash:
+        pass
+    move = store.status.instances[0]
+    assert move.status == MoveStatus.ONGOING
+    assert move.target_host in ("h2", "h3")
+    assert store.status.placement is not None
+    # Resumed: Nova's migration record shows the evacuation; it is not started again.
+    nova.crash_on = None
+    assert run(nova, store).reason == "Recovered"
+    assert nova.evacuations["uuid-a"] == 1
