@@ -92,6 +92,24 @@ bmc_checks = Counter(
     ["method", "result"],
     registry=REGISTRY,
 )
+drain_moves = Counter(
+    "masakari_drain_moves_total",
+    "Instances of maintenance drains whose move ended (succeeded, failed, stopped, left, "
+    "gone, cancelled), and failed live-migration attempts (attempt_failed).",
+    ["result"],
+    registry=REGISTRY,
+)
+drain_migration_duration = Histogram(
+    "masakari_drain_live_migration_duration_seconds",
+    "One instance's live migration in a drain, from the call to landed on another host.",
+    buckets=EVACUATION_BUCKETS,
+    registry=REGISTRY,
+)
+drains_running = Gauge(
+    "masakari_drains_running",
+    "Maintenance drains running now.",
+    registry=REGISTRY,
+)
 leader = Gauge(
     "masakari_leader",
     "1 on the replica that holds the Lease (or runs standalone) and acts, 0 on a standby.",

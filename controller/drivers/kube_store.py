@@ -20,7 +20,7 @@ from controller.recovery.gates import TERMINAL
 from controller.recovery.ports import EventRecord, HostRecord
 from controller.recovery.progress import utcnow
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
-from controller.resources.host import HOLDS, HostSpec, HostStatus, ServiceHold
+from controller.resources.host import DRAIN, HOLDS, DrainStatus, HostSpec, HostStatus, ServiceHold
 from controller.resources.segment import FailoverSegmentSpec
 
 
@@ -100,7 +100,12 @@ class KubeStore:
     ) -> None:
         # A merge patch that names every field but the holds (None clears one): a hold a
         # recovery recorded after `status` was read survives the write.
-        patch = status.to_merge_patch(exclude={"service_holds"})
+        patch = status.to_merge_patch(exclude={"service_holds", "drain"})
         if released_holds:
             patch[HOLDS] = dict.fromkeys(released_holds)  # None removes each
+        await self.kube.merge_status(PLURAL.hosts, namespace, name, patch)
+
+    async def write_host_drain(self, namespace: str, name: str, drain: DrainStatus) -> None:
+        # Whole: a merge patch replaces the list of moves, and names every field of the drain.
+        patch = {DRAIN: drain.to_merge_patch()}
         await self.kube.merge_status(PLURAL.hosts, namespace, name, patch)

@@ -10,8 +10,9 @@ from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds
 from controller.drivers.kube import Kube
 from controller.drivers.kube_store import KubeStore
-from controller.handlers.signals import BMCCheckSignals, HostSyncSignals
+from controller.handlers.signals import BMCCheckSignals, DrainSignals, HostSyncSignals
 from controller.recovery.bmc_check import BMCCheck
+from controller.recovery.host_drain import Drains
 from controller.recovery.host_sync import HostSync
 from controller.recovery.lifecycle import Lifecycle
 
@@ -30,7 +31,10 @@ class Runtime:
         # One lock per host, the recoveries' (recovery.host_sync.HostLocks).
         locks = self.lifecycle.host_locks
         check = BMCCheck(BMCCheckSignals())
-        self.host_sync = HostSync(self.store, HostSyncSignals(), locks, bmc_check=check)
+        drains = Drains(self.store, DrainSignals(), locks)
+        self.host_sync = HostSync(
+            self.store, HostSyncSignals(), locks, bmc_check=check, drains=drains
+        )
         self.closers.append(check.close)
 
 

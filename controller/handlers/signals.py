@@ -128,3 +128,34 @@ class BMCCheckSignals:
         self._reasons.pop((namespace, host), None)
         with contextlib.suppress(KeyError):  # never checked: no series to remove
             metrics.bmc_fencing_ready.remove(namespace, host)
+
+
+class DrainSignals:
+    """Maintenance drains: an Event on the Host per start, end and given-up instance."""
+
+    def drain(self, namespace: str, host: str, reason: str, message: str, warning: bool) -> None:
+        body = reference("Host", namespace, host, None)
+        if warning:
+            kopf.warn(body, reason=reason, message=message)
+        else:
+            kopf.info(body, reason=reason, message=message)
+        host_log.log(
+            logging.WARNING if warning else logging.INFO,
+            "drain: %s: %s",
+            reason,
+            message,
+            extra={"namespace": namespace, "host": host},
+        )
+
+    def drain_move(self, result: str, seconds: float | None) -> None:
+        metrics.drain_moves.labels(result).inc()
+        if seconds is not None:
+            metrics.drain_migration_duration.observe(seconds)
+
+    def running(self, delta: int) -> None:
+        metrics.drains_running.inc(delta)
+
+    def unreachable(self, system: str, error: Exception) -> None:
+        if system != "nova":  # the Nova driver counts its own failed calls
+            metrics.api_errors.labels(system, type(error).__name__).inc()
+        host_log.warning("drain: %s: %s", system, error)

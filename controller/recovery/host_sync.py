@@ -27,8 +27,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from controller.recovery import hosts
+from controller.recovery import drain, hosts
 from controller.recovery.bmc_check import BMC_METHODS, BMCCheck, Target
+from controller.recovery.host_drain import Drains
 from controller.recovery.nova import ComputeService, NotFound, NovaError
 from controller.recovery.pacemaker import ClusterState, PacemakerError
 from controller.recovery.ports import (
@@ -173,6 +174,7 @@ class HostSync:
     clock: Callable[[], datetime] = utcnow
     write_limit: int = WRITE_LIMIT
     bmc_check: BMCCheck = field(default_factory=BMCCheck)
+    drains: Drains | None = None  # maintenance drains, started and stopped by the syncs
     _syncs: int = 0  # counts syncs of single hosts
     _synced: dict[tuple[str, str], int] = field(default_factory=dict)
     # The last read of each segment, (namespace, name): a few per namespace.
@@ -344,9 +346,22 @@ class HostSync:
         node = cluster.node(host.pacemaker_node) if cluster is not None else None
         fenced_at = _last_fencing(cluster, host.pacemaker_node)
         checked = self.bmc_check.readiness(namespace, host.name)
+        segment = self._segments.get((namespace, host.spec.segment))
+        policy = segment.maintenance if segment is not None else None
+        returning = segment.return_to_service if segment is not None else None
         plan = hosts.plan(
-            host, service, node, own, events, now, host.generation, fenced_at, fencing, checked
-        )
+            host, service, node, own, events, now, host.generation, fenced_at, fencing, checked,
+            policy, returning,
+        )  # fmt: skip
+        if self.drains is not None:
+            view = drain.HostView(
+                host.spec.on_maintenance, plan.status.phase, service,
+                self.locks.recovering(namespace, host.name), host.status.drain,
+                hosts.maintenance_since(host.status, now),
+            )  # fmt: skip
+            self.drains.reconcile(
+                namespace, host.name, host.nova_host, host.spec.segment, view, policy, access.nova
+            )
         access.mark(plan.status.conditions, now, host.generation)
         changes = plan.unforce or plan.disable or plan.enable or plan.standby is not None
         write = plan.released_holds or _noticeable(plan.status) != _noticeable(host.status)

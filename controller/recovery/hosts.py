@@ -7,8 +7,9 @@ and says what to change and what status to write. The handler carries the plan o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from controller.recovery import drain as drains
 from controller.recovery.bmc_check import Readiness, Target, fencing_ready
 from controller.recovery.host_failure import HOST_FAILURE_REASON
 from controller.recovery.nova import ComputeService
@@ -29,6 +30,7 @@ from controller.resources.host import (
     ReservationState,
     ServiceHold,
 )
+from controller.resources.segment import MaintenancePolicy, ReturnMode, ReturnPolicy
 
 OURS = "masakari-operator:"
 MAINTENANCE_REASON = f"{OURS} maintenance"
@@ -37,6 +39,8 @@ RESERVED_REASON = f"{OURS} reserved host"
 # reservation, and a released host failure. A process failure is undone only by its STARTED
 # report: nova-compute may still be down although Nova has not noticed yet.
 UNDOABLE = (MAINTENANCE_REASON, RESERVED_REASON, HOST_FAILURE_REASON)
+# A heartbeat older than this is not "reporting": Nova's own service_down_time is 60 s.
+REPORTING_WITHIN = timedelta(seconds=60)
 # Pacemaker node states (status.pacemaker.state) in which the node is out of the cluster.
 DOWN_STATES = ("offline", "unclean")
 
@@ -105,6 +109,50 @@ def _online_since(
     return since
 
 
+def _healthy(
+    service: ComputeService | None, node: Node | None, last: FailureRecord, now: datetime
+) -> bool:
+    """nova-compute reporting (a forced-down service still heartbeats) since the failure, and
+    the Pacemaker node online when the cluster is seen."""
+    if service is None or service.updated_at is None:
+        return False
+    if service.updated_at <= last.time or now - service.updated_at > REPORTING_WITHIN:
+        return False
+    return node is None or (node.online and not node.unclean and not node.pending)
+
+
+def _returns(
+    status: HostStatus,
+    policy: ReturnPolicy | None,
+    service: ComputeService | None,
+    node: Node | None,
+    last: FailureRecord,
+    now: datetime,
+) -> bool:
+    """WhenHealthy: whether the failed host has looked healthy for the stable period, without
+    interruption (any unhealthy read starts the period again). Records the release in
+    status.returnedFailure, so it lasts as a person's spec.releaseFailure would."""
+    if policy is None or policy.policy != ReturnMode.WHEN_HEALTHY:
+        return False
+    if not _healthy(service, node, last, now):
+        status.healthy_since = None
+        return False
+    status.healthy_since = status.healthy_since or now
+    if now - status.healthy_since < timedelta(seconds=policy.stable_seconds):
+        return False
+    status.returned_failure = last.event
+    return True
+
+
+def maintenance_since(status: HostStatus, now: datetime) -> datetime:
+    """When the host entered its current phase Maintenance (now, if it is entering it)."""
+    if status.phase == HostPhase.MAINTENANCE:
+        for entry in reversed(status.history):
+            if entry.phase == HostPhase.MAINTENANCE:
+                return entry.time
+    return now
+
+
 def _reserved_by(host: HostRecord, events: list[EventRecord]) -> EventRecord | None:
     takers = [e for e in events if host.nova_host in e.status.reserved_hosts]
     return max(takers, key=lambda e: (e.created, e.name), default=None)
@@ -121,16 +169,24 @@ def plan(
     fenced_at: datetime | None = None,
     fencing: Target | None = None,
     bmc_checked: Readiness | None = None,
+    maintenance: MaintenancePolicy | None = None,
+    returning: ReturnPolicy | None = None,
 ) -> Plan:
     """`fenced_at`: when Pacemaker last fenced the node, if it did. `fencing`: how the host's
     BMC is checked when its segment fences by BMC; `bmc_checked`: the last check's result
-    (recovery.bmc_check), shown as the FencingReady condition."""
+    (recovery.bmc_check), shown as the FencingReady condition. `maintenance`: the segment's
+    drain policy; a draining host goes to standby once its drain is over. `returning`: the
+    segment's return policy; WhenHealthy releases a failed host by itself (`_returns`)."""
     result = Plan()
     status = host.status.model_copy(deep=True)
     spec = host.spec
     recovering = _open_host_failure(own_events)
     last = _last_host_failure(own_events, status.service_holds)
-    released = last is None or spec.release_failure == last.event
+    released = last is None or last.event in (spec.release_failure, status.returned_failure)
+    if not released and last is not None and recovering is None:
+        released = _returns(status, returning, service, node, last, now)
+    if released or recovering is not None:
+        status.healthy_since = None
     taker = _reserved_by(host, all_events) if spec.reserved else None
 
     if last is not None:
@@ -148,7 +204,11 @@ def plan(
     status.reserved_for = taker.name if taker is not None else None
 
     maintenance_blocked = spec.on_maintenance and recovering is not None
-    phase, reason, why = _decide(result, spec, service, node, recovering, last, released, taker)
+    since = maintenance_since(status, now)
+    standby_ok = drains.standby_allowed(maintenance, status.drain, since, service)
+    phase, reason, why = _decide(
+        result, spec, service, node, recovering, last, released, taker, standby_ok
+    )
     status.nova = (
         NovaServiceStatus(
             id=service.id,
@@ -233,6 +293,7 @@ def _decide(
     last: FailureRecord | None,
     released: bool,
     taker: EventRecord | None,
+    standby_ok: bool = True,
 ) -> tuple[HostPhase, str, str]:
     """The host's phase, and the changes that bring Nova and Pacemaker in line with spec.
 
@@ -250,8 +311,11 @@ def _decide(
             f"failed ({last.event}); set spec.releaseFailure: {last.event} to return it",
         )
     if spec.on_maintenance:
+        # Disabled at once, so nothing new is scheduled here while the drain runs.
         if service.is_enabled:
             result.disable = MAINTENANCE_REASON
+        if not standby_ok:
+            return HostPhase.MAINTENANCE, "Draining", "on maintenance: draining"
         if node is not None and not node.standby:
             result.standby = True
         return HostPhase.MAINTENANCE, "OnMaintenance", "on maintenance"

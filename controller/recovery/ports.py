@@ -35,7 +35,7 @@ from controller.recovery.nova import (
 from controller.recovery.pacemaker import ClusterState
 from controller.recovery.power import PowerState
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
-from controller.resources.host import BMC, HostSpec, HostStatus
+from controller.resources.host import BMC, DrainStatus, HostSpec, HostStatus
 from controller.resources.segment import FailoverSegmentSpec, FencingMethod
 
 
@@ -200,7 +200,12 @@ class HostStore(Protocol):
         self, namespace: str, name: str, status: HostStatus, released_holds: list[str]
     ) -> None:
         """Every field of status but the service holds, which recoveries write: a hold recorded
-        since `status` was read survives. Each of `released_holds` is removed."""
+        since `status` was read survives. Each of `released_holds` is removed. Nor the drain,
+        which only the drain writes."""
+        ...
+
+    async def write_host_drain(self, namespace: str, name: str, drain: DrainStatus) -> None:
+        """status.drain, whole, and nothing else."""
         ...
 
 
@@ -214,6 +219,24 @@ class HostSignals(Protocol):
     def unreachable(self, system: str, error: Exception) -> None:
         """Reading or changing `system` (nova, pacemaker, kubernetes) failed."""
         ...
+
+
+class DrainSignals(Protocol):
+    """What the outside world hears of maintenance drains (recovery.host_drain)."""
+
+    def drain(self, namespace: str, host: str, reason: str, message: str, warning: bool) -> None:
+        """A drain started, ended, or gave up on an instance (an Event and a log line)."""
+        ...
+
+    def drain_move(self, result: str, seconds: float | None) -> None:
+        """An instance's move ended (or an attempt failed); `seconds` of a live migration."""
+        ...
+
+    def running(self, delta: int) -> None:
+        """A drain started (1) or ended (-1) in this process."""
+        ...
+
+    def unreachable(self, system: str, error: Exception) -> None: ...
 
 
 class Signals(Protocol):

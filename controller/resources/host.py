@@ -22,6 +22,9 @@ FAILURES_KEPT = 50
 FAILURE_WINDOW_DAYS = 7
 # status.serviceHolds: written by recoveries, cleared by the Host reconciler, key by key.
 HOLDS = "serviceHolds"
+# status.drain: one entry per instance the drain found on the host.
+DRAIN_LIMIT = 1000
+DRAIN = "drain"
 # The heartbeat agent's UDP port (masakari-operator heartbeat-agent) when a Host's
 # spec.heartbeat.address names none.
 HEARTBEAT_PORT = 7411
@@ -229,6 +232,58 @@ class HistoryEntry(Model):
     message: str = Field(default="", max_length=1024, description="Human-readable details.")
 
 
+class DrainPhase(StrEnum):
+    DRAINING = "Draining"
+    DRAINED = "Drained"  # every instance moved or left as configured
+    INCOMPLETE = "Incomplete"  # some instance could not be moved: it is still on the host
+    STOPPED = "Stopped"  # maintenance ended before the drain did
+    HANDED_OVER = "HandedOver"  # the host failed: what was not moved is the recovery's
+
+
+class DrainMoveStatus(StrEnum):
+    PENDING = "pending"
+    ONGOING = "ongoing"  # a live migration was asked for (written before asking)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # every attempt failed: still on the host
+    STOPPED = "stopped"  # LiveMigrateOrStop: stopped on the host after its attempts
+    LEFT = "left"  # not running: left on the host (stoppedInstances: Leave)
+    GONE = "gone"  # deleted, or moved by someone else
+    CANCELLED = "cancelled"  # never started: maintenance ended or the host failed
+
+
+class DrainMove(Model):
+    """One instance of a drain, like a recovery's instance moves."""
+
+    instance_uuid: str = Field(max_length=64, description="Nova server id.")
+    name: str | None = Field(default=None, max_length=255, description="Server name.")
+    status: DrainMoveStatus = Field(description="Where its move is.")
+    attempts: int = Field(default=0, ge=0, description="Live migrations asked for.")
+    destination: str | None = Field(
+        default=None, max_length=255, description="The host it landed on."
+    )
+    start_time: datetime | None = Field(
+        default=None, description="When its latest live migration was asked for."
+    )
+    end_time: datetime | None = Field(default=None, description="When its move ended.")
+    message: str | None = Field(
+        default=None, max_length=1024, description="Why it failed or was left, Nova's words."
+    )
+
+
+class DrainStatus(Model):
+    """The emptying of the host for maintenance (its segment's spec.maintenance.drain)."""
+
+    phase: DrainPhase = Field(description="Draining, Drained, Incomplete, Stopped, HandedOver.")
+    mode: str = Field(max_length=32, description="The drain policy it runs under.")
+    start_time: datetime = Field(description="When the drain started.")
+    end_time: datetime | None = Field(default=None, description="When it ended.")
+    instances: list[DrainMove] = Field(
+        default_factory=list,
+        max_length=DRAIN_LIMIT,
+        description="The instances found on the host when the drain started, with their moves.",
+    )
+
+
 class HostStatus(Model):
     """What the operator observed of the host."""
 
@@ -270,6 +325,22 @@ class HostStatus(Model):
         description="Host recoveries that forced the compute service down and disabled it, by "
         "FailureEvent name: recorded before Nova is touched and kept until the host is "
         "released and back in service, even if the FailureEvent is deleted.",
+    )
+    healthy_since: datetime | None = Field(
+        default=None,
+        description="Failed hosts of WhenHealthy segments (spec.returnToService): since when "
+        "the host has looked healthy without interruption.",
+    )
+    returned_failure: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The failure the operator released by itself (WhenHealthy), as "
+        "spec.releaseFailure would have named it.",
+    )
+    drain: DrainStatus | None = Field(
+        default=None,
+        description="The latest drain of the host for maintenance, written by the drain "
+        "alone, ahead of each live migration, so a restarted operator resumes it.",
     )
     history: list[HistoryEntry] = Field(
         default_factory=list,

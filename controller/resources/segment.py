@@ -335,6 +335,90 @@ class RetentionPolicy(Model):
     )
 
 
+class DrainMode(StrEnum):
+    """What entering maintenance does with the host's instances."""
+
+    NONE = "None"
+    LIVE_MIGRATE = "LiveMigrate"
+    LIVE_MIGRATE_OR_STOP = "LiveMigrateOrStop"
+
+
+class StoppedInstances(StrEnum):
+    """What a drain does with instances that are not running (they cannot be live-migrated)."""
+
+    LEAVE = "Leave"
+
+
+class MaintenancePolicy(Model):
+    """How a host of the segment is emptied when it goes on maintenance (Host
+    spec.onMaintenance): its instances live-migrated to other hosts of the segment, a few at a
+    time, before its Pacemaker node is put in standby."""
+
+    drain: DrainMode = Field(
+        default=DrainMode.NONE,
+        description="None: disable the compute service and put the node in standby, the "
+        "instances stay (Masakari's behaviour). LiveMigrate: also live-migrate every running "
+        "instance to another host of the segment first; one that fails every attempt stays "
+        "and is reported. LiveMigrateOrStop: as LiveMigrate, and one that fails every attempt "
+        "is stopped where it is, so the host can be serviced.",
+    )
+    concurrency_per_host: int = Field(
+        default=2, ge=1, le=32, description="Live migrations off one host at the same time."
+    )
+    concurrency_per_segment: int = Field(
+        default=4,
+        ge=1,
+        le=128,
+        description="Live migrations in the segment at the same time, all draining hosts "
+        "together: each copies an instance's memory over the network.",
+    )
+    instance_timeout_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=86400,
+        description="How long one live migration may take before it counts as failed. The "
+        "migration is not aborted: a later attempt starts only once Nova says it ended.",
+    )
+    attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Live migrations tried per instance before it is reported failed (never "
+        "forced past the scheduler).",
+    )
+    stopped_instances: StoppedInstances = Field(
+        default=StoppedInstances.LEAVE,
+        description="Instances not running (stopped, in error): Leave keeps them on the host, "
+        "recorded as left.",
+    )
+
+
+class ReturnMode(StrEnum):
+    """How a failed host returns to service."""
+
+    MANUAL = "Manual"
+    WHEN_HEALTHY = "WhenHealthy"
+
+
+class ReturnPolicy(Model):
+    """When a host that failed goes back into Nova's scheduler."""
+
+    policy: ReturnMode = Field(
+        default=ReturnMode.MANUAL,
+        description="Manual: once a person names its last failure in the Host's "
+        "spec.releaseFailure. WhenHealthy: also by itself, once its recovery ended and for "
+        "stableSeconds its nova-compute has reported since the failure and its Pacemaker "
+        "node (when the operator sees the cluster) has been online, with no new failure.",
+    )
+    stable_seconds: int = Field(
+        default=600,
+        ge=30,
+        le=86400,
+        description="How long the host must look healthy, without interruption, before "
+        "WhenHealthy returns it.",
+    )
+
+
 class FailoverSegmentSpec(Model):
     """The desired state of a failover segment; written by people or GitOps, never the operator."""
 
@@ -413,6 +497,16 @@ class FailoverSegmentSpec(Model):
         default_factory=RetentionPolicy,
         description="How long ended FailureEvents of the segment's hosts are kept.",
         json_schema_extra={"default": RetentionPolicy().to_wire()},
+    )
+    maintenance: MaintenancePolicy = Field(
+        default_factory=MaintenancePolicy,
+        description="How a host going on maintenance is emptied (drain).",
+        json_schema_extra={"default": MaintenancePolicy().to_wire()},
+    )
+    return_to_service: ReturnPolicy = Field(
+        default_factory=ReturnPolicy,
+        description="How a failed host returns to service.",
+        json_schema_extra={"default": ReturnPolicy().to_wire()},
     )
 
 

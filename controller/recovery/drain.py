@@ -1,0 +1,224 @@
+"""The decisions of a maintenance drain: pure, no I/O, table-tested.
+
+A drain empties a host on maintenance by live migration (its segment's spec.maintenance). The
+orchestration (controller.recovery.host_drain) asks, in this order:
+
+1. `wanted`: should a drain run on the host now? Only while the host is on maintenance, its
+   segment drains, and nothing says the host failed (a recovery holds it, its service is down
+   or forced down, its phase is Recovering or Failed): a live migration needs a live source,
+   and a failed host is the recovery's. Otherwise a running drain stops starting moves
+   (`STOP` when maintenance ended, `HAND_OVER` when the host failed).
+2. `begin`: which instances, found on the host when it starts: running ones (active, paused)
+   are live-migrated, the others are left as configured.
+3. `next_moves`: which pending instances start now, within the per-host and per-segment bounds.
+4. `in_flight`: before every live-migration call (a resumed drain, a retry), whether Nova still
+   runs an earlier one: then it is followed, never started twice.
+5. `after_failure`: a failed attempt is retried up to `attempts`, then reported (or the
+   instance stopped, with LiveMigrateOrStop); a migration is never forced past the scheduler.
+6. `outcome`: the phase once nothing is pending or ongoing.
+
+Where Masakari differs: it has no drain; maintenance only disables the service and the
+instances stay on the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from controller.recovery.nova import ComputeService, Migration, Server
+from controller.resources.host import (
+    DrainMove,
+    DrainMoveStatus,
+    DrainPhase,
+    DrainStatus,
+    HostPhase,
+)
+from controller.resources.segment import DrainMode, MaintenancePolicy
+
+# Vm states Nova live-migrates (nova/compute/api.py live_migrate's check_instance_state).
+LIVE_MIGRATABLE = frozenset({"active", "paused"})
+# Live-migration records in these states are over; any other state means Nova still runs it.
+ENDED_MIGRATION = frozenset({"completed", "done", "error", "failed", "cancelled"})
+FAILED_MIGRATION = frozenset({"error", "failed", "cancelled"})
+# A migration record's creation time is the cloud's clock, a move's start the operator's.
+CLOCK_SKEW = timedelta(seconds=15)
+OPEN = frozenset({DrainMoveStatus.PENDING, DrainMoveStatus.ONGOING})
+ENDED_DRAIN = frozenset(
+    {DrainPhase.DRAINED, DrainPhase.INCOMPLETE, DrainPhase.STOPPED, DrainPhase.HANDED_OVER}
+)
+
+
+class Want(StrEnum):
+    DRAIN = "Drain"  # start or resume it
+    STOP = "Stop"  # maintenance ended: start nothing more, follow what runs
+    HAND_OVER = "HandOver"  # the host failed: start nothing more, the recovery takes over
+    NOTHING = "Nothing"
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What `wanted` looks at."""
+
+    on_maintenance: bool
+    phase: HostPhase | None
+    service: ComputeService | None
+    recovering: bool  # a recovery of the host holds its lock
+    drain: DrainStatus | None
+    maintenance_since: datetime | None  # when the host last entered phase Maintenance
+
+
+def failed(view: HostView) -> bool:
+    service = view.service
+    return (
+        view.recovering
+        or view.phase in (HostPhase.RECOVERING, HostPhase.FAILED)
+        or service is None
+        or service.forced_down
+        or not service.is_up
+    )
+
+
+def current(drain: DrainStatus | None, since: datetime | None) -> bool:
+    """Whether `drain` belongs to the maintenance that began at `since`: a drain that ended
+    before it is an earlier maintenance's."""
+    if drain is None:
+        return False
+    return drain.end_time is None or since is None or drain.end_time >= since
+
+
+def wanted(view: HostView, policy: MaintenancePolicy | None) -> Want:
+    drain = view.drain
+    running = drain is not None and drain.phase == DrainPhase.DRAINING
+    if not view.on_maintenance:
+        return Want.STOP if running else Want.NOTHING
+    if failed(view):
+        return Want.HAND_OVER if running else Want.NOTHING
+    if running:
+        return Want.DRAIN  # resumed under the policy it started with, even if edited since
+    if policy is None or policy.drain == DrainMode.NONE:
+        return Want.NOTHING
+    return Want.NOTHING if current(drain, view.maintenance_since) else Want.DRAIN
+
+
+def standby_allowed(
+    policy: MaintenancePolicy | None,
+    drain: DrainStatus | None,
+    since: datetime | None,
+    service: ComputeService | None,
+) -> bool:
+    """The node goes to standby once the drain is over: standby stops what Pacemaker runs on
+    it (nova-compute of a pacemaker-remote node), and with it every live migration off it. A
+    host whose service is not up cannot be drained: nothing to wait for."""
+    if drain is not None and drain.phase == DrainPhase.DRAINING:
+        return False
+    if policy is None or policy.drain == DrainMode.NONE:
+        return True
+    if service is None or service.forced_down or not service.is_up:
+        return True
+    return current(drain, since) and drain is not None and drain.phase in ENDED_DRAIN
+
+
+def begin(servers: Iterable[Server], policy: MaintenancePolicy, now: datetime) -> DrainStatus:
+    moves = []
+    for server in sorted(servers, key=lambda s: (s.name, s.id)):
+        if server.vm_state in LIVE_MIGRATABLE:
+            moves.append(
+                DrainMove(instance_uuid=server.id, name=server.name, status=DrainMoveStatus.PENDING)
+            )
+        else:
+            moves.append(
+                DrainMove(
+                    instance_uuid=server.id,
+                    name=server.name,
+                    status=DrainMoveStatus.LEFT,
+                    end_time=now,
+                    message=f"{server.vm_state}: not running, left on the host",
+                )
+            )
+    return DrainStatus(
+        phase=DrainPhase.DRAINING, mode=policy.drain, start_time=now, instances=moves
+    )
+
+
+@dataclass(frozen=True)
+class Slots:
+    per_host: int
+    per_segment: int
+    ongoing_in_segment: int  # live migrations of the segment's other drains too
+
+
+def next_moves(drain: DrainStatus, slots: Slots, running: Iterable[str] = ()) -> list[str]:
+    """Pending instances to start now, in the drain's order, within both bounds. `running`:
+    instances an attempt is already busy with (asked for or about to be): never picked again,
+    and counted against the host's bound."""
+    busy = {m.instance_uuid for m in drain.instances if m.status == DrainMoveStatus.ONGOING}
+    busy.update(running)
+    free = min(slots.per_host - len(busy), slots.per_segment - slots.ongoing_in_segment)
+    pending = [
+        m.instance_uuid
+        for m in drain.instances
+        if m.status == DrainMoveStatus.PENDING and m.instance_uuid not in busy
+    ]
+    return pending[: max(free, 0)]
+
+
+def in_flight(server: Server, move: DrainMove, migrations: Iterable[Migration]) -> bool:
+    """Does Nova still run a live migration of it, asked for by this move or not?"""
+    if server.task_state == "migrating":
+        return True
+    since = move.start_time - CLOCK_SKEW if move.start_time is not None else None
+    return any(
+        m.migration_type == "live-migration"
+        and m.status not in ENDED_MIGRATION
+        and (since is None or (m.created_at is not None and m.created_at >= since))
+        for m in migrations
+    )
+
+
+def attempt_failed(server: Server, move: DrainMove, migrations: Iterable[Migration]) -> str | None:
+    """Nova's word that the move's latest live migration failed, or None."""
+    if server.task_state is not None or move.start_time is None:
+        return None
+    since = move.start_time - CLOCK_SKEW
+    for m in migrations:
+        if (
+            m.migration_type == "live-migration"
+            and m.created_at is not None
+            and m.created_at >= since
+            and m.status in FAILED_MIGRATION
+        ):
+            target = f" to {m.dest_host}" if m.dest_host else ""
+            return f"live migration{target} ended {m.status}"
+    return None
+
+
+class Next(StrEnum):
+    RETRY = "retry"
+    GIVE_UP = "give-up"
+    STOP_INSTANCE = "stop-instance"
+
+
+def after_failure(move: DrainMove, policy: MaintenancePolicy) -> Next:
+    if move.attempts < policy.attempts:
+        return Next.RETRY
+    if policy.drain == DrainMode.LIVE_MIGRATE_OR_STOP:
+        return Next.STOP_INSTANCE
+    return Next.GIVE_UP
+
+
+def outcome(drain: DrainStatus) -> DrainPhase | None:
+    """The phase of a drain with nothing left to do, or None while something is open."""
+    if any(m.status in OPEN for m in drain.instances):
+        return None
+    if any(m.status == DrainMoveStatus.FAILED for m in drain.instances):
+        return DrainPhase.INCOMPLETE
+    return DrainPhase.DRAINED
+
+
+def cancel_pending(drain: DrainStatus, why: str, now: datetime) -> None:
+    for move in drain.instances:
+        if move.status == DrainMoveStatus.PENDING:
+            move.status, move.end_time, move.message = DrainMoveStatus.CANCELLED, now, why

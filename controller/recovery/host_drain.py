@@ -1,0 +1,390 @@
+"""Maintenance drains: a host on maintenance emptied by live migration, beside the host pass.
+
+The host pass (recovery.host_sync) asks `Drains.reconcile` after planning each host; the
+decisions are controller.recovery.drain's. One task per draining host starts live migrations
+within the segment's bounds and follows each until Nova lands it elsewhere or says it failed.
+
+Crash safety is the recovery's: every move is written to the Host's `status.drain` (ongoing,
+its attempt counted, its start time) before Nova is asked, and before asking again (a resumed
+drain, a retry after a timeout) Nova's migration records are read: a live migration still
+running is followed, never started a second time.
+
+A start holds the host's lock (HostLocks, shared with recoveries) for the write and the call
+only: a recovery of the host waits seconds at most, and once it holds the lock nothing more
+starts. What runs then is followed to its end; the rest is the recovery's (`HandedOver`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from controller.recovery import drain as decide
+from controller.recovery.drain import Next, Slots, Want
+from controller.recovery.nova import NotFound, NovaError, Server
+from controller.recovery.ports import DrainSignals, HostStore, Nova
+from controller.recovery.progress import utcnow
+from controller.resources.host import DrainMove, DrainMoveStatus, DrainPhase, DrainStatus
+from controller.resources.segment import MaintenancePolicy
+
+if TYPE_CHECKING:  # host_sync runs the drains: it imports this module
+    from controller.recovery.host_sync import HostLocks
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 1.0  # between reads of a live migration's server and records
+LOCK_PATIENCE = 5.0  # a start waits this long for the host's lock, then tries later
+STOP_TIMEOUT = 120.0  # LiveMigrateOrStop: how long an instance may take to stop
+
+
+@dataclass
+class _Run:
+    namespace: str
+    host: str
+    nova_host: str
+    segment: str
+    nova: Nova
+    policy: MaintenancePolicy
+    drain: DrainStatus
+    want: Want = Want.DRAIN
+    moves: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    write: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class Drains:
+    store: HostStore
+    signals: DrainSignals
+    locks: HostLocks
+    clock: Callable[[], datetime] = utcnow
+    poll_interval: float = POLL_INTERVAL
+    _runs: dict[tuple[str, str], _Run] = field(default_factory=dict)
+    _tasks: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    # The start of each host's last drain run here: a Host read before that run's last write
+    # still shows it Draining, and must not resume it.
+    _ended: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+    def reconcile(
+        self,
+        namespace: str,
+        host: str,
+        nova_host: str,
+        segment: str,
+        view: decide.HostView,
+        policy: MaintenancePolicy | None,
+        nova: Nova,
+    ) -> Want:
+        """Start, resume, stop or hand over the host's drain, as `drain.wanted` says. Never
+        waits: the drain runs in a task of its own."""
+        key = (namespace, host)
+        run = self._runs.get(key)
+        if run is not None:
+            want = decide.wanted(_live(view, run.drain), policy)
+            if want in (Want.STOP, Want.HAND_OVER) and run.want == Want.DRAIN:
+                run.want = want
+            return want
+        if view.drain is not None and self._ended.get(key) == view.drain.start_time:
+            return Want.NOTHING
+        want = decide.wanted(view, policy)
+        if view.drain is not None and view.drain.phase == DrainPhase.DRAINING:
+            # Resumed after a restart: to go on, or to stop and follow what still runs.
+            started: DrainStatus | None = view.drain.model_copy(deep=True)
+            running_policy = _policy_of(view.drain, policy)
+        elif want == Want.DRAIN and policy is not None:
+            started, running_policy = None, policy
+        else:
+            return want
+        run = _Run(namespace, host, nova_host, segment, nova, running_policy, started or _EMPTY)
+        run.want = want
+        self._runs[key] = run
+        self._tasks[key] = asyncio.create_task(self._drive(run, fresh=started is None))
+        return want
+
+    def ongoing_in_segment(self, namespace: str, segment: str) -> int:
+        return sum(
+            len(run.moves)
+            for run in self._runs.values()
+            if (run.namespace, run.segment) == (namespace, segment)
+        )
+
+    def running(self, namespace: str, host: str) -> bool:
+        return (namespace, host) in self._runs
+
+    async def close(self) -> None:
+        """Stops following (the operator stops); status says where each move was."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # --- one drain --------------------------------------------------------------------------
+
+    async def _drive(self, run: _Run, fresh: bool) -> None:
+        key = (run.namespace, run.host)
+        self.signals.running(1)
+        try:
+            if fresh:
+                servers = await run.nova.servers_on_host(run.nova_host)
+                run.drain = decide.begin(servers, run.policy, self.clock())
+                await self._write(run)
+                self.signals.drain(run.namespace, run.host, "DrainStarted", _summary(run), False)
+            await self._loop(run)
+        except NovaError as error:
+            # Nova unreachable: the drain stays Draining and the next pass resumes it.
+            log.warning("drain of %s: %s", run.host, error)
+            self.signals.unreachable("nova", error)
+        except Exception as error:  # kept visible; the next pass resumes from status
+            log.exception("drain of %s failed", run.host)
+            self.signals.unreachable("kubernetes", error)
+        finally:
+            for task in run.moves.values():
+                task.cancel()
+            self._runs.pop(key, None)
+            self._tasks.pop(key, None)
+            self._ended[key] = run.drain.start_time
+            self.signals.running(-1)
+
+    async def _loop(self, run: _Run) -> None:
+        # Bounded: every round either starts a move, waits for one, or ends; each move has at
+        # most `attempts` tries of `instance_timeout_seconds`.
+        per_move = run.policy.attempts * (run.policy.instance_timeout_seconds + 60)
+        rounds = int(len(run.drain.instances) * per_move / self.poll_interval) + 100
+        for _ in range(rounds):
+            for move in self._resumed(run):
+                self._start(run, move)
+            if run.want != Want.DRAIN:
+                why = "maintenance ended" if run.want == Want.STOP else "the host failed"
+                decide.cancel_pending(run.drain, why, self.clock())
+            else:
+                slots = Slots(
+                    run.policy.concurrency_per_host,
+                    run.policy.concurrency_per_segment,
+                    self.ongoing_in_segment(run.namespace, run.segment),
+                )
+                for instance in decide.next_moves(run.drain, slots, run.moves):
+                    self._start(run, _move(run.drain, instance))
+            if not run.moves and decide.outcome(run.drain) is not None:
+                break
+            waiting = list(run.moves.values())
+            if waiting:
+                await asyncio.wait(waiting, timeout=self.poll_interval)
+            else:
+                await asyncio.sleep(self.poll_interval)
+        await self._end(run)
+
+    def _resumed(self, run: _Run) -> list[DrainMove]:
+        """Moves recorded ongoing by an earlier run, not followed by this one yet."""
+        return [
+            m
+            for m in run.drain.instances
+            if m.status == DrainMoveStatus.ONGOING and m.instance_uuid not in run.moves
+        ]
+
+    def _start(self, run: _Run, move: DrainMove) -> None:
+        task = asyncio.create_task(self._one(run, move))
+        run.moves[move.instance_uuid] = task
+        task.add_done_callback(lambda _: run.moves.pop(move.instance_uuid, None))
+
+    async def _end(self, run: _Run) -> None:
+        phase = decide.outcome(run.drain)
+        if run.want == Want.STOP:
+            phase = DrainPhase.STOPPED
+        elif run.want == Want.HAND_OVER:
+            phase = DrainPhase.HANDED_OVER
+        if phase is None:
+            return  # out of rounds with moves open: the next pass resumes it
+        run.drain.phase, run.drain.end_time = phase, self.clock()
+        await self._write(run)
+        warning = phase in (DrainPhase.INCOMPLETE, DrainPhase.HANDED_OVER)
+        self.signals.drain(run.namespace, run.host, f"Drain{phase}", _summary(run), warning)
+
+    async def _write(self, run: _Run) -> None:
+        async with run.write:
+            await self.store.write_host_drain(run.namespace, run.host, run.drain)
+
+    # --- one instance -----------------------------------------------------------------------
+
+    async def _one(self, run: _Run, move: DrainMove) -> None:
+        try:
+            await self._attempt(run, move)
+        except NovaError as error:  # the move stays as written; the next round takes it up
+            log.warning("drain of %s: %s: %s", run.host, move.instance_uuid, error)
+            self.signals.unreachable("nova", error)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _attempt(self, run: _Run, move: DrainMove) -> None:
+        """One attempt: started (or resumed) and followed to its end."""
+        try:
+            server = await run.nova.server(move.instance_uuid)
+        except NotFound:
+            await self._finish(run, move, DrainMoveStatus.GONE, None, "deleted")
+            return
+        if server.host != run.nova_host and server.task_state is None:
+            if move.status == DrainMoveStatus.ONGOING:
+                await self._finish(run, move, DrainMoveStatus.SUCCEEDED, server.host, None)
+            else:
+                await self._finish(run, move, DrainMoveStatus.GONE, None, f"on {server.host}")
+            return
+        migrations = await run.nova.migrations(move.instance_uuid)
+        if not decide.in_flight(server, move, migrations):
+            if move.status == DrainMoveStatus.ONGOING:
+                failure = decide.attempt_failed(server, move, migrations)
+                if failure is not None:  # ended while no one followed it
+                    await self._failed(run, move, failure)
+                    return
+            if server.vm_state not in decide.LIVE_MIGRATABLE:
+                await self._finish(run, move, DrainMoveStatus.LEFT, None, server.vm_state)
+                return
+            refused = await self._ask(run, move)
+            if refused:
+                await self._failed(run, move, refused)
+            if refused is not None:
+                return
+        await self._follow(run, move)
+
+    async def _ask(self, run: _Run, move: DrainMove) -> str | None:
+        """Write ahead, then ask Nova, under the host's lock. None when asked; "" when not
+        asked (a recovery took the host, the drain stops, the lock is busy); Nova's refusal."""
+        if self.locks.recovering(run.namespace, run.host):
+            run.want = Want.HAND_OVER
+            return ""
+        lock = self.locks.lock(run.namespace, run.host)
+        try:
+            await asyncio.wait_for(lock.acquire(), LOCK_PATIENCE)
+        except TimeoutError:
+            return ""  # the next round tries again
+        try:
+            if run.want != Want.DRAIN:
+                return ""
+            move.status, move.attempts = DrainMoveStatus.ONGOING, move.attempts + 1
+            move.start_time, move.end_time, move.message = self.clock(), None, None
+            await self._write(run)
+            try:
+                await run.nova.live_migrate(move.instance_uuid)
+            except NovaError as error:
+                return str(error)
+            return None
+        finally:
+            lock.release()
+
+    async def _follow(self, run: _Run, move: DrainMove) -> None:
+        loop = asyncio.get_running_loop()
+        started = move.start_time or self.clock()
+        elapsed = (self.clock() - started).total_seconds()
+        deadline = loop.time() + max(run.policy.instance_timeout_seconds - elapsed, 0)
+        while loop.time() < deadline:
+            await asyncio.sleep(self.poll_interval)
+            if run.want == Want.HAND_OVER:
+                await self._handed_over(run, move)
+                return
+            try:
+                server: Server = await run.nova.server(move.instance_uuid)
+            except NotFound:
+                await self._finish(run, move, DrainMoveStatus.GONE, None, "deleted")
+                return
+            if server.host != run.nova_host and server.task_state is None:
+                await self._finish(run, move, DrainMoveStatus.SUCCEEDED, server.host, None)
+                return
+            if server.task_state is None:
+                migrations = await run.nova.migrations(move.instance_uuid)
+                failure = decide.attempt_failed(server, move, migrations)
+                if failure is not None:
+                    await self._failed(run, move, failure)
+                    return
+        timeout = run.policy.instance_timeout_seconds
+        # Not aborted: the next attempt asks Nova first and follows it if it still runs.
+        await self._failed(run, move, f"not landed within {timeout}s")
+
+    async def _handed_over(self, run: _Run, move: DrainMove) -> None:
+        """The host failed under a live migration: landed if Nova completed it, otherwise
+        the instance is its recovery's, which may have to evacuate it."""
+        for m in await run.nova.migrations(move.instance_uuid):
+            since = (move.start_time or self.clock()) - decide.CLOCK_SKEW
+            done = m.status in ("completed", "done") and m.migration_type == "live-migration"
+            if done and m.created_at is not None and m.created_at >= since:
+                await self._finish(run, move, DrainMoveStatus.SUCCEEDED, m.dest_host, None)
+                return
+        why = "the host failed during its live migration: left to the recovery"
+        await self._finish(run, move, DrainMoveStatus.CANCELLED, None, why)
+
+    async def _failed(self, run: _Run, move: DrainMove, why: str) -> None:
+        self.signals.drain_move("attempt_failed", None)
+        following = run.want == Want.DRAIN
+        step = decide.after_failure(move, run.policy) if following else Next.GIVE_UP
+        if step == Next.RETRY:
+            move.status, move.message = DrainMoveStatus.PENDING, f"attempt {move.attempts}: {why}"
+            await self._write(run)
+            return
+        if step == Next.STOP_INSTANCE and await self._stop_instance(run, move):
+            await self._finish(run, move, DrainMoveStatus.STOPPED, None, why)
+            return
+        await self._finish(run, move, DrainMoveStatus.FAILED, None, why)
+        self.signals.drain(
+            run.namespace, run.host, "DrainMoveFailed", f"{move.instance_uuid}: {why}", True
+        )
+
+    async def _stop_instance(self, run: _Run, move: DrainMove) -> bool:
+        try:
+            await run.nova.stop_server(move.instance_uuid)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + STOP_TIMEOUT
+            while loop.time() < deadline:
+                await asyncio.sleep(self.poll_interval)
+                server = await run.nova.server(move.instance_uuid)
+                if server.vm_state == "stopped" and server.task_state is None:
+                    return True
+        except NovaError as error:
+            log.warning("drain of %s: stopping %s: %s", run.host, move.instance_uuid, error)
+        return False
+
+    async def _finish(
+        self,
+        run: _Run,
+        move: DrainMove,
+        status: DrainMoveStatus,
+        destination: str | None,
+        message: str | None,
+    ) -> None:
+        move.status, move.destination, move.message = status, destination, message
+        move.end_time = self.clock()
+        await self._write(run)
+        seconds = None
+        if status == DrainMoveStatus.SUCCEEDED and move.start_time is not None:
+            seconds = (move.end_time - move.start_time).total_seconds()
+        self.signals.drain_move(str(status), seconds)
+
+
+_EMPTY = DrainStatus(phase=DrainPhase.DRAINING, mode="None", start_time=datetime.min)
+
+
+def _live(view: decide.HostView, drain: DrainStatus) -> decide.HostView:
+    """The view with the drain this process runs (the Host's status may lag behind it)."""
+    return decide.HostView(
+        view.on_maintenance, view.phase, view.service, view.recovering, drain,
+        view.maintenance_since,
+    )  # fmt: skip
+
+
+def _policy_of(drain: DrainStatus, policy: MaintenancePolicy | None) -> MaintenancePolicy:
+    """A resumed drain keeps its mode; bounds and timeouts are the segment's current ones."""
+    base = policy or MaintenancePolicy()
+    return base.model_copy(update={"drain": drain.mode})
+
+
+def _move(drain: DrainStatus, instance: str) -> DrainMove:
+    return next(m for m in drain.instances if m.instance_uuid == instance)
+
+
+def _summary(run: _Run) -> str:
+    counts: dict[str, int] = {}
+    for move in run.drain.instances:
+        counts[str(move.status)] = counts.get(str(move.status), 0) + 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{run.drain.phase}: {len(run.drain.instances)} instances ({parts or 'none'})"

@@ -1,0 +1,166 @@
+"""Maintenance drains on the real API server with the simulator: a host put on maintenance is
+emptied by live migration within its segment's bounds; failed migrations are retried then
+reported; leaving maintenance stops the drain; a host failure hands over without moving any
+instance twice (the simulator counts every move of every server)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.integration.operator_env import Cloud, host, host_failure, segment, topology, wait_for
+
+pytestmark = pytest.mark.integration
+
+HOSTS = [{"name": f"compute{i}", "vcpus": 64, "memory_mb": 65536} for i in (1, 2, 3, 4)]
+
+
+def _servers(count: int, on: str = "compute1") -> list[dict[str, Any]]:
+    return [
+        {"name": f"vm{n:02d}", "host": on, "id": str(uuid.UUID(int=n + 1, version=4))}
+        for n in range(count)
+    ]
+
+
+def _segment(**maintenance: Any) -> dict[str, Any]:
+    policy = {"drain": "LiveMigrate", "instanceTimeoutSeconds": 30, **maintenance}
+    return segment(maintenance=policy)
+
+
+def _drain(cloud: Cloud, name: str = "compute1") -> dict[str, Any]:
+    drain: dict[str, Any] = cloud.status("mhost", name).get("drain") or {}
+    return drain
+
+
+def _wait_drain(cloud: Cloud, phases: set[str], timeout: float = 90) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        drain = _drain(cloud)
+        return drain if drain.get("phase") in phases else None
+
+    try:
+        return wait_for(f"drain in {phases}", probe, timeout, interval=0.5)
+    except AssertionError:
+        print(cloud.operator.log()[-6000:])
+        raise
+
+
+def _moves(cloud: Cloud) -> dict[str, int]:
+    assert cloud.sim is not None
+    moves: dict[str, int] = cloud.sim.control("GET", "moves")["moves"]
+    return moves
+
+
+def _by_status(drain: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for move in drain.get("instances", []):
+        grouped.setdefault(move["status"], []).append(move)
+    return grouped
+
+
+def test_drain_of_30_instances_retries_then_reports_the_one_that_never_moves(
+    cloud_factory: Any,
+) -> None:
+    servers = _servers(30)
+    twice, never = servers[3]["id"], servers[7]["id"]
+    cloud = cloud_factory(topology(HOSTS, servers), sim_args=("--live-migration-seconds", "0.3"))
+    assert cloud.sim is not None
+    cloud.sim.control("PUT", "faults", {"fail_live_migration": {twice: 2, never: -1}})
+    cloud.apply(
+        _segment(concurrencyPerHost=3, concurrencyPerSegment=5, attempts=3),
+        *(host(h["name"]) for h in HOSTS),
+    )
+    cloud.wait_phase("mhost", "compute1", {"Active"})
+
+    cloud.apply(host("compute1", onMaintenance=True))
+    drain = _wait_drain(cloud, {"Incomplete", "Drained"}, timeout=120)
+
+    assert drain["phase"] == "Incomplete"
+    grouped = _by_status(drain)
+    assert len(grouped["succeeded"]) == 29, grouped.keys()
+    (failed,) = grouped["failed"]
+    assert (failed["instanceUuid"], failed["attempts"]) == (never, 3)
+    retried = next(m for m in grouped["succeeded"] if m["instanceUuid"] == twice)
+    assert retried["attempts"] == 3
+    assert all(
+        m["destination"] in ("compute2", "compute3", "compute4") for m in grouped["succeeded"]
+    )
+    # Every server moved once, the failing one never: no migration was started twice.
+    moves = _moves(cloud)
+    assert never not in moves
+    assert moves == {m["instanceUuid"]: 1 for m in grouped["succeeded"]}
+
+    nova = cloud.nova()
+    left = [s.id for s in nova.compute.servers(all_projects=True, compute_host="compute1")]
+    assert left == [never]
+    service = next(iter(nova.compute.services(binary="nova-compute", host="compute1")))
+    assert service.status == "disabled"
+    reasons = {e["reason"] for e in cloud.events("compute1")}
+    assert {"DrainStarted", "DrainMoveFailed", "DrainIncomplete"} <= reasons
+    assert 'masakari_drain_moves_total{result="succeeded"} 29.0' in cloud.metrics()
+
+
+def test_leaving_maintenance_mid_drain_stops_it_and_the_host_returns(cloud_factory: Any) -> None:
+    servers = _servers(12)
+    cloud = cloud_factory(topology(HOSTS, servers), sim_args=("--live-migration-seconds", "1.5"))
+    cloud.apply(_segment(concurrencyPerHost=2), *(host(h["name"]) for h in HOSTS))
+    cloud.wait_phase("mhost", "compute1", {"Active"})
+
+    cloud.apply(host("compute1", onMaintenance=True))
+    wait_for(
+        "a first instance moved",
+        lambda: "succeeded" in _by_status(_drain(cloud)),
+        timeout=30,
+        interval=0.3,
+    )
+    cloud.apply(host("compute1", onMaintenance=False))
+    drain = _wait_drain(cloud, {"Stopped"}, timeout=30)
+
+    grouped = _by_status(drain)
+    assert "ongoing" not in grouped and "pending" not in grouped, grouped.keys()
+    moved = {m["instanceUuid"] for m in grouped.get("succeeded", [])}
+    assert 1 <= len(moved) <= 6  # what ran when maintenance ended, and nothing after
+    assert len(grouped["cancelled"]) == 12 - len(moved)
+    cloud.wait_phase("mhost", "compute1", {"Active"}, 30)
+    time.sleep(3)  # passes go on: nothing more may move
+    assert _moves(cloud) == dict.fromkeys(moved, 1)
+    nova = cloud.nova()
+    service = next(iter(nova.compute.services(binary="nova-compute", host="compute1")))
+    assert service.status == "enabled"
+
+
+def test_a_host_failure_mid_drain_hands_over_without_moving_anything_twice(
+    cloud_factory: Any,
+) -> None:
+    servers = _servers(10)
+    cloud = cloud_factory(topology(HOSTS, servers), sim_args=("--live-migration-seconds", "2"))
+    assert cloud.sim is not None
+    cloud.apply(_segment(concurrencyPerHost=2), *(host(h["name"]) for h in HOSTS))
+    cloud.wait_phase("mhost", "compute1", {"Active"})
+
+    cloud.apply(host("compute1", onMaintenance=True))
+    wait_for(
+        "a first instance moved",
+        lambda: "succeeded" in _by_status(_drain(cloud)),
+        timeout=30,
+        interval=0.3,
+    )
+    cloud.sim.control("POST", "hosts/compute1/kill")
+    cloud.apply(host_failure("compute1-down", "compute1"))
+    drain = _wait_drain(cloud, {"HandedOver"}, timeout=30)
+
+    grouped = _by_status(drain)
+    assert "ongoing" not in grouped and "pending" not in grouped, grouped.keys()
+    moved_by_drain = {m["instanceUuid"] for m in grouped.get("succeeded", [])}
+    event = cloud.wait_phase("fev", "compute1-down", {"Finished", "Ignored", "Failed"}, 60)
+    time.sleep(3)
+    moves = _moves(cloud)
+    # Never twice: not by the drain, nor by the drain and then the recovery.
+    assert all(count == 1 for count in moves.values()), moves
+    assert moved_by_drain <= set(moves)
+    if event["phase"] == "Ignored":
+        # Today's gate: a host on maintenance is not recovered (see the report of issue 14).
+        assert event["reason"] == "HostOnMaintenance"
+        assert set(moves) == moved_by_drain

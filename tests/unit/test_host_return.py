@@ -1,0 +1,139 @@
+"""Hosts coming back (hosts.plan with a segment's spec.returnToService) and maintenance that
+waits for its drain before standby."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from controller.recovery import hosts
+from controller.recovery.hosts import HOST_FAILURE_REASON
+from controller.recovery.nova import ComputeService
+from controller.recovery.pacemaker import Node, NodeType
+from controller.recovery.ports import EventRecord, HostRecord
+from controller.resources.failure_event import (
+    EventPhase,
+    FailureEventSpec,
+    FailureEventStatus,
+)
+from controller.resources.host import (
+    DrainPhase,
+    DrainStatus,
+    HostPhase,
+    HostSpec,
+    HostStatus,
+)
+from controller.resources.segment import DrainMode, MaintenancePolicy, ReturnPolicy
+
+FAILED_AT = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+WHEN_HEALTHY = ReturnPolicy(policy="WhenHealthy", stable_seconds=300)
+MANUAL = ReturnPolicy()
+
+
+def _failure() -> EventRecord:
+    spec = FailureEventSpec.model_validate(
+        {
+            "type": "COMPUTE_HOST",
+            "host": "c1",
+            "generatedTime": FAILED_AT.isoformat(),
+            "payload": {"event": "STOPPED", "host_status": "NORMAL", "cluster_status": "OFFLINE"},
+        }
+    )
+    status = FailureEventStatus(phase=EventPhase.FINISHED)
+    return EventRecord("c1-down", "ns", spec, status, FAILED_AT)
+
+
+def _service(heartbeat: datetime | None, forced: bool = True) -> ComputeService:
+    return ComputeService(
+        "s1", "c1", "down" if forced else "up", "disabled", forced,
+        f"{HOST_FAILURE_REASON} (c1-down)", heartbeat,
+    )  # fmt: skip
+
+
+def _node(online: bool) -> Node:
+    return Node("c1", "1", NodeType.MEMBER, online, False, False, False, False, False, online)
+
+
+def _host(status: HostStatus, **spec: object) -> HostRecord:
+    return HostRecord("c1", HostSpec.model_validate({"segment": "seg", **spec}), status, FAILED_AT)
+
+
+def _pass(
+    status: HostStatus,
+    now: datetime,
+    policy: ReturnPolicy,
+    heartbeat_age: float = 5,
+    online: bool | None = True,
+) -> hosts.Plan:
+    service = _service(now - timedelta(seconds=heartbeat_age))
+    node = _node(online) if online is not None else None
+    events = [_failure()]
+    return hosts.plan(_host(status), service, node, events, events, now, 1, returning=policy)
+
+
+def test_manual_keeps_a_healthy_host_failed() -> None:
+    status = HostStatus()
+    for minutes in (1, 10, 60):
+        plan = _pass(status, FAILED_AT + timedelta(minutes=minutes), MANUAL)
+        status = plan.status
+        assert status.phase == HostPhase.FAILED and not plan.unforce
+
+
+def test_when_healthy_returns_the_host_after_the_stable_period_and_keeps_it_returned() -> None:
+    status = _pass(HostStatus(), FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY).status
+    assert status.phase == HostPhase.FAILED and status.healthy_since is not None
+    status = _pass(status, FAILED_AT + timedelta(minutes=5), WHEN_HEALTHY).status
+    assert status.phase == HostPhase.FAILED  # 4 minutes healthy of 5
+    plan = _pass(status, FAILED_AT + timedelta(minutes=6, seconds=1), WHEN_HEALTHY)
+    assert plan.unforce, "released: forced-down is cleared"
+    assert plan.status.returned_failure == "c1-down"
+    assert plan.status.healthy_since is None
+    # Later passes keep the release, as spec.releaseFailure would.
+    later = _pass(plan.status, FAILED_AT + timedelta(minutes=7), WHEN_HEALTHY, online=False)
+    assert later.unforce
+
+
+def test_an_unhealthy_read_starts_the_stable_period_again() -> None:
+    status = _pass(HostStatus(), FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY).status
+    status = _pass(status, FAILED_AT + timedelta(minutes=4), WHEN_HEALTHY, online=False).status
+    assert status.healthy_since is None
+    status = _pass(status, FAILED_AT + timedelta(minutes=5), WHEN_HEALTHY).status
+    plan = _pass(status, FAILED_AT + timedelta(minutes=9), WHEN_HEALTHY)
+    assert not plan.unforce and plan.status.phase == HostPhase.FAILED
+
+
+def test_a_heartbeat_older_than_the_failure_or_stale_is_not_healthy() -> None:
+    now = FAILED_AT + timedelta(minutes=1)
+    stale = _pass(HostStatus(), now, WHEN_HEALTHY, heartbeat_age=120)
+    assert stale.status.healthy_since is None
+    early = FAILED_AT + timedelta(seconds=30)
+    before = _pass(HostStatus(), early, WHEN_HEALTHY, heartbeat_age=31)
+    assert before.status.healthy_since is None
+    after = _pass(HostStatus(), early, WHEN_HEALTHY, heartbeat_age=29)
+    assert after.status.healthy_since is not None
+
+
+def test_without_pacemaker_nova_alone_decides() -> None:
+    plan = _pass(HostStatus(), FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY, online=None)
+    assert plan.status.healthy_since is not None
+
+
+LIVE = MaintenancePolicy(drain=DrainMode.LIVE_MIGRATE)
+
+
+def _maintenance(drain: DrainStatus | None, now: datetime) -> hosts.Plan:
+    service = ComputeService("s1", "c1", "up", "enabled", False, None, now)
+    status = HostStatus(drain=drain)
+    return hosts.plan(
+        _host(status, onMaintenance=True), service, _node(True), [], [], now, 1, maintenance=LIVE
+    )
+
+
+def test_maintenance_disables_at_once_and_waits_for_the_drain_before_standby() -> None:
+    now = FAILED_AT
+    waiting = _maintenance(None, now)
+    assert waiting.disable and waiting.standby is None
+    assert waiting.status.phase == HostPhase.MAINTENANCE
+    running = DrainStatus(phase=DrainPhase.DRAINING, mode="LiveMigrate", start_time=now)
+    assert _maintenance(running, now).standby is None
+    ended = running.model_copy(update={"phase": DrainPhase.DRAINED, "end_time": now})
+    assert _maintenance(ended, now).standby is True
