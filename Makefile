@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration properties crds check-crds lint control-plane monitoring-crds promtool control-plane-up nova-lab pacemaker-lab demo clean
+.PHONY: all test unit integration properties crds check-crds chart lint control-plane monitoring-crds promtool helm control-plane-up nova-lab pacemaker-lab demo clean
 
 all: test
 
@@ -23,6 +23,10 @@ control-plane:
 ## the cache: the integration tests apply deploy/monitoring/ with them.
 monitoring-crds:
 	bash hack/control-plane/monitoring-crds.sh >/dev/null
+
+## Helm, built from its Go module into the cache (the chart's tests run it).
+helm:
+	bash hack/helm/build.sh >/dev/null
 
 ## promtool, which checks and unit-tests the alert rules (as root: Debian's prometheus package).
 ## Not root and not installed: fails, since those tests must run wherever `make test` runs.
@@ -54,13 +58,13 @@ demo: $(BIN)/.installed control-plane
 	$(BIN)/python hack/demo/demo.py $(if $(KEEP),--keep)
 
 ## Every test tier that this machine can run.
-test: $(BIN)/.installed control-plane monitoring-crds promtool nova-lab pacemaker-lab
+test: $(BIN)/.installed control-plane monitoring-crds helm promtool nova-lab pacemaker-lab
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed promtool
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(BIN)/.installed control-plane monitoring-crds
+integration: $(BIN)/.installed control-plane monitoring-crds helm
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 ## The safety invariants' property test at length (make test runs 100 examples of it).
@@ -71,6 +75,10 @@ properties: $(BIN)/.installed
 ## Regenerate crds/ from the resource models.
 crds: $(BIN)/.installed
 	$(BIN)/masakari-operator crds --output-dir crds
+
+## Regenerate charts/masakari-operator/ from deploy/ and crds/ (a test fails when they drift).
+chart: $(BIN)/.installed control-plane
+	$(BIN)/python hack/helm/chart.py
 
 check-crds: $(BIN)/.installed
 	$(BIN)/masakari-operator crds --output-dir crds --check
