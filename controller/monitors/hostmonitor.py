@@ -1,18 +1,26 @@
 """`masakari-operator hostmonitor`: the agent on a Pacemaker node that reports node failures.
 
 Each second (by default) it reads crm_mon, feeds the sample to the FailureDetector and queues
-what it concludes for the Reporter, which writes FailureEvents to Kubernetes.
+what it concludes for the Reporter, which writes FailureEvents to Kubernetes. With
+`--alert-socket`, Pacemaker's own node and fencing alerts (controller/monitors/pacemaker_alert.py)
+wake it at once: it samples then, and again after AGREEMENT_INTERVAL until the detector's
+samples agree, so a fencing is reported within a fraction of a second, not a sample interval.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import grp
+import json
 import logging
+import os
 import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from controller.drivers.pacemaker import crm_mon
 from controller.drivers.pacemaker.runner import (
@@ -28,6 +36,80 @@ from .reporting import FailureEventStore, Reporter
 
 log = logging.getLogger("masakari.hostmonitor")
 
+# Samples taken after an alert, this far apart, until the detector's samples agree.
+AGREEMENT_INTERVAL = 0.05
+# Pacemaker runs alert agents as hacluster, a member of haclient.
+ALERT_GROUP = "haclient"
+ALERT_DATAGRAM_MAX = 4096
+
+
+@dataclass
+class Alerts:
+    """The host monitor's end of the alert agent's socket: each alert wakes the monitor."""
+
+    path: Path
+    wake: threading.Event
+    received: int = 0
+    _sock: socket.socket | None = None
+    _thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Alerts:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by a monitor that was killed
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(self.path))
+        sock.settimeout(0.5)  # so that stop() is seen
+        try:
+            os.chown(self.path, -1, grp.getgrnam(ALERT_GROUP).gr_gid)
+            os.chmod(self.path, 0o660)
+        except (KeyError, PermissionError) as error:
+            # Without the group the agent's user may not write: alerts are lost, polling stays.
+            log.warning(
+                "alert socket %s: cannot give it to group %s: %s", self.path, ALERT_GROUP, error
+            )
+        self._sock = sock
+        self._thread = threading.Thread(target=self._receive, name="alerts", daemon=True)
+        self._thread.start()
+        log.info("listening for Pacemaker alerts on %s", self.path)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._sock is not None:
+            self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def _receive(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                datagram = self._sock.recv(ALERT_DATAGRAM_MAX)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                alert = json.loads(datagram)
+            except ValueError:
+                log.warning("alert socket: not an alert (%d bytes), ignored", len(datagram))
+                continue
+            if not isinstance(alert, dict):
+                continue
+            self.received += 1
+            log.info(
+                "alert: %s %s %s (rc %s)",
+                alert.get("kind"),
+                alert.get("node"),
+                alert.get("desc") or alert.get("task"),
+                alert.get("rc"),
+            )
+            self.wake.set()
+
 
 @dataclass
 class HostMonitor:
@@ -37,6 +119,7 @@ class HostMonitor:
     interval: float = 1.0
     command_timeout: float = 10.0
     last_error: str | None = None
+    wake: threading.Event = field(default_factory=threading.Event)  # an alert, or stopping
 
     def poll_once(self) -> None:
         try:
@@ -67,13 +150,20 @@ class HostMonitor:
             self.reporter.submit(report)
 
     def run(self, stop: threading.Event) -> None:
+        """Sample every interval, and at once on a wake-up; `stop` must also set `wake`."""
         next_poll = time.monotonic()
+        agreeing = 0  # quick samples still to take after an alert
         while not stop.is_set():
             self.poll_once()
             next_poll += self.interval
             # After a slow sample, start again from now rather than firing a burst.
             next_poll = max(next_poll, time.monotonic())
-            stop.wait(max(0.0, next_poll - time.monotonic()))
+            delay = AGREEMENT_INTERVAL if agreeing else max(0.0, next_poll - time.monotonic())
+            agreeing = max(0, agreeing - 1)
+            if self.wake.wait(delay):
+                self.wake.clear()
+                agreeing = self.detector.samples - 1
+                next_poll = time.monotonic()
 
 
 def local_node_name(runner: CommandRunner) -> str:
@@ -125,6 +215,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1000,
         help="reports kept while the API server is unreachable",
     )
+    parser.add_argument(
+        "--alert-socket",
+        help="listen here for the Pacemaker alert agent (controller/monitors/pacemaker_alert.py, "
+        "with this path as the alert's recipient) and sample at once on each node or fencing "
+        "alert; polling goes on as the fallback",
+    )
     parser.add_argument("--ssh-host", help="read crm_mon on this cluster node over SSH")
     parser.add_argument("--ssh-user", help="SSH user for --ssh-host")
     parser.add_argument("--ssh-identity", help="SSH private key for --ssh-host")
@@ -164,9 +260,17 @@ def run(args: argparse.Namespace) -> int:
         interval=args.interval,
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def stopping(*_: object) -> None:
+        stop.set()
+        monitor.wake.set()
+
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
+    alerts = Alerts(Path(args.alert_socket), monitor.wake).start() if args.alert_socket else None
     log.info("hostmonitor on node %s, namespace %s, every %gs", node, namespace, args.interval)
     monitor.run(stop)
+    if alerts is not None:
+        alerts.stop()
     reporter.stop()
     return 0
