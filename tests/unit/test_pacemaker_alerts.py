@@ -105,7 +105,7 @@ class NoReports:
 def test_an_alert_brings_the_samples_forward(alerts: Alerts) -> None:
     runner = CountingRunner()
     monitor = HostMonitor(
-        runner,  # type: ignore[arg-type]
+        runner,
         FailureDetector("node1", samples=2),
         NoReports(),  # type: ignore[arg-type]
         interval=60.0,
