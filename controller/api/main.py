@@ -10,9 +10,11 @@ import signal
 import sys
 from pathlib import Path
 
+import prometheus_client
 from aiohttp import web
 
 from controller import logs
+from controller.api import metrics as api_metrics
 from controller.api.app import Context, build_app
 from controller.api.store import Store
 from controller.api.tls import ServingCertificate
@@ -65,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="how often the certificate files are checked for a renewal",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the API's Prometheus metrics on this port, apart from the API; 0: none",
+    )
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
 
@@ -96,6 +104,11 @@ async def _serve(args: argparse.Namespace) -> None:
         certificate = ServingCertificate(args.tls_cert, args.tls_key)
     store = Store(kube, args.namespace)
     app = build_app(Context(store, tokens, NovaComputeHosts(nova)))
+    app.middlewares.insert(0, api_metrics.measured)
+    if args.metrics_port:
+        prometheus_client.start_http_server(
+            args.metrics_port, args.host, registry=api_metrics.REGISTRY
+        )
     # Method, path, status, size and seconds: never a header, where the tokens are.
     runner = web.AppRunner(app, access_log=access_log, access_log_format=ACCESS_LOG_FORMAT)
     await runner.setup()

@@ -68,5 +68,10 @@ def test_the_api_is_reachable_by_the_monitors_and_reaches_keystone() -> None:
     container = load("deploy/api/deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
     port = container["ports"][0]["containerPort"]
     assert reaches(policy, "ingress", "TCP", port)  # from any host: monitors run on computes
+    metrics = next(p for p in container["ports"] if p["name"] == "metrics")["containerPort"]
+    assert reaches(policy, "ingress", "TCP", metrics)  # Prometheus
+    assert f"--metrics-port={metrics}" in " ".join(container["args"]).replace(
+        "--metrics-port ", "--metrics-port="
+    )
     for protocol, port in [("TCP", 443), ("TCP", 6443), ("TCP", 5000), ("TCP", 8774)]:
         assert reaches(policy, "egress", protocol, port), port
