@@ -179,20 +179,25 @@ def in_flight(server: Server, move: DrainMove, migrations: Iterable[Migration]) 
 
 
 def attempt_failed(server: Server, move: DrainMove, migrations: Iterable[Migration]) -> str | None:
-    """Nova's word that the move's latest live migration failed, or None."""
+    """Nova's word that the move's latest live migration failed, or None. Only the newest
+    live-migration record since the move started counts: an earlier attempt's failure is
+    not this one's."""
     if server.task_state is not None or move.start_time is None:
         return None
     since = move.start_time - CLOCK_SKEW
-    for m in migrations:
-        if (
-            m.migration_type == "live-migration"
-            and m.created_at is not None
-            and m.created_at >= since
-            and m.status in FAILED_MIGRATION
-        ):
-            target = f" to {m.dest_host}" if m.dest_host else ""
-            return f"live migration{target} ended {m.status}"
-    return None
+    records = [
+        m
+        for m in migrations
+        if m.migration_type == "live-migration" and m.created_at is not None
+        and m.created_at >= since
+    ]  # fmt: skip
+    if not records:
+        return None
+    newest = max(records, key=lambda m: (m.created_at or since, m.id))
+    if newest.status not in FAILED_MIGRATION:
+        return None
+    target = f" to {newest.dest_host}" if newest.dest_host else ""
+    return f"live migration{target} ended {newest.status}"
 
 
 class Next(StrEnum):

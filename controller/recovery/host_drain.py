@@ -218,6 +218,10 @@ class Drains:
             log.warning("drain of %s: %s: %s", run.host, move.instance_uuid, error)
             self.signals.unreachable("nova", error)
             await asyncio.sleep(self.poll_interval)
+        except Exception as error:  # a status write: likewise, Nova is asked again only after
+            log.warning("drain of %s: %s: %s", run.host, move.instance_uuid, error)
+            self.signals.unreachable("kubernetes", error)
+            await asyncio.sleep(self.poll_interval)
 
     async def _attempt(self, run: _Run, move: DrainMove) -> None:
         """One attempt: started (or resumed) and followed to its end."""

@@ -110,15 +110,25 @@ def _online_since(
 
 
 def _healthy(
-    service: ComputeService | None, node: Node | None, last: FailureRecord, now: datetime
+    service: ComputeService | None, node: Node | None, since: datetime, now: datetime
 ) -> bool:
-    """nova-compute reporting (a forced-down service still heartbeats) since the failure, and
-    the Pacemaker node online when the cluster is seen."""
+    """nova-compute reporting again (a forced-down service still heartbeats) after `since`,
+    and the Pacemaker node online when the cluster is seen."""
     if service is None or service.updated_at is None:
         return False
-    if service.updated_at <= last.time or now - service.updated_at > REPORTING_WITHIN:
+    if service.updated_at <= since or now - service.updated_at > REPORTING_WITHIN:
         return False
     return node is None or (node.online and not node.unclean and not node.pending)
+
+
+def _out_since(status: HostStatus, last: FailureRecord) -> datetime:
+    """When the operator saw the failure take the host out. A dead host's last heartbeat can
+    be later than the report's time (seconds, from the monitor's clock), never later than
+    the operator seeing its recovery start."""
+    entered = [
+        e.time for e in status.history if e.phase in (HostPhase.RECOVERING, HostPhase.FAILED)
+    ]
+    return max([last.time, *entered[-1:]])
 
 
 def _returns(
@@ -134,7 +144,7 @@ def _returns(
     status.returnedFailure, so it lasts as a person's spec.releaseFailure would."""
     if policy is None or policy.policy != ReturnMode.WHEN_HEALTHY:
         return False
-    if not _healthy(service, node, last, now):
+    if not _healthy(service, node, _out_since(status, last), now):
         status.healthy_since = None
         return False
     status.healthy_since = status.healthy_since or now
@@ -207,8 +217,9 @@ def plan(
     since = maintenance_since(status, now)
     standby_ok = drains.standby_allowed(maintenance, status.drain, since, service)
     phase, reason, why = _decide(
-        result, spec, service, node, recovering, last, released, taker, standby_ok
-    )
+        result, spec, service, node, recovering, last, released, taker, standby_ok,
+        returning is not None and returning.policy == ReturnMode.WHEN_HEALTHY,
+    )  # fmt: skip
     status.nova = (
         NovaServiceStatus(
             id=service.id,
@@ -294,6 +305,7 @@ def _decide(
     released: bool,
     taker: EventRecord | None,
     standby_ok: bool = True,
+    auto_return: bool = False,
 ) -> tuple[HostPhase, str, str]:
     """The host's phase, and the changes that bring Nova and Pacemaker in line with spec.
 
@@ -308,7 +320,8 @@ def _decide(
         return (
             HostPhase.FAILED,
             "AwaitingRelease",
-            f"failed ({last.event}); set spec.releaseFailure: {last.event} to return it",
+            f"failed ({last.event}); set spec.releaseFailure: {last.event} to return it"
+            + (", or it returns once healthy" if auto_return else ""),
         )
     if spec.on_maintenance:
         # Disabled at once, so nothing new is scheduled here while the drain runs.

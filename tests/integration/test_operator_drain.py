@@ -164,3 +164,84 @@ def test_a_host_failure_mid_drain_hands_over_without_moving_anything_twice(
         # Today's gate: a host on maintenance is not recovered (see the report of issue 14).
         assert event["reason"] == "HostOnMaintenance"
         assert set(moves) == moved_by_drain
+
+
+def test_a_killed_operator_resumes_the_drain_without_a_second_live_migration(
+    cloud_factory: Any,
+) -> None:
+    servers = _servers(6)
+    cloud = cloud_factory(topology(HOSTS, servers), sim_args=("--live-migration-seconds", "6"))
+    cloud.apply(_segment(concurrencyPerHost=2), *(host(h["name"]) for h in HOSTS))
+    cloud.wait_phase("mhost", "compute1", {"Active"})
+
+    cloud.apply(host("compute1", onMaintenance=True))
+    wait_for(
+        "two live migrations written ongoing",
+        lambda: len(_by_status(_drain(cloud)).get("ongoing", [])) == 2,
+        timeout=30,
+        interval=0.1,
+    )
+    cloud.operator.kill()  # while Nova still runs both
+    cloud.operator.start()
+    drain = _wait_drain(cloud, {"Drained", "Incomplete"}, timeout=120)
+
+    assert drain["phase"] == "Drained", drain
+    assert all(m["attempts"] == 1 for m in drain["instances"]), drain["instances"]
+    assert _moves(cloud) == {s["id"]: 1 for s in servers}
+    records: dict[str, int] = {}
+    for migration in cloud.nova().compute.migrations():
+        if migration.migration_type == "live-migration":
+            records[migration.server_id] = records.get(migration.server_id, 0) + 1
+    assert records == {s["id"]: 1 for s in servers}, "a live migration was asked for twice"
+    assert cloud.operator.starts == 2
+
+
+def test_live_migrate_or_stop_stops_what_never_moves(cloud_factory: Any) -> None:
+    servers = _servers(4)
+    never = servers[1]["id"]
+    cloud = cloud_factory(topology(HOSTS, servers), sim_args=("--live-migration-seconds", "0.3"))
+    assert cloud.sim is not None
+    cloud.sim.control("PUT", "faults", {"fail_live_migration": {never: -1}})
+    cloud.apply(
+        segment(maintenance={"drain": "LiveMigrateOrStop", "attempts": 2}),
+        *(host(h["name"]) for h in HOSTS),
+    )
+    cloud.wait_phase("mhost", "compute1", {"Active"})
+    cloud.apply(host("compute1", onMaintenance=True))
+    drain = _wait_drain(cloud, {"Drained", "Incomplete"}, timeout=60)
+
+    grouped = _by_status(drain)
+    assert drain["phase"] == "Drained"
+    ((stopped),) = grouped["stopped"]
+    assert (stopped["instanceUuid"], stopped["attempts"]) == (never, 2)
+    assert cloud.nova().compute.get_server(never).status == "SHUTOFF"
+
+
+def test_a_failed_host_returns_by_itself_when_healthy(cloud_factory: Any) -> None:
+    servers = _servers(2)
+    cloud = cloud_factory(topology(HOSTS, servers))
+    assert cloud.sim is not None
+    cloud.apply(
+        segment(returnToService={"policy": "WhenHealthy", "stableSeconds": 30}),
+        *(host(h["name"]) for h in HOSTS),
+    )
+    cloud.wait_phase("mhost", "compute1", {"Active"})
+    cloud.sim.control("POST", "hosts/compute1/kill")
+    cloud.apply(host_failure("c1", "compute1"))
+    cloud.wait_phase("fev", "c1", {"Finished"}, 60)
+    failed = cloud.wait_phase("mhost", "compute1", {"Failed"}, 30)
+    time.sleep(3)
+    assert cloud.status("mhost", "compute1")["phase"] == "Failed", "returned while dead"
+    assert failed.get("healthySince") is None
+
+    cloud.sim.control("POST", "hosts/compute1/revive")
+    healthy = wait_for(
+        "healthySince set",
+        lambda: cloud.status("mhost", "compute1").get("healthySince"),
+        timeout=15,
+    )
+    assert healthy
+    back = cloud.wait_phase("mhost", "compute1", {"Active"}, 60)
+    assert back["returnedFailure"] == "c1"
+    service = next(iter(cloud.nova().compute.services(binary="nova-compute", host="compute1")))
+    assert (service.status, service.is_forced_down) == ("enabled", False)

@@ -175,6 +175,10 @@ def test_attempt_failed_reads_nova() -> None:
     assert drain.attempt_failed(_server("i0"), move, [_record("error", NOW)]) is not None
     assert drain.attempt_failed(_server("i0"), move, [_record("completed", NOW)]) is None
     assert drain.attempt_failed(_server("i0", task="migrating"), move, []) is None
+    # An earlier attempt's failed record is not this attempt's, once a newer one exists.
+    earlier = Migration("1", "i0", "c1", "c2", "error", "live-migration", NOW)
+    newer = Migration("2", "i0", "c1", "c3", "completed", "live-migration", NOW)
+    assert drain.attempt_failed(_server("i0"), move, [earlier, newer]) is None
 
 
 @pytest.mark.parametrize(

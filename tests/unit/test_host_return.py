@@ -18,6 +18,7 @@ from controller.resources.failure_event import (
 from controller.resources.host import (
     DrainPhase,
     DrainStatus,
+    HistoryEntry,
     HostPhase,
     HostSpec,
     HostStatus,
@@ -110,6 +111,21 @@ def test_a_heartbeat_older_than_the_failure_or_stale_is_not_healthy() -> None:
     assert before.status.healthy_since is None
     after = _pass(HostStatus(), early, WHEN_HEALTHY, heartbeat_age=29)
     assert after.status.healthy_since is not None
+
+
+def test_a_dead_hosts_last_heartbeat_after_the_report_is_not_healthy() -> None:
+    """Found on the simulator: the monitor's report (seconds) came before Nova's last
+    heartbeat of the dying host. Only a heartbeat after the recovery started counts."""
+    out = FAILED_AT + timedelta(seconds=20)
+    status = HostStatus(
+        phase=HostPhase.FAILED,
+        history=[HistoryEntry(time=out, phase=HostPhase.RECOVERING, reason="Recovering")],
+    )
+    now = FAILED_AT + timedelta(seconds=40)
+    dead = _pass(status, now, WHEN_HEALTHY, heartbeat_age=30)  # beat at +10 s, fresh
+    assert dead.status.healthy_since is None
+    alive = _pass(status, now, WHEN_HEALTHY, heartbeat_age=5)
+    assert alive.status.healthy_since is not None
 
 
 def test_without_pacemaker_nova_alone_decides() -> None:
