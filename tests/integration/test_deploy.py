@@ -265,11 +265,45 @@ def test_monitoring_is_accepted_and_selected_by_kube_prometheus_stack(cluster: C
         assert alert["annotations"]["runbook_url"] == f"{base}#{alert['alert'].lower()}"
 
 
+def hostmonitor_overlay(tmp_path: Path, segment: str) -> Path:
+    """What docs/install.md says to write per segment: the base with the segment's suffix."""
+    overlay = tmp_path / f"hostmonitor-{segment}"
+    overlay.mkdir()
+    base = os.path.relpath(REPO / "deploy/hostmonitor", overlay)  # kustomize wants it relative
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump({"resources": [base], "nameSuffix": f"-{segment}"})
+    )
+    return overlay
+
+
+def report(host: str, name: str) -> str:
+    """A FailureEvent as the host monitor sends it (docs/hostmonitor.md)."""
+    return json.dumps(
+        {
+            "apiVersion": "masakari.dev/v1alpha1",
+            "kind": "FailureEvent",
+            "metadata": {"name": name},
+            "spec": {
+                "type": "COMPUTE_HOST",
+                "host": host,
+                "generatedTime": "2026-12-02T10:15:00Z",
+                "payload": {
+                    "event": "STOPPED",
+                    "cluster_status": "OFFLINE",
+                    "host_status": "UNKNOWN",
+                },
+                "source": "hostmonitor/node1",
+            },
+        }
+    )
+
+
 def test_the_host_monitor_may_list_hosts_and_create_failure_events_and_nothing_else(
-    cluster: Cluster, namespace: str
+    cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-k", str(REPO / "deploy/hostmonitor"))
-    account = f"system:serviceaccount:{namespace}:masakari-hostmonitor"
+    overlay = hostmonitor_overlay(tmp_path, "rack-a")
+    cluster.kubectl("apply", "-n", namespace, "-k", str(overlay))
+    account = f"system:serviceaccount:{namespace}:masakari-hostmonitor-rack-a"
 
     def can(verb: str, resource: str, where: str = namespace) -> bool:
         return allowed(cluster, account, verb, resource, where)
@@ -288,19 +322,50 @@ def test_the_host_monitor_may_list_hosts_and_create_failure_events_and_nothing_e
     ]:
         assert not can(verb, resource), f"the host monitor should not {verb} {resource}"
     assert not can("create", "failureevents.masakari.dev", "another-cloud")
-    # What it sends (docs/hostmonitor.md) is accepted from it.
-    report = {
-        "apiVersion": "masakari.dev/v1alpha1",
-        "kind": "FailureEvent",
-        "metadata": {"name": "compute-3-stopped-lost-20261202-101500"},
-        "spec": {
-            "type": "COMPUTE_HOST",
-            "host": "compute-3",
-            "generatedTime": "2026-12-02T10:15:00Z",
-            "payload": {"event": "STOPPED", "cluster_status": "OFFLINE", "host_status": "UNKNOWN"},
-            "source": "hostmonitor/node1",
-        },
-    }
+    # What it sends is accepted from it.
     cluster.kubectl(
-        "create", f"--as={account}", "-n", namespace, "-f", "-", stdin=json.dumps(report)
-    )
+        "create", f"--as={account}", "-n", namespace, "-f", "-",
+        stdin=report("compute-9", "compute-9-stopped-lost-20261202-101500"),
+    )  # fmt: skip
+
+
+def test_a_host_monitor_reports_the_hosts_of_its_own_segment_only(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    cluster.kubectl("apply", "-k", str(REPO / "deploy/hostmonitor/policy"))
+    for segment in ("rack-a", "rack-b"):
+        cluster.kubectl("apply", "-n", namespace, "-k", str(hostmonitor_overlay(tmp_path, segment)))
+    hosts = [
+        {
+            "apiVersion": "masakari.dev/v1alpha1",
+            "kind": "Host",
+            "metadata": {"name": name},
+            "spec": {"segment": segment},
+        }
+        for name, segment in (("compute-a1", "rack-a"), ("compute-b1", "rack-b"))
+    ]
+    documents = json.dumps({"apiVersion": "v1", "kind": "List", "items": hosts})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=documents)
+    rack_a = f"--as=system:serviceaccount:{namespace}:masakari-hostmonitor-rack-a"
+
+    def create(identity: str, host: str, name: str) -> Any:
+        return cluster.kubectl(
+            "create", identity, "-n", namespace, "-f", "-", stdin=report(host, name), check=False
+        )
+
+    # The policy and its parameters reach the API server's admission within a few seconds.
+    deadline = time.monotonic() + 30
+    attempt = 0
+    refused = create(rack_a, "compute-b1", "b1-0")
+    while refused.returncode == 0 and time.monotonic() < deadline:
+        attempt += 1
+        time.sleep(0.5)
+        refused = create(rack_a, "compute-b1", f"b1-{attempt}")
+    assert refused.returncode != 0, "rack-a's monitor reported a host of rack-b"
+    assert "is not of segment 'rack-a'" in refused.stderr, refused.stderr
+    accepted = create(rack_a, "compute-a1", "a1")
+    assert accepted.returncode == 0, accepted.stderr
+    # Without a segment suffix, an identity reports no existing Host at all.
+    cluster.kubectl("apply", "-n", namespace, "-k", str(REPO / "deploy/hostmonitor"))
+    bare = f"--as=system:serviceaccount:{namespace}:masakari-hostmonitor"
+    assert create(bare, "compute-a1", "a1-bare").returncode != 0
