@@ -116,8 +116,12 @@ def test_retry_moves_only_what_failed(cloud_factory: Any) -> None:
         {"name": "compute3", "vcpus": 8, "status": "disabled", "disabled_reason": "ops"},
     ]
     cloud = cloud_factory(topology(hosts, ha(["a", "b", "c"])))
+    # Boundary Region: Nova's scheduler alone, so the third is tried and refused (NoValidHost);
+    # with a plan it would not be tried at all (test_operator_placement.py).
     cloud.apply(
-        segment(retry={"maxAttempts": 3, "initialBackoffSeconds": 3}),
+        segment(
+            retry={"maxAttempts": 3, "initialBackoffSeconds": 3}, placement={"boundary": "Region"}
+        ),
         *(host(h["name"]) for h in hosts),
     )
     cloud.sim.control("POST", "hosts/compute1/kill")
