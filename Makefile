@@ -72,9 +72,10 @@ properties: $(BIN)/.installed
 	MASAKARI_PROPERTY_EXAMPLES=$(or $(EXAMPLES),2000) $(BIN)/pytest \
 	  tests/unit/test_safety_properties.py --hypothesis-show-statistics $(PYTEST_ARGS)
 
-## Regenerate crds/ from the resource models.
-crds: $(BIN)/.installed
+## Regenerate crds/ from the resource models, and the Helm chart's copy of them.
+crds: $(BIN)/.installed control-plane
 	$(BIN)/masakari-operator crds --output-dir crds
+	$(BIN)/python hack/helm/chart.py
 
 ## Regenerate charts/masakari-operator/ from deploy/ and crds/ (a test fails when they drift).
 chart: $(BIN)/.installed control-plane
