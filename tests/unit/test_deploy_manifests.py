@@ -4,6 +4,8 @@ the operator and the API need (docs/install.md, "Network policy")."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,27 @@ def test_the_api_is_reachable_by_the_monitors_and_reaches_keystone() -> None:
     )
     for protocol, port in [("TCP", 443), ("TCP", 6443), ("TCP", 5000), ("TCP", 8774)]:
         assert reaches(policy, "egress", protocol, port), port
+
+
+def test_the_shipped_ssh_configuration_uses_the_mounted_key_and_refuses_unknown_hosts(
+    tmp_path: Path,
+) -> None:
+    """ssh itself reads deploy/ssh.yaml's file as the pod mounts it (`ssh -G` prints the
+    settings it would use, without connecting)."""
+    ssh = shutil.which("ssh")
+    assert ssh, "ssh (openssh-client) is needed, as in the operator's image"
+    config = load("deploy/ssh.yaml")["data"]["masakari.conf"]
+    deployment = load("deploy/deployment.yaml")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in deployment["containers"][0]["volumeMounts"]}
+    assert mounts["ssh-config"] == "/etc/ssh/ssh_config.d"  # Debian's ssh_config includes it
+    (tmp_path / "masakari.conf").write_text(config)
+    result = subprocess.run(
+        [ssh, "-G", "-F", str(tmp_path / "masakari.conf"), "-l", "hacluster", "controller-1"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    effective = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    key_dir = mounts["ssh"]
+    assert effective["identityfile"] == f"{key_dir}/id_ed25519"
+    assert effective["userknownhostsfile"] == f"{key_dir}/known_hosts"
+    assert effective["stricthostkeychecking"] == "true"
+    assert effective["batchmode"] == "yes"
