@@ -109,6 +109,8 @@ class Informer:
             except Expired:
                 log.info("%s: resourceVersion %s expired, listing again", self.plural, self.version)
                 self.version = ""
+                # A pause, growing while no watch works: never a loop of lists.
+                await asyncio.sleep(self.backoff.next())
             except Relist:
                 self.version = ""
                 await asyncio.sleep(self.backoff.next())
@@ -144,7 +146,10 @@ class Informer:
         def deliver(event: dict[str, Any]) -> None:
             room.release()
             kind, body = event.get("type"), event.get("object") or {}
-            if ended.is_set() or kind not in ("ADDED", "MODIFIED", "DELETED"):
+            if ended.is_set():
+                return
+            self.backoff.reset()  # the watch works (a bookmark says so too)
+            if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 return
             try:
                 self.sink.apply(self.plural, str(kind), body)
@@ -175,8 +180,6 @@ class Informer:
                     )
                     if found:
                         latest[0] = str(found)
-                    if event.get("type") == "BOOKMARK":
-                        continue
                     # Bounded: wait for the loop to apply earlier events (or for a stop).
                     while not room.acquire(timeout=1.0):
                         if self._stopping.is_set() or ended.is_set() or loop.is_closed():

@@ -144,32 +144,41 @@ def test_the_cache_recovers_after_the_api_server_restarts(tmp_path: Path) -> Non
     with control_plane.running() as plane:
         plane.kubectl("create", "namespace", "restarted")
         with api_cloud(plane.kubeconfig, "restarted", tmp_path) as cloud:
-            token = cloud.token()
-            setup_segment(cloud, token, "compute1")
-            eventually("readiness", lambda: ready(cloud), SEEN_WITHIN)
-            before = set(listed(cloud, token))
-            plane.restart_apiserver()
-            report = host_failure("after-restart", "compute1")
-            made = json.loads(
-                plane.kubectl(
-                    "create", "-n", "restarted", "-o", "json", "-f", "-",
-                    stdin=json.dumps(report),
-                ).stdout
-            )  # fmt: skip
-            uid = made["metadata"]["uid"]
-            eventually(
-                "an event made after the restart",
-                lambda: uid in listed(cloud, token),
-                RECOVERED_WITHIN,
-            )
-            body = notification("compute1", event="STOPPED", process_name="nova-compute")
-            status, _, answer = call(cloud, "POST", "/v1/notifications", body, token=token)
-            assert status == 202, answer
-            after = set(listed(cloud, token))
-            assert after == before | {uid, answer["notification"]["notification_uuid"]}
-            state = ready(cloud)
-            assert state["ready"], state
-            print("readiness after the restart:", state)
+            try:
+                recover_after_restart(plane, cloud)
+            finally:
+                # pytest shows this only when the test failed.
+                print(cloud.api.log()[-6000:])
+                print(plane.log_tail("kube-apiserver"))
+
+
+def recover_after_restart(plane: control_plane.ControlPlane, cloud: ApiCloud) -> None:
+    token = cloud.token()
+    setup_segment(cloud, token, "compute1")
+    eventually("readiness", lambda: ready(cloud), SEEN_WITHIN)
+    before = set(listed(cloud, token))
+    plane.restart_apiserver()
+    report = host_failure("after-restart", "compute1")
+    made = json.loads(
+        plane.kubectl(
+            "create", "-n", "restarted", "-o", "json", "-f", "-",
+            stdin=json.dumps(report),
+        ).stdout
+    )  # fmt: skip
+    uid = made["metadata"]["uid"]
+    eventually(
+        "an event made after the restart",
+        lambda: uid in listed(cloud, token),
+        RECOVERED_WITHIN,
+    )
+    body = notification("compute1", event="STOPPED", process_name="nova-compute")
+    status, _, answer = call(cloud, "POST", "/v1/notifications", body, token=token)
+    assert status == 202, answer
+    after = set(listed(cloud, token))
+    assert after == before | {uid, answer["notification"]["notification_uuid"]}
+    state = ready(cloud)
+    assert state["ready"], state
+    print("readiness after the restart:", state)
 
 
 def test_watches_the_api_server_ends_resume_from_their_version_losing_nothing(
