@@ -31,7 +31,8 @@ class Runtime:
         # One lock per host, the recoveries' (recovery.host_sync.HostLocks).
         locks = self.lifecycle.host_locks
         check = BMCCheck(BMCCheckSignals())
-        drains = Drains(self.store, DrainSignals(), locks)
+        # A live migration is looked at as often as an evacuation.
+        drains = Drains(self.store, DrainSignals(), locks, poll_interval=self.config.poll_interval)
         self.host_sync = HostSync(
             self.store, HostSyncSignals(), locks, bmc_check=check, drains=drains
         )
