@@ -43,8 +43,8 @@ from controller.recovery.ports import (
 )
 from controller.recovery.progress import utcnow
 from controller.resources.common import Condition
-from controller.resources.host import HostStatus
-from controller.resources.segment import FailoverSegmentSpec
+from controller.resources.host import HostStatus, ReservationState
+from controller.resources.segment import FailoverSegmentSpec, ReturnPolicy, UsedReservedHost
 
 # Sets the `CloudBound` condition of a host (conditions, now, generation), as the namespace's
 # binding says.
@@ -164,6 +164,21 @@ def _last_fencing(cluster: ClusterState | None, node: str) -> datetime | None:
         return None
     fenced = [e.completed for e in cluster.fencing_of(node) if e.succeeded and e.completed]
     return max(fenced, default=None)
+
+
+async def _instances_if_returning(
+    host: HostRecord, returning: ReturnPolicy | None, nova: Nova
+) -> int | None:
+    """How many servers a used reserved host runs, read only where its segment returns such
+    hosts to the pool once empty: a Nova call per used reserved host and pass, not per host."""
+    if (
+        returning is None
+        or returning.used_reserved_host != UsedReservedHost.RETURNS_WHEN_EMPTY
+        or not host.spec.reserved
+        or host.status.reservation != ReservationState.IN_USE
+    ):
+        return None
+    return len(await nova.servers_on_host(host.nova_host))
 
 
 @dataclass
@@ -349,9 +364,10 @@ class HostSync:
         segment = self._segments.get((namespace, host.spec.segment))
         policy = segment.maintenance if segment is not None else None
         returning = segment.return_to_service if segment is not None else None
+        instances = await _instances_if_returning(host, returning, access.nova)
         plan = hosts.plan(
             host, service, node, own, events, now, host.generation, fenced_at, fencing, checked,
-            policy, returning,
+            policy, returning, instances,
         )  # fmt: skip
         if self.drains is not None:
             view = drain.HostView(

@@ -30,7 +30,12 @@ from controller.resources.host import (
     ReservationState,
     ServiceHold,
 )
-from controller.resources.segment import MaintenancePolicy, ReturnMode, ReturnPolicy
+from controller.resources.segment import (
+    MaintenancePolicy,
+    ReturnMode,
+    ReturnPolicy,
+    UsedReservedHost,
+)
 
 OURS = "masakari-operator:"
 MAINTENANCE_REASON = f"{OURS} maintenance"
@@ -154,6 +159,23 @@ def _returns(
     return True
 
 
+def _back_in_pool(
+    spec: HostSpec,
+    policy: ReturnPolicy | None,
+    instances: int | None,
+    recovering: EventRecord | None,
+) -> bool:
+    """ReturnsWhenEmpty: a used reserved host with nothing left on it is spare again. A new
+    recovery taking it names it again, in an event of another name: in use again."""
+    return (
+        policy is not None
+        and policy.used_reserved_host == UsedReservedHost.RETURNS_WHEN_EMPTY
+        and instances == 0
+        and recovering is None
+        and not spec.on_maintenance
+    )
+
+
 def maintenance_since(status: HostStatus, now: datetime) -> datetime:
     """When the host entered its current phase Maintenance (now, if it is entering it)."""
     if status.phase == HostPhase.MAINTENANCE:
@@ -181,12 +203,15 @@ def plan(
     bmc_checked: Readiness | None = None,
     maintenance: MaintenancePolicy | None = None,
     returning: ReturnPolicy | None = None,
+    instances: int | None = None,
 ) -> Plan:
     """`fenced_at`: when Pacemaker last fenced the node, if it did. `fencing`: how the host's
     BMC is checked when its segment fences by BMC; `bmc_checked`: the last check's result
     (recovery.bmc_check), shown as the FencingReady condition. `maintenance`: the segment's
     drain policy; a draining host goes to standby once its drain is over. `returning`: the
-    segment's return policy; WhenHealthy releases a failed host by itself (`_returns`)."""
+    segment's return policy; WhenHealthy releases a failed host by itself (`_returns`).
+    `instances`: how many servers a used reserved host still runs, when its segment returns
+    such hosts to the pool once empty (read only then)."""
     result = Plan()
     status = host.status.model_copy(deep=True)
     spec = host.spec
@@ -198,6 +223,10 @@ def plan(
     if released or recovering is not None:
         status.healthy_since = None
     taker = _reserved_by(host, all_events) if spec.reserved else None
+    if taker is not None and status.reservation_returned == taker.name:
+        taker = None  # its use ended: back in the pool
+    elif taker is not None and _back_in_pool(spec, returning, instances, recovering):
+        status.reservation_returned, taker = taker.name, None
 
     if last is not None:
         status.last_failure = last

@@ -337,6 +337,12 @@ class HostStatus(Model):
         description="The failure the operator released by itself (WhenHealthy), as "
         "spec.releaseFailure would have named it.",
     )
+    reservation_returned: str | None = Field(
+        default=None,
+        max_length=253,
+        description="A reserved host back in the pool (segment returnToService."
+        "usedReservedHost: ReturnsWhenEmpty): the FailureEvent whose use of it ended.",
+    )
     drain: DrainStatus | None = Field(
         default=None,
         description="The latest drain of the host for maintenance, written by the drain "

@@ -400,8 +400,16 @@ class ReturnMode(StrEnum):
     WHEN_HEALTHY = "WhenHealthy"
 
 
+class UsedReservedHost(StrEnum):
+    """What becomes of a reserved host once a recovery took it."""
+
+    STAYS_IN_USE = "StaysInUse"
+    RETURNS_WHEN_EMPTY = "ReturnsWhenEmpty"
+
+
 class ReturnPolicy(Model):
-    """When a host that failed goes back into Nova's scheduler."""
+    """When a host that failed goes back into Nova's scheduler, and a used reserved host back
+    into the pool."""
 
     policy: ReturnMode = Field(
         default=ReturnMode.MANUAL,
@@ -416,6 +424,13 @@ class ReturnPolicy(Model):
         le=86400,
         description="How long the host must look healthy, without interruption, before "
         "WhenHealthy returns it.",
+    )
+    used_reserved_host: UsedReservedHost = Field(
+        default=UsedReservedHost.STAYS_IN_USE,
+        description="StaysInUse: a reserved host a recovery took stays in use (enabled) until "
+        "its spec.reserved is cleared, as Masakari's reserved flag turned false. "
+        "ReturnsWhenEmpty: once no instance is left on it (moved back, or drained by a "
+        "maintenance), it is Available again and disabled, for the next failure.",
     )
 
 

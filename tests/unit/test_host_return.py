@@ -153,3 +153,42 @@ def test_maintenance_disables_at_once_and_waits_for_the_drain_before_standby() -
     assert _maintenance(running, now).standby is None
     ended = running.model_copy(update={"phase": DrainPhase.DRAINED, "end_time": now})
     assert _maintenance(ended, now).standby is True
+
+
+def _taker(name: str, later: int = 0) -> EventRecord:
+    event = _failure()
+    status = FailureEventStatus(phase=EventPhase.FINISHED, reserved_hosts=["c1"])
+    created = FAILED_AT + timedelta(minutes=later)
+    return EventRecord(name, "ns", event.spec.model_copy(update={"host": "c9"}), status, created)
+
+
+def _reserved_pass(
+    status: HostStatus, policy: ReturnPolicy, instances: int | None, takers: list[EventRecord]
+) -> hosts.Plan:
+    now = FAILED_AT + timedelta(hours=1)
+    service = ComputeService("s1", "c1", "up", "enabled", False, None, now)
+    return hosts.plan(
+        _host(status, reserved=True), service, None, [], takers, now, 1,
+        returning=policy, instances=instances,
+    )  # fmt: skip
+
+
+def test_a_used_reserved_host_returns_to_the_pool_once_empty() -> None:
+    policy = ReturnPolicy(usedReservedHost="ReturnsWhenEmpty")
+    takers = [_taker("c9-down")]
+    busy = _reserved_pass(HostStatus(), policy, 2, takers)
+    assert busy.status.reservation == "InUse" and busy.disable is None
+    empty = _reserved_pass(busy.status, policy, 0, takers)
+    assert empty.status.reservation == "Available"
+    assert empty.disable == hosts.RESERVED_REASON  # out of the scheduler again
+    assert empty.status.reservation_returned == "c9-down"
+    # Not read again once Available: it stays in the pool...
+    assert _reserved_pass(empty.status, policy, None, takers).status.reservation == "Available"
+    # ...until another recovery takes it.
+    again = _reserved_pass(empty.status, policy, None, [*takers, _taker("c8-down", later=30)])
+    assert again.status.reservation == "InUse" and again.status.reserved_for == "c8-down"
+
+
+def test_by_default_a_used_reserved_host_stays_in_use_even_empty() -> None:
+    plan = _reserved_pass(HostStatus(), ReturnPolicy(), 0, [_taker("c9-down")])
+    assert plan.status.reservation == "InUse"
