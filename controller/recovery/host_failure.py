@@ -243,16 +243,19 @@ class HostFailure:
         # Only what is still on the failed host needs a host; a move in flight (after a restart)
         # keeps the target it was sent to.
         on_host = [s for s in await self.nova.servers_on_host(self.host) if s.id in remaining]
+        groups, holds = await self._anti_affinity({s.id for s in on_host})
         instances = [
             Instance(
                 s.id,
                 s.name,
                 flavor_resources(s.flavor),
                 instance_priority(s, policy.priority_metadata_key, self.policy),
+                groups.get(s.id, ()),
             )
             for s in on_host
         ]
-        result = plan(instances, [Candidate.of(r) for r in resources], policy.strategy, refused)
+        candidates = [Candidate.of(r, holds.get(r.host, ())) for r in resources]
+        result = plan(instances, candidates, policy.strategy, refused)
         for instance_id, host in result.targets.items():
             remaining[instance_id].target_host = host
         for instance_id, why in result.unplaced.items():
@@ -284,6 +287,36 @@ class HostFailure:
         return [i.id for i in order(instances) if i.id in result.targets] + [
             k for k in remaining if k not in still_on_host
         ]
+
+    async def _anti_affinity(
+        self, moving: set[str]
+    ) -> tuple[dict[str, tuple[str, ...]], dict[str, set[str]]]:
+        """The anti-affinity groups of the instances to move, and the hosts that hold another
+        member of each: Nova's scheduler refuses a second member there, so the plan does not
+        try. Soft anti-affinity is a preference of Nova's weighers, not a rule: left out."""
+        of: dict[str, list[str]] = {}
+        others: list[tuple[str, str]] = []  # (group, member) not moving with this host
+        for group in await self.nova.server_groups():
+            if group.policy != "anti-affinity" or not moving.intersection(group.members):
+                continue
+            for member in group.members:
+                if member in moving:
+                    of.setdefault(member, []).append(group.id)
+                else:
+                    others.append((group.id, member))
+
+        async def where(member: str) -> str | None:
+            try:
+                return (await self.nova.server(member)).host
+            except NotFound:
+                return None
+
+        hosts = await asyncio.gather(*(where(member) for _, member in others))
+        holds: dict[str, set[str]] = {}
+        for (group_id, _), host in zip(others, hosts, strict=True):
+            if host and host != self.host:
+                holds.setdefault(host, set()).add(group_id)
+        return {k: tuple(v) for k, v in of.items()}, holds
 
     async def _live_targets(self, policy: PlacementPolicy) -> list[str]:
         """The boundary's hosts Nova would schedule to now: enabled, up, not forced down."""

@@ -120,6 +120,17 @@ class HostCapacity:
         return self.memory_mb - self.memory_mb_used
 
 
+@dataclass(frozen=True)
+class ServerGroup:
+    """A server group (GET /os-server-groups): with policy "anti-affinity", Nova's scheduler
+    never puts two of its members on one host, evacuations included."""
+
+    id: str
+    name: str
+    policy: str  # anti-affinity, affinity, soft-anti-affinity, soft-affinity
+    members: tuple[str, ...]  # server ids
+
+
 # --- Placement ------------------------------------------------------------------------------
 
 VCPU = "VCPU"

@@ -31,6 +31,7 @@ from controller.recovery.nova import (
     HostResources,
     Migration,
     Server,
+    ServerGroup,
 )
 from controller.recovery.pacemaker import ClusterState
 from controller.recovery.power import PowerState
@@ -96,6 +97,10 @@ class Nova(Protocol):
     async def migrations(self, server_id: str) -> list[Migration]: ...
 
     async def host_capacity(self, host: str) -> HostCapacity: ...
+
+    async def server_groups(self) -> list[ServerGroup]:
+        """Every server group of every project, with its policy and members."""
+        ...
 
     async def host_resources(self, hosts: Collection[str]) -> list[HostResources]:
         """Placement's inventories and usages of each of `hosts` (service host names) that has

@@ -171,6 +171,15 @@ class Migration:
 
 
 @dataclass(slots=True)
+class ServerGroup:
+    id: str
+    name: str
+    policy: str
+    project_id: str
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Aggregate:
     id: int
     uuid: str
@@ -217,6 +226,7 @@ class Cloud:
         self.migrations: list[Migration] = []
         self.migrations_by_instance: dict[str, list[Migration]] = {}
         self.aggregates: dict[int, Aggregate] = {}
+        self.server_groups: dict[str, ServerGroup] = {}
         #: Servers whose next evacuation fails on the destination (fault injection).
         self.failing_evacuations: set[str] = set()
         #: Servers whose next live migrations fail, by how many more fail (< 0: every one).
@@ -272,6 +282,13 @@ class Cloud:
             elif s.state == "error":
                 server.vm_state = "error"
             server.locked = s.locked
+        by_name = {server.name: server.id for server in self.servers.values()}
+        for sg in spec.server_groups:
+            group = self.create_server_group(sg.name, sg.policy, sg.project_id)
+            unknown = [name for name in sg.members if name not in by_name]
+            if unknown:
+                raise ValueError(f"server group {sg.name}: no server named {unknown[0]}")
+            group.members.extend(by_name[name] for name in sg.members)
 
     def _add_host(self, name: str, vcpus: int, memory_mb: int, disk_gb: int, zone: str) -> Host:
         if name in self.hosts:
@@ -415,6 +432,9 @@ class Cloud:
         self.hosts[server.host].claim(server.flavor, -1)
         del self.hosts[server.host].servers[server_id]
         del self.servers[server_id]
+        for group in self.server_groups.values():
+            if server_id in group.members:
+                group.members.remove(server_id)
 
     @staticmethod
     def _check_lock(server: Server, ctx: Context) -> None:
@@ -570,11 +590,15 @@ class Cloud:
             host = self.hosts[target]
             if force:
                 return host if host.fits(server.flavor) else None
+            if self.holds_anti_affine(server, host):
+                return None
             return host if self.schedulable(host, server.flavor, now) else None
         best: list[Host] = []
         best_free = -1
         for host in self.hosts.values():
             if host is source or not self.schedulable(host, server.flavor, now):
+                continue
+            if self.holds_anti_affine(server, host):
                 continue
             # Nova's default weigher spreads by free RAM; ties are broken at random (seeded).
             free = host.memory_mb - host.memory_mb_used
@@ -659,6 +683,31 @@ class Cloud:
             migration.status = "completed"
 
         self._later(self.timing.live_migration_seconds, finish)
+
+    # --- server groups ---------------------------------------------------------------------
+
+    def create_server_group(self, name: str, policy: str, project_id: str) -> ServerGroup:
+        if policy not in ("anti-affinity", "affinity", "soft-anti-affinity", "soft-affinity"):
+            raise ApiError(400, f"Invalid input for field/attribute policy. Value: {policy}.")
+        group = ServerGroup(self.new_uuid(), name, policy, project_id)
+        self.server_groups[group.id] = group
+        return group
+
+    def server_group(self, group_id: str, ctx: Context) -> ServerGroup:
+        group = self.server_groups.get(group_id)
+        if group is None or (not ctx.is_admin and group.project_id != ctx.project_id):
+            raise ApiError(404, f"Instance group {group_id} could not be found.")
+        return group
+
+    def holds_anti_affine(self, server: Server, host: Host) -> bool:
+        """Nova's ServerGroupAntiAffinityFilter: another member of one of the server's
+        anti-affinity groups is on the host."""
+        return any(
+            group.policy == "anti-affinity"
+            and server.id in group.members
+            and any(m != server.id and m in host.servers for m in group.members)
+            for group in self.server_groups.values()
+        )
 
     # --- aggregates ------------------------------------------------------------------------
 

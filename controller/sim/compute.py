@@ -201,10 +201,14 @@ async def create_server(request: web.Request) -> web.Response:
     if ":" not in zone:
         raise sim_cloud.ApiError(400, "The simulator boots only onto a host: use 'nova:<host>'.")
     flavor = cloud.flavor(str(spec.get("flavorRef", "")).rsplit("/", 1)[-1])
+    hints = (await _body(request)).get("os:scheduler_hints") or {}
+    group = cloud.server_group(str(hints["group"]), ctx) if "group" in hints else None
     server = cloud.boot(
         zone.split(":", 1)[1], str(spec.get("name", "server")), flavor,
         dict(spec.get("metadata") or {}), ctx.project_id,
     )  # fmt: skip
+    if group is not None:  # a forced host skips the filters; the membership is recorded
+        group.members.append(server.id)
     return web.json_response({"server": {"id": server.id, "links": []}}, status=202)
 
 
@@ -447,6 +451,60 @@ async def list_hypervisors(request: web.Request) -> web.Response:
     return web.json_response({"hypervisors": views})
 
 
+# --- server groups ---------------------------------------------------------------------------
+
+
+def _group_view(group: sim_cloud.ServerGroup, ctx: sim_cloud.Context) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": group.id,
+        "name": group.name,
+        "members": list(group.members),
+        "project_id": group.project_id,
+        "user_id": group.project_id,
+    }
+    if ctx.microversion >= (2, 64):
+        view.update(policy=group.policy, rules={})
+    else:
+        view.update(policies=[group.policy], metadata={})
+    return view
+
+
+async def list_server_groups(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    every = ctx.is_admin and _truthy(request.query.get("all_projects", "false"))
+    groups = [
+        g for g in _cloud(request).server_groups.values() if every or g.project_id == ctx.project_id
+    ]
+    return web.json_response({"server_groups": [_group_view(g, ctx) for g in groups]})
+
+
+async def create_server_group(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    spec = (await _body(request)).get("server_group") or {}
+    policy = (
+        spec.get("policy")
+        if ctx.microversion >= (2, 64)
+        else next(iter(spec.get("policies") or []), None)
+    )
+    group = _cloud(request).create_server_group(
+        str(spec.get("name", "")), str(policy), ctx.project_id
+    )
+    return web.json_response({"server_group": _group_view(group, ctx)})
+
+
+async def get_server_group(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    group = _cloud(request).server_group(request.match_info["id"], ctx)
+    return web.json_response({"server_group": _group_view(group, ctx)})
+
+
+async def delete_server_group(request: web.Request) -> web.Response:
+    cloud = _cloud(request)
+    group = cloud.server_group(request.match_info["id"], _ctx(request))
+    del cloud.server_groups[group.id]
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application, classify: Callable[[str, web.AbstractRoute], None]) -> None:
     """Register the Nova routes; `classify` tags each with its fault-injection class."""
     table: list[tuple[str, str, Any, str]] = [
@@ -469,6 +527,10 @@ def add_routes(app: web.Application, classify: Callable[[str, web.AbstractRoute]
         ("GET", "/os-migrations", list_migrations, "migrations"),
         ("GET", "/os-hypervisors/detail", list_hypervisors, "hypervisors"),
         ("GET", "/os-hypervisors", list_hypervisors, "hypervisors"),
+        ("GET", "/os-server-groups", list_server_groups, "server-groups"),
+        ("POST", "/os-server-groups", create_server_group, "server-groups"),
+        ("GET", "/os-server-groups/{id}", get_server_group, "server-groups"),
+        ("DELETE", "/os-server-groups/{id}", delete_server_group, "server-groups"),
     ]
     for method, path, handler, route_class in table:
         classify(route_class, app.router.add_route(method, PREFIX + path, handler))

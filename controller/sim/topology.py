@@ -85,6 +85,17 @@ class ServerSpec(_Strict):
     project_id: str = "demo"
 
 
+class ServerGroupSpec(_Strict):
+    """A server group and its members (servers of `servers`, by name)."""
+
+    name: str
+    policy: Literal["anti-affinity", "affinity", "soft-anti-affinity", "soft-affinity"] = (
+        "anti-affinity"
+    )
+    members: list[str] = Field(default_factory=list)
+    project_id: str = "demo"
+
+
 class UserSpec(_Strict):
     name: str
     password: str
@@ -114,6 +125,7 @@ class Topology(_Strict):
     host_groups: list[HostGroupSpec] = Field(default_factory=list)
     aggregates: list[AggregateSpec] = Field(default_factory=list)
     servers: list[ServerSpec] = Field(default_factory=list)
+    server_groups: list[ServerGroupSpec] = Field(default_factory=list)
     catalog: list[CatalogEntrySpec] = Field(default_factory=list)
     users: list[UserSpec] = Field(
         default_factory=lambda: [

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from controller.drivers.nova.openstack import connect
 from controller.recovery.nova import (
     DISK_GB,
     MEMORY_MB,
@@ -82,3 +83,18 @@ def test_an_evacuation_allocates_on_its_target(driver: Driver, nova_backend: Nov
     after = _by_host(driver, [target])[target]
     assert after.usages.get(MEMORY_MB, 0) == before.usages.get(MEMORY_MB, 0) + asked[MEMORY_MB]
     assert after.usages.get(VCPU, 0) == before.usages.get(VCPU, 0) + asked[VCPU]
+
+
+def test_server_groups_are_listed_with_their_policy(
+    driver: Driver, nova_backend: NovaBackend
+) -> None:
+    conn, _secrets = connect(nova_backend.clouds_yaml, nova_backend.cloud)
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    created = conn.compute.create_server_group(name=name, policy="anti-affinity")
+    try:
+        [group] = [g for g in driver(driver.nova.server_groups()) if g.name == name]
+        assert (group.id, group.policy, group.members) == (created.id, "anti-affinity", ())
+    finally:
+        conn.compute.delete_server_group(created.id)
+        conn.close()
+    assert name not in {g.name for g in driver(driver.nova.server_groups())}

@@ -23,6 +23,7 @@ from controller.recovery.nova import (
     NotFound,
     NoValidHost,
     Server,
+    ServerGroup,
 )
 
 SMALL = Flavor("small", vcpus=1, ram_mb=512, disk_gb=1)
@@ -44,6 +45,7 @@ class FakeNova:
         self.servers: dict[str, Server] = {}
         self.migrations_: list[Migration] = []
         self.aggregates_: dict[str, Aggregate] = {}
+        self.server_groups_: list[ServerGroup] = []
         self.evacuations: Counter[str] = Counter()
         self.calls: list[tuple[str, ...]] = []
         self.failing_evacuations: set[str] = set()
@@ -241,3 +243,6 @@ class FakeNova:
                 )
             )
         return found
+
+    async def server_groups(self) -> list[ServerGroup]:
+        return list(self.server_groups_)

@@ -9,7 +9,7 @@ from collections.abc import Collection
 from typing import Any
 
 from controller.recovery.host_failure import NO_ROOM, HostFailure, Timing
-from controller.recovery.nova import HostResources
+from controller.recovery.nova import HostResources, ServerGroup
 from controller.recovery.outcome import Outcome
 from controller.recovery.progress import Progress
 from controller.resources.failure_event import FailureEventStatus, MoveStatus
@@ -200,3 +200,26 @@ def test_the_write_ahead_of_a_move_holds_its_planned_target() -> None:
     nova.crash_on = None
     assert run(nova, store).reason == "Recovered"
     assert nova.evacuations["uuid-a"] == 1
+
+
+def test_anti_affinity_as_nova_reports_it() -> None:
+    nova = world({"h2": 8, "h3": 8})
+    for name in ("a", "b", "solo"):
+        nova.add_server(name, "h1")
+    nova.add_server("c", "h2")
+    nova.server_groups_ = [
+        ServerGroup("g-web", "web", "anti-affinity", ("uuid-a", "uuid-b", "uuid-c")),
+        # A preference of Nova's weighers, not a rule: it constrains nothing.
+        ServerGroup("g-soft", "soft", "soft-anti-affinity", ("uuid-solo", "uuid-c")),
+    ]
+    store = Store()
+    outcome = run(nova, store)
+    assert outcome.reason == "InsufficientCapacity"
+    moves = {m.instance_name: m for m in store.status.instances}
+    placed = [n for n in ("a", "b") if moves[n].status == MoveStatus.SUCCEEDED]
+    [left] = [n for n in ("a", "b") if n not in placed]
+    assert [moves[n].destination_host for n in placed] == ["h3"]
+    assert moves[left].message == (
+        NO_ROOM + "anti-affinity (g-web): every host with room holds a member"
+    )
+    assert moves["solo"].status == MoveStatus.SUCCEEDED

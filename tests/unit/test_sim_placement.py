@@ -4,11 +4,14 @@ it. What the driver reads is checked on both backends by tests/contract/test_pla
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from controller.sim import cloud as sim_cloud
+from controller.sim import topology as topo
 from tests.harness.sim import Sim, running_sim
 from tests.unit.test_sim import _http, _token
 
@@ -87,3 +90,27 @@ def test_no_token_is_401_and_an_unknown_provider_404(sim: Sim) -> None:
     status, _, body = _placement(sim, "/resource_providers/nope/usages", version="1.30")
     assert status == 404 and body["errors"][0]["code"] == "placement.undefined_code"
     assert _http("GET", f"{sim.base_url}/placement/")[2]["versions"][0]["max_version"] == "1.39"
+
+
+def test_the_scheduler_keeps_server_group_anti_affinity_on_evacuation() -> None:
+    spec = topo.Topology.model_validate(
+        {
+            "hosts": [{"name": n} for n in ("src", "aa1", "aa2")],
+            "servers": [{"name": "web1", "host": "aa1"}, {"name": "web2", "host": "src"}],
+            "server_groups": [{"name": "web", "members": ["web1", "web2"]}],
+        }
+    )
+    admin = sim_cloud.Context("admin", is_admin=True, microversion=(2, 87))
+
+    async def scenario() -> None:
+        cloud = sim_cloud.Cloud(spec, seed=1)
+        [web2] = [s for s in cloud.servers.values() if s.name == "web2"]
+        cloud.kill_host("src")
+        cloud.hosts["src"].forced_down = True
+        cloud.evacuate(web2.id, admin, "aa1", force=False)  # web1 is there
+        assert (web2.vm_state, web2.host) == ("error", "src")
+        assert web2.fault is not None and "No valid host" in web2.fault
+        cloud.evacuate(web2.id, admin, None, force=False)
+        assert web2.host == "aa2"
+
+    asyncio.run(scenario())

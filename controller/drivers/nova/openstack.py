@@ -54,6 +54,7 @@ from controller.recovery.nova import (
     NovaError,
     NoValidHost,
     Server,
+    ServerGroup,
     Unavailable,
 )
 
@@ -448,6 +449,22 @@ class OpenStackNova:
             memory_mb=int(item.get("memory_mb") or 0),
             memory_mb_used=int(item.get("memory_mb_used") or 0),
         )
+
+    async def server_groups(self) -> list[ServerGroup]:
+        raw = await self._call(
+            "list server groups",
+            lambda: list(self._conn.compute.server_groups(all_projects=True)),
+        )
+        return [
+            ServerGroup(
+                id=str(g.id),
+                name=g.name or "",
+                # `policy` from 2.64; before it, a one-item `policies` list.
+                policy=g.policy or next(iter(g.policies or []), ""),
+                members=tuple(g.member_ids or ()),
+            )
+            for g in raw
+        ]
 
     # --- placement -------------------------------------------------------------------------------
 
