@@ -249,7 +249,7 @@ class HostFailure:
                 s.id,
                 s.name,
                 flavor_resources(s.flavor),
-                instance_priority(s, policy.priority_metadata_key, self.policy),
+                instance_priority(s, policy, self.policy.ha_enabled_metadata_key),
                 groups.get(s.id, ()),
             )
             for s in on_host

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from controller.recovery.nova import Server
-from controller.resources.segment import HostFailurePolicy
+from controller.resources.segment import HostFailurePolicy, PlacementPolicy
 
 _TRUE = {"1", "t", "true", "on", "y", "yes"}
 
@@ -32,8 +32,11 @@ def select_for_evacuation(servers: Iterable[Server], policy: HostFailurePolicy) 
     ha_enabled: list[Server] = []
     others: list[Server] = []
     left: list[tuple[Server, str]] = []
+    excluded_projects = set(policy.exclude_projects)
     for server in sorted(servers, key=lambda s: (s.name, s.id)):
-        if policy.exclude_metadata_key and flag(server.metadata, policy.exclude_metadata_key):
+        if server.project_id in excluded_projects:
+            left.append((server, f"project {server.project_id} is excluded (excludeProjects)"))
+        elif policy.exclude_metadata_key and flag(server.metadata, policy.exclude_metadata_key):
             left.append((server, f"metadata {policy.exclude_metadata_key} excludes it"))
         elif policy.ignore_instances_in_error_state and server.vm_state == "error":
             left.append((server, "in error state and ignoreInstancesInErrorState is set"))
@@ -50,12 +53,23 @@ def select_for_evacuation(servers: Iterable[Server], policy: HostFailurePolicy) 
 _PRIORITY_LIMIT = 1000
 
 
-def instance_priority(server: Server, key: str, policy: HostFailurePolicy) -> int:
+def instance_priority(server: Server, placement: PlacementPolicy, ha_enabled_key: str) -> int:
     """Where an instance stands when room is short: its metadata priority (an integer; anything
-    else counts 0), HA-enabled ones before the others of the same priority."""
-    try:
-        value = int(server.metadata.get(key, "0").strip())
-    except ValueError:
-        value = 0
+    else counts 0), else the first of the priority rules it matches, else 0; HA-enabled ones
+    before the others of the same priority."""
+    value = 0
+    raw = server.metadata.get(placement.priority_metadata_key)
+    if raw is not None:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = 0
+    else:
+        for rule in placement.priority_rules:
+            if (rule.flavor is None or rule.flavor == server.flavor.name) and (
+                rule.project is None or rule.project == server.project_id
+            ):
+                value = rule.priority
+                break
     value = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, value))
-    return 2 * value + flag(server.metadata, policy.ha_enabled_metadata_key)
+    return 2 * value + flag(server.metadata, ha_enabled_key)

@@ -44,6 +44,13 @@ class HostFailurePolicy(Model):
         default=False,
         description="Leave instances whose vm_state is error where they are.",
     )
+    exclude_projects: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Projects (ids) whose instances are never evacuated: e.g. Octavia's service "
+        "project, whose amphorae Octavia fails over itself. Their owner is what tells them "
+        "apart; their metadata is Octavia's, not the cloud operator's.",
+    )
     add_reserved_host_to_aggregate: bool = Field(
         default=False,
         description="Add the chosen reserved host to every Nova aggregate of the failed host "
@@ -86,6 +93,20 @@ class PlacementStrategy(StrEnum):
     BEST_FIT = "BestFit"
 
 
+class PriorityRule(Model):
+    """A priority for the instances it matches: every field given must match."""
+
+    flavor: str | None = Field(
+        default=None, min_length=1, max_length=255, description="The instance's flavor name."
+    )
+    project: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The instance's project id."
+    )
+    priority: int = Field(
+        ge=-1000, le=1000, description="Higher priorities are planned first and keep room."
+    )
+
+
 class PlacementPolicy(Model):
     """Capacity-aware recovery: the hosts a failed host's instances may go to, and the plan
     that picks each instance's host from Placement before the first evacuation."""
@@ -116,6 +137,12 @@ class PlacementPolicy(Model):
         description="Instance metadata key holding an integer priority (default 0): higher "
         "priorities are planned first and, when the targets are short of room, keep it; "
         "HA-enabled instances go before others of the same priority.",
+    )
+    priority_rules: list[PriorityRule] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Priorities by flavor and project, for instances whose metadata names "
+        "none: the first rule that matches gives it; no match is 0.",
     )
 
 
