@@ -198,3 +198,78 @@ def _why(
         return f"anti-affinity ({', '.join(sorted(groups))}): every host with room holds a member"
     asking = ", ".join(f"{rc} {asked[i]}" for i, rc in enumerate(RESOURCE_CLASSES))
     return f"does not fit: no host has {asking} free together"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether a segment can absorb the loss of `tolerated` hosts now, and if not, by how much."""
+
+    tolerated: int
+    ready: bool
+    lost: tuple[str, ...]  # the hosts whose loss hurts most (none when there are too few)
+    unplaced: int  # instances of those hosts that would have no room
+    shortfall: dict[str, int]  # per resource class, what those instances ask for
+
+
+@dataclass(frozen=True)
+class SegmentHost:
+    """One host of a segment as readiness sees it: its room and what runs on it."""
+
+    room: Candidate
+    instances: tuple[Instance, ...]
+
+
+def readiness(
+    hosts: Mapping[str, SegmentHost],
+    tolerated: int = 1,
+    strategy: PlacementStrategy = PlacementStrategy.SPREAD,
+) -> Readiness:
+    """N+K on a snapshot, as the recovery would plan it. With K = 1, every host's loss is
+    planned in turn (N+1: the worst one decides). With more, the K hosts running the most
+    memory are lost together: every combination would be exponential, and the largest hosts
+    are the ones whose loss a segment is sized for."""
+    names = sorted(hosts)
+    if tolerated >= len(names):
+        everything = [i for name in names for i in hosts[name].instances]
+        return _verdict(tolerated, tuple(names), everything, [], strategy)
+    scenarios: list[tuple[str, ...]]
+    if tolerated == 1:
+        scenarios = [(name,) for name in names]
+    else:
+
+        def running(name: str) -> int:
+            return sum(i.request.get(MEMORY_MB, 0) for i in hosts[name].instances)
+
+        scenarios = [tuple(sorted(sorted(names, key=lambda n: (-running(n), n))[:tolerated]))]
+    worst: Readiness | None = None
+    for lost in scenarios:
+        moving = [i for name in lost for i in hosts[name].instances]
+        rest = [hosts[name].room for name in names if name not in lost]
+        verdict = _verdict(tolerated, lost, moving, rest, strategy)
+        if worst is None or _worse(verdict, worst):
+            worst = verdict
+    assert worst is not None  # scenarios is never empty here: len(names) > tolerated >= 1
+    return worst
+
+
+def _verdict(
+    tolerated: int,
+    lost: tuple[str, ...],
+    moving: list[Instance],
+    rest: list[Candidate],
+    strategy: PlacementStrategy,
+) -> Readiness:
+    result = plan(moving, rest, strategy)
+    shortfall = dict.fromkeys(RESOURCE_CLASSES, 0)
+    for instance in moving:
+        if instance.id in result.unplaced:
+            for rc in RESOURCE_CLASSES:
+                shortfall[rc] += instance.request.get(rc, 0)
+    return Readiness(tolerated, not result.unplaced, lost, len(result.unplaced), shortfall)
+
+
+def _worse(one: Readiness, other: Readiness) -> bool:
+    return (one.unplaced, one.shortfall.get(MEMORY_MB, 0)) > (
+        other.unplaced,
+        other.shortfall.get(MEMORY_MB, 0),
+    )

@@ -14,7 +14,15 @@ from controller.recovery.nova import (
     HostResources,
     Inventory,
 )
-from controller.recovery.placement import Candidate, Instance, Plan, order, plan
+from controller.recovery.placement import (
+    Candidate,
+    Instance,
+    Plan,
+    SegmentHost,
+    order,
+    plan,
+    readiness,
+)
 from controller.resources.segment import PlacementStrategy
 
 
@@ -207,3 +215,44 @@ def test_a_plan_never_over_commits_and_accounts_for_every_instance(
         for won in (i for i in instances if i.id in result.targets):
             if won.request == lost.request and not (won.anti_affinity or lost.anti_affinity):
                 assert won.priority >= lost.priority
+
+
+# --- readiness -----------------------------------------------------------------------------------
+
+
+def segment_of(*hosts: tuple[str, int, list[int]]) -> dict[str, SegmentHost]:
+    """(name, free vCPUs, vCPUs of each instance on it)."""
+    return {
+        name: SegmentHost(
+            host(name, vcpus=free, ram=65536, disk=10000),
+            tuple(vm(f"{name}-{i}", vcpus=v, ram=512, disk=1) for i, v in enumerate(sizes)),
+        )
+        for name, free, sizes in hosts
+    }
+
+
+def test_n_plus_one_ready_when_every_hosts_loss_fits_elsewhere() -> None:
+    verdict = readiness(segment_of(("a", 2, [2]), ("b", 2, [2]), ("c", 2, [2])))
+    assert verdict.ready and verdict.unplaced == 0
+
+
+def test_n_plus_one_names_the_host_whose_loss_does_not_fit_and_the_shortfall() -> None:
+    verdict = readiness(segment_of(("a", 1, [1]), ("big", 0, [4, 4]), ("c", 1, [1])))
+    assert not verdict.ready
+    assert verdict.lost == ("big",)
+    assert (verdict.unplaced, verdict.shortfall[VCPU]) == (2, 8)
+    assert verdict.shortfall[MEMORY_MB] == 1024
+
+
+def test_tolerating_k_hosts_loses_the_largest_together() -> None:
+    hosts = segment_of(("a", 4, [2]), ("b", 4, [2]), ("c", 0, [1]), ("d", 1, []))
+    assert readiness(hosts, 1).ready
+    two = readiness(hosts, 2)
+    # a and b run the most; their two 2-vCPU instances find 0 on c and 1 on d.
+    assert two.lost == ("a", "b") and not two.ready
+    assert (two.unplaced, two.shortfall[VCPU]) == (2, 4)
+
+
+def test_losing_every_host_is_never_ready_with_instances() -> None:
+    verdict = readiness(segment_of(("a", 8, [1]), ("b", 8, [1])), tolerated=2)
+    assert not verdict.ready and verdict.unplaced == 2
