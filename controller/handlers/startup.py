@@ -94,16 +94,19 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
 
 
 def _serve_probes(memo: Any, config: OperatorConfig, lease: Lease | None) -> None:
-    """Once per process: kopf retries a startup handler that failed, the port stays open."""
+    """Once per process: kopf retries a startup handler that failed, the port stays open and
+    answers for the Lease of the latest attempt."""
+    memo.probed_lease = lease
     if not config.metrics_port or getattr(memo, "health_server", None) is not None:
         return
 
     def ready() -> bool:
-        if lease is None:
+        current: Lease | None = memo.probed_lease
+        if current is None:
             return bool(getattr(memo, "started", False))
         # Leader and standby alike: the API server answered a Lease call within a duration
         # (the leader renews every sixth of it, a standby tries every third).
-        return lease.answered_within(lease.duration)
+        return current.answered_within(current.duration)
 
     probes = health.Probes(ready)
     memo.heartbeat = asyncio.create_task(probes.heartbeat(), name="health heartbeat")

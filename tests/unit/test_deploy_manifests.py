@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from controller.config import OperatorConfig
+from controller.handlers.failure_events import GRACEFUL_EXIT
 from controller.health import Probes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,20 @@ def test_the_probes_are_the_operators_own_and_not_its_leadership() -> None:
         body = served.app({"PATH_INFO": get["path"]}, lambda s, h: answered.append(s))
         # A stuck, unready replica fails the probe: the path is a probe, not /metrics.
         assert answered and answered[0].startswith("503"), (probe, b"".join(body)[:80])
+
+
+def test_a_stopped_leader_has_the_time_to_release_its_lease() -> None:
+    """SIGTERM: each recovery daemon gets GRACEFUL_EXIT to return, then 30 s once cancelled
+    (handlers/failure_events.py), then the Lease is released (two Lease periods at most).
+    Killed before that, the standby waits for the Lease to expire instead."""
+    spec = load("deploy/deployment.yaml")["spec"]["template"]["spec"]
+    duration = next(
+        float(e["value"])
+        for e in spec["containers"][0]["env"]
+        if e["name"] == "MASAKARI_LEASE_DURATION"
+    )
+    needed = GRACEFUL_EXIT + 30 + 2 * duration / 6
+    assert spec["terminationGracePeriodSeconds"] > needed
 
 
 def test_the_operator_reaches_every_peer_it_talks_to() -> None:
