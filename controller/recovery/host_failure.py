@@ -210,8 +210,10 @@ class HostFailure:
         planned host Nova refused is planned again, elsewhere, with fresh usages."""
         refused: dict[str, set[str]] = {}
         outcome = Outcome.error("NoPlan", "nothing was planned")
-        for _ in range(MAX_PLANS):
-            planned = await self._plan(policy, refused)
+        for round_ in range(MAX_PLANS):
+            # After the first plan only what Nova refused is planned again: any other failure
+            # waits for the attempt's retry, with its backoff, as without a plan.
+            planned = await self._plan(policy, refused, None if round_ == 0 else set(refused))
             outcome = await self._evacuate_planned(planned)
             stale = [
                 m
@@ -230,13 +232,16 @@ class HostFailure:
             )
         return outcome
 
-    async def _plan(self, policy: PlacementPolicy, refused: dict[str, set[str]]) -> list[str]:
+    async def _plan(
+        self, policy: PlacementPolicy, refused: dict[str, set[str]], only: set[str] | None
+    ) -> list[str]:
         """Write the plan (each move's targetHost, or failed with why) before any evacuate
         call; returns the instances to move now, highest priority first."""
         remaining = {
             m.instance_uuid: m
             for m in self.progress.status.instances
             if m.status in (MoveStatus.PENDING, MoveStatus.ONGOING, MoveStatus.FAILED)
+            and (only is None or m.instance_uuid in only)
         }
         hosts = await self._live_targets(policy)
         resources = await self.nova.host_resources(hosts) if hosts else []

@@ -223,3 +223,28 @@ def test_anti_affinity_as_nova_reports_it() -> None:
         NO_ROOM + "anti-affinity (g-web): every host with room holds a member"
     )
     assert moves["solo"].status == MoveStatus.SUCCEEDED
+
+
+def test_only_a_refused_target_is_planned_again_within_the_attempt() -> None:
+    nova = world({"h2": 8, "h3": 4})
+    nova.add_server("a", "h1")
+    nova.add_server("broken", "h1")
+    nova.failing_evacuations.add("uuid-broken")  # fails on its destination: not a stale plan
+    for i in range(8):
+        nova.add_server(f"filler{i}", "h2")
+    real = nova.host_resources
+
+    async def stale(hosts: Collection[str]) -> list[HostResources]:
+        found = await real(hosts)
+        return [
+            dataclasses.replace(r, usages=dict.fromkeys(r.usages, 0)) if r.host == "h2" else r
+            for r in found
+        ]
+
+    nova.host_resources = stale  # type: ignore[method-assign]
+    store = Store()
+    assert run(nova, store).reason == "EvacuationFailed"
+    assert store.status.placement is not None and store.status.placement.plans == 2
+    assert hosts_of(nova)["a"] == "h3"
+    # Its failure waits for the attempt's retry: not evacuated again by the second plan.
+    assert nova.evacuations["uuid-broken"] == 1
