@@ -22,6 +22,7 @@ from controller.recovery.nova import (
     NovaError,
     NoValidHost,
     Server,
+    ServerGroup,
     flavor_resources,
 )
 from controller.recovery.outcome import Outcome
@@ -117,6 +118,7 @@ class HostFailure:
     placement: PlacementPolicy | None = None
     # The segment's hosts that may take instances (not reserved, on maintenance or failed).
     segment_hosts: list[str] = field(default_factory=list)
+    _listed: list[Server] | None = field(default=None, init=False, repr=False)
 
     async def run(self) -> Outcome:
         try:
@@ -151,7 +153,8 @@ class HostFailure:
         if self.progress.done(PREPARE):
             return any(m.status != MoveStatus.IGNORED for m in self.progress.status.instances)
         await self.progress.begin(PREPARE, f"listing instances on {self.host}", persist=False)
-        selection = select_for_evacuation(await self.nova.servers_on_host(self.host), self.policy)
+        self._listed = await self.nova.servers_on_host(self.host)
+        selection = select_for_evacuation(self._listed, self.policy)
         moves = [self._new_move(s, MoveStatus.PENDING) for s in selection.evacuate]
         for server, why in selection.left:
             move = self._new_move(server, MoveStatus.IGNORED)
@@ -243,12 +246,22 @@ class HostFailure:
             if m.status in (MoveStatus.PENDING, MoveStatus.ONGOING, MoveStatus.FAILED)
             and (only is None or m.instance_uuid in only)
         }
-        hosts = await self._live_targets(policy)
-        resources = await self.nova.host_resources(hosts) if hosts else []
+        members = await self._boundary(policy)
+        # Four independent reads at once: the plan costs one round trip before the first
+        # evacuate, not four. The listing made by PREPARE a moment ago is used once.
+        listed, self._listed = self._listed, None
+        services, provided, servers, server_groups = await asyncio.gather(
+            self.nova.compute_services(),
+            self.nova.host_resources(sorted(members)),
+            self.nova.servers_on_host(self.host) if listed is None else _ready(listed),
+            self.nova.server_groups(),
+        )
+        live = {s.host for s in services if s.is_enabled and s.is_up and not s.forced_down}
+        resources = [r for r in provided if r.host in live]
         # Only what is still on the failed host needs a host; a move in flight (after a restart)
         # keeps the target it was sent to.
-        on_host = [s for s in await self.nova.servers_on_host(self.host) if s.id in remaining]
-        groups, holds = await self._anti_affinity({s.id for s in on_host})
+        on_host = [s for s in servers if s.id in remaining and s.host == self.host]
+        groups, holds = await self._anti_affinity(server_groups, {s.id for s in on_host})
         instances = [
             Instance(
                 s.id,
@@ -294,14 +307,14 @@ class HostFailure:
         ]
 
     async def _anti_affinity(
-        self, moving: set[str]
+        self, server_groups: list[ServerGroup], moving: set[str]
     ) -> tuple[dict[str, tuple[str, ...]], dict[str, set[str]]]:
         """The anti-affinity groups of the instances to move, and the hosts that hold another
         member of each: Nova's scheduler refuses a second member there, so the plan does not
         try. Soft anti-affinity is a preference of Nova's weighers, not a rule: left out."""
         of: dict[str, list[str]] = {}
         others: list[tuple[str, str]] = []  # (group, member) not moving with this host
-        for group in await self.nova.server_groups():
+        for group in server_groups:
             if group.policy != "anti-affinity" or not moving.intersection(group.members):
                 continue
             for member in group.members:
@@ -323,19 +336,16 @@ class HostFailure:
                 holds.setdefault(host, set()).add(group_id)
         return {k: tuple(v) for k, v in of.items()}, holds
 
-    async def _live_targets(self, policy: PlacementPolicy) -> list[str]:
-        """The boundary's hosts Nova would schedule to now: enabled, up, not forced down."""
+    async def _boundary(self, policy: PlacementPolicy) -> set[str]:
+        """The hosts instances may go to; of those, the plan uses the ones Nova would schedule
+        to now (enabled, up, not forced down)."""
         if policy.boundary == PlacementBoundary.AGGREGATES:
             wanted = set(policy.aggregates)
             members = {h for a in await self.nova.aggregates() if a.name in wanted for h in a.hosts}
         else:
             members = set(self.segment_hosts)
         members.discard(self.host)
-        return sorted(
-            s.host
-            for s in await self.nova.compute_services()
-            if s.host in members and s.is_enabled and s.is_up and not s.forced_down
-        )
+        return members
 
     async def _evacuate_planned(self, planned: list[str]) -> Outcome:
         moves = [m for i in planned if (m := self.progress.move(i)) is not None]
@@ -343,6 +353,7 @@ class HostFailure:
         return self._outcome("to the planned hosts")
 
     async def _to_reserved_hosts(self) -> Outcome:
+        self._listed = None  # instances move from here on: a later plan lists them again
         taken = self.progress.status.reserved_hosts
         candidates = [*taken, *(h for h in self.reserved_candidates if h not in taken)]
         if not candidates:
@@ -558,6 +569,10 @@ class HostFailure:
             done / total if total else 1.0,
         )
         await self.progress.save()
+
+
+async def _ready(servers: list[Server]) -> list[Server]:
+    return servers
 
 
 def _describe(error: Exception) -> str:

@@ -515,6 +515,8 @@ class OpenStackNova:
         )
 
     async def host_resources(self, hosts: Collection[str]) -> list[HostResources]:
+        if not hosts:
+            return []
         providers = await self._call("list hypervisors", lambda: self._providers(hosts))
 
         async def one(host: str, provider: str) -> HostResources | None:
