@@ -59,6 +59,7 @@ REBUILDING = {"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"}
 # attempt in Error and the retry plans afresh.
 MAX_PLANS = 3
 NO_ROOM = "no room in the segment: "
+NO_RESERVED_ROOM = "no room on the reserved hosts: "
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,8 @@ class HostFailure:
             return Outcome.error(
                 "ReservedHostsUnavailable", "the segment has no reserved host available"
             )
+        if self.placement is not None and self.placement.boundary != PlacementBoundary.REGION:
+            return await self._to_reserved_by_plan(self.placement, candidates, taken)
         outcome = Outcome.error(
             "ReservedHostsUnavailable", "every reserved host is taken by another recovery"
         )
@@ -373,6 +376,80 @@ class HostFailure:
             if outcome.phase == "Finished":
                 break
         return outcome
+
+    async def _to_reserved_by_plan(
+        self, policy: PlacementPolicy, candidates: list[str], taken: list[str]
+    ) -> Outcome:
+        """Each reserved host, in Masakari's order, takes the instances that fit on it by its
+        Placement inventory, highest priority first: a failure consumes only the reserved hosts
+        it needs, none is enabled that the plan leaves empty, and what fits on none is failed
+        with why (the method's fallback may take it), never sent to overflow a host."""
+        moves = {
+            m.instance_uuid: m
+            for m in self.progress.status.instances
+            if m.status in (MoveStatus.PENDING, MoveStatus.ONGOING, MoveStatus.FAILED)
+        }
+        services, provided, servers = await asyncio.gather(
+            self.nova.compute_services(),
+            self.nova.host_resources(candidates),
+            self.nova.servers_on_host(self.host),
+        )
+        up = {s.host for s in services if s.is_up and not s.forced_down}
+        rooms = {r.host: Candidate.of(r) for r in provided if r.host in up}
+        left = order(
+            Instance(
+                s.id,
+                s.name,
+                flavor_resources(s.flavor),
+                instance_priority(s, policy, self.policy.ha_enabled_metadata_key),
+            )
+            for s in servers
+            if s.id in moves and s.host == self.host
+        )
+        on_host = {i.id for i in left}
+        # Moves no longer on the failed host (in flight after a restart) keep their target.
+        await self._run_moves(
+            [m for i, m in moves.items() if i not in on_host], lambda move: move.target_host
+        )
+        refused: list[str] = []
+        for reserved in (c for c in candidates if c in rooms):
+            if not left:
+                break
+            result = plan(left, [rooms[reserved]], policy.strategy)
+            if not result.targets:
+                continue
+            # Claimed only once the plan puts something on it, as it is taken: two hosts
+            # failing together in one segment each get reserved hosts of their own.
+            if not self.claim(reserved) and reserved not in taken:
+                refused.append(reserved)
+                continue
+            added = result.load(left).get(reserved, {})
+            room = rooms[reserved]
+            rooms[reserved] = Candidate(
+                reserved, {rc: room.free[rc] - added.get(rc, 0) for rc in room.free}, room.max_unit
+            )
+            for instance_id in result.targets:
+                moves[instance_id].target_host = reserved
+            await self._take_reserved_host(reserved)
+            await self._run_moves(
+                [moves[i.id] for i in left if i.id in result.targets],
+                lambda move: move.target_host,
+            )
+            left = [i for i in left if i.id not in result.targets]
+        if left:
+            why = plan(left, [r for h, r in rooms.items() if h not in refused]).unplaced
+            for instance in left:
+                move = moves[instance.id]
+                move.status, move.target_host = MoveStatus.FAILED, None
+                move.message = NO_RESERVED_ROOM + why[instance.id]
+                move.end_time = self.progress.clock()
+            self.progress.note(EVACUATE, f"{len(left)} instance(s) without room on reserved hosts")
+        if left and not any(h in self.progress.status.reserved_hosts for h in candidates):
+            return Outcome.error(
+                "ReservedHostsUnavailable",
+                "no reserved host could be taken: taken by another recovery, down, or too small",
+            )
+        return self._outcome("to reserved hosts")
 
     async def _take_reserved_host(self, reserved: str) -> None:
         if reserved not in self.progress.status.reserved_hosts:
@@ -418,7 +495,8 @@ class HostFailure:
         no_room = [
             m
             for m in moves
-            if m.status == MoveStatus.FAILED and (m.message or "").startswith(NO_ROOM)
+            if m.status == MoveStatus.FAILED
+            and (m.message or "").startswith((NO_ROOM, NO_RESERVED_ROOM))
         ]
         failed = sum(m.status == MoveStatus.FAILED for m in moves)
         moved = sum(m.status == MoveStatus.SUCCEEDED for m in moves)

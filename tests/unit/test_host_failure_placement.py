@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any
 
-from controller.recovery.host_failure import NO_ROOM, HostFailure, Timing
+from controller.recovery.host_failure import NO_RESERVED_ROOM, NO_ROOM, HostFailure, Timing
 from controller.recovery.nova import HostResources, ServerGroup
 from controller.recovery.outcome import Outcome
 from controller.recovery.progress import Progress
@@ -38,10 +38,11 @@ async def _no_wait(_seconds: float) -> None:
 
 
 def world(vcpus: dict[str, int]) -> FakeNova:
-    """h1 fails; h2, h3 are the segment's other hosts; h4 is outside it; r1 is reserved."""
-    nova = FakeNova(["h1", "h2", "h3", "h4", "r1"])
+    """h1 fails; h2, h3 are the segment's other hosts; h4 is outside it; r1, r2 are reserved."""
+    nova = FakeNova(["h1", "h2", "h3", "h4", "r1", "r2"])
     nova.vcpus.update(vcpus)
-    nova.services["r1"] = dataclasses.replace(nova.services["r1"], status="disabled")
+    for spare in ("r1", "r2"):
+        nova.services[spare] = dataclasses.replace(nova.services[spare], status="disabled")
     nova.kill("h1")
     return nova
 
@@ -51,6 +52,8 @@ def run(
     store: Store,
     method: str = "auto",
     placement: PlacementPolicy | None = None,
+    reserved: tuple[str, ...] = ("r1",),
+    claimable: tuple[str, ...] = ("r1", "r2"),
     **policy: Any,
 ) -> Outcome:
     async def attempt() -> Outcome:
@@ -61,7 +64,8 @@ def run(
             policy=HostFailurePolicy(**policy),
             nova=nova,  # type: ignore[arg-type]
             progress=Progress(store.status.model_copy(deep=True), store.persist),
-            reserved_candidates=["r1"],
+            reserved_candidates=list(reserved),
+            claim=lambda host: host in claimable,
             timing=Timing(poll_interval=0, sleep=_no_wait),
             placement=placement or PlacementPolicy(),
             segment_hosts=["h1", "h2", "h3"],
@@ -248,3 +252,52 @@ def test_only_a_refused_target_is_planned_again_within_the_attempt() -> None:
     assert hosts_of(nova)["a"] == "h3"
     # Its failure waits for the attempt's retry: not evacuated again by the second plan.
     assert nova.evacuations["uuid-broken"] == 1
+
+
+def test_reserved_hosts_are_filled_in_order_and_only_those_needed_are_taken() -> None:
+    nova = world({"r1": 2, "r2": 8})
+    for name in ("a", "b", "c"):
+        nova.add_server(name, "h1")
+    store = Store()
+    outcome = run(nova, store, method="reserved_host", reserved=("r1", "r2"))
+    assert outcome.reason == "Recovered", outcome
+    assert sorted(hosts_of(nova).values()) == ["r1", "r1", "r2"]
+    assert store.status.reserved_hosts == ["r1", "r2"]
+    assert all(m.target_host == m.destination_host for m in store.status.instances)
+    # Two instances fit on r1: r2 is neither recorded nor enabled.
+    nova, store = world({"r1": 2, "r2": 8}), Store()
+    for name in ("a", "b"):
+        nova.add_server(name, "h1")
+    assert run(nova, store, method="reserved_host", reserved=("r1", "r2")).reason == "Recovered"
+    assert store.status.reserved_hosts == ["r1"]
+    assert nova.services["r2"].status == "disabled"
+
+
+def test_a_reserved_host_claimed_by_another_recovery_is_passed_over() -> None:
+    nova = world({"r1": 8, "r2": 8})
+    nova.add_server("a", "h1")
+    store = Store()
+    outcome = run(nova, store, method="reserved_host", reserved=("r1", "r2"), claimable=("r2",))
+    assert outcome.reason == "Recovered"
+    assert hosts_of(nova) == {"a": "r2"} and store.status.reserved_hosts == ["r2"]
+
+
+def test_what_no_reserved_host_holds_goes_to_the_segment_plan_with_rh_priority() -> None:
+    nova = world({"r1": 1, "h2": 4, "h3": 4})
+    for name in ("a", "b"):
+        nova.add_server(name, "h1", metadata={"HA_Priority": "5" if name == "a" else "1"})
+    store = Store()
+    assert run(nova, store, method="rh_priority").reason == "Recovered"
+    assert hosts_of(nova)["a"] == "r1"  # the higher priority gets the reserved host
+    assert hosts_of(nova)["b"] in ("h2", "h3")
+    # With reserved_host alone, the one without room is reported, never sent to overflow r1.
+    nova, store = world({"r1": 1}), Store()
+    for name in ("a", "b"):
+        nova.add_server(name, "h1")
+    outcome = run(nova, store, method="reserved_host")
+    assert outcome.reason == "InsufficientCapacity"
+    [left] = [m for m in store.status.instances if m.status == MoveStatus.FAILED]
+    assert (
+        left.message == NO_RESERVED_ROOM + "does not fit: VCPU: needs 1, at most 0 free on a host"
+    )
+    assert nova.evacuations[left.instance_uuid] == 0
