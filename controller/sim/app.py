@@ -7,7 +7,6 @@ in Nova's format (Placement's in controller.sim.placement).
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +17,17 @@ from controller.microversions import HEADER, asked_for
 from controller.sim import cloud as sim_cloud
 from controller.sim import compute, control, keystone, placement
 from controller.sim import topology as topo
-from controller.sim.state import MAX_MICROVERSION, MIN_MICROVERSION, SIM, Faults, RouteFault, Sim
+from controller.sim.state import (
+    MAX_MICROVERSION,
+    MIN_MICROVERSION,
+    SIM,
+    Faults,
+    RouteFault,
+    Sim,
+    requested_version,
+)
 
 ROUTE_CLASS = web.AppKey("route_class", dict[web.AbstractResource, str])
-_VERSION = re.compile(r"^(\d+)\.(\d+)$")
 _NOVA_ERROR_KINDS = {
     400: "badRequest",
     403: "forbidden",
@@ -55,14 +61,12 @@ def _requested_microversion(request: web.Request) -> tuple[int, int]:
     value = asked_for(request.headers.getall(HEADER, []), "compute")
     if value is None:
         value = request.headers.get("X-OpenStack-Nova-API-Version")
-    if value is None:
-        return MIN_MICROVERSION
-    if value.lower() == "latest":
-        return MAX_MICROVERSION
-    match = _VERSION.match(value)
-    if match is None:
-        raise sim_cloud.ApiError(400, f"API Version String {value} is of invalid format.")
-    return int(match.group(1)), int(match.group(2))
+    return requested_version(
+        value,
+        MIN_MICROVERSION,
+        MAX_MICROVERSION,
+        "API Version String {value} is of invalid format.",
+    )
 
 
 async def _compute(

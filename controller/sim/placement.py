@@ -12,7 +12,6 @@ onto a failed host, so nothing it reads changes.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,13 +21,12 @@ from aiohttp import web
 from controller.microversions import HEADER, asked_for
 from controller.sim import cloud as sim_cloud
 from controller.sim import keystone
-from controller.sim.state import SIM
+from controller.sim.state import SIM, requested_version
 
 PREFIX = "/placement"
 MIN_MICROVERSION = (1, 0)
 #: Placement 13 (2025.1) and later.
 MAX_MICROVERSION = (1, 39)
-_VERSION = re.compile(r"^(\d+)\.(\d+)$")
 _TITLES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 406: "Not Acceptable"}
 MICROVERSION = web.RequestKey("placement_microversion", tuple)
 
@@ -52,14 +50,9 @@ def error(status: int, detail: str, version: tuple[int, int] = MIN_MICROVERSION)
 
 def _asked(request: web.Request) -> tuple[int, int]:
     value = asked_for(request.headers.getall(HEADER, []), "placement")
-    if value is None:
-        return MIN_MICROVERSION
-    if value.lower() == "latest":
-        return MAX_MICROVERSION
-    match = _VERSION.match(value)
-    if match is None:
-        raise sim_cloud.ApiError(400, f"invalid version string: {value}")
-    return int(match.group(1)), int(match.group(2))
+    return requested_version(
+        value, MIN_MICROVERSION, MAX_MICROVERSION, "invalid version string: {value}"
+    )
 
 
 async def pipeline(

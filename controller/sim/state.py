@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -16,6 +17,22 @@ MIN_MICROVERSION = (2, 1)
 #: Nova 34 goes further; the simulator models up to 2.96, where the last behaviour recovery
 #: cares about (evacuated servers landing stopped, 2.95) is included.
 MAX_MICROVERSION = (2, 96)
+_VERSION = re.compile(r"^(\d+)\.(\d+)$")
+
+
+def requested_version(
+    value: str | None, minimum: tuple[int, int], maximum: tuple[int, int], invalid: str
+) -> tuple[int, int]:
+    """The microversion a request names: `minimum` when none, `maximum` for "latest";
+    ApiError 400 with `invalid` (formatted with the value) when it is not major.minor."""
+    if value is None:
+        return minimum
+    if value.lower() == "latest":
+        return maximum
+    match = _VERSION.match(value)
+    if match is None:
+        raise sim_cloud.ApiError(400, invalid.format(value=value))
+    return int(match.group(1)), int(match.group(2))
 
 
 @dataclass(slots=True)

@@ -77,6 +77,19 @@ def run(
     return asyncio.run(attempt())
 
 
+def h2_looks_empty(nova: FakeNova) -> None:
+    """Placement as it was before someone filled h2: a plan picks h2, Nova refuses it."""
+    real = nova.host_resources
+
+    async def stale(hosts: Collection[str]) -> list[HostResources]:
+        return [
+            dataclasses.replace(r, usages=dict.fromkeys(r.usages, 0)) if r.host == "h2" else r
+            for r in await real(hosts)
+        ]
+
+    nova.host_resources = stale  # type: ignore[method-assign]
+
+
 def hosts_of(nova: FakeNova) -> dict[str, str | None]:
     return {s.name: s.host for s in nova.servers.values()}
 
@@ -164,17 +177,7 @@ def test_region_is_the_opt_out_nova_scheduler_picks() -> None:
 def test_a_refused_target_is_planned_again_elsewhere() -> None:
     nova = world({"h2": 2, "h3": 2})
     nova.add_server("a", "h1")
-    real = nova.host_resources
-
-    async def stale(hosts: Collection[str]) -> list[HostResources]:
-        # Placement as it was before someone filled h2: the plan picks h2, Nova refuses it.
-        found = await real(hosts)
-        return [
-            dataclasses.replace(r, usages=dict.fromkeys(r.usages, 0)) if r.host == "h2" else r
-            for r in found
-        ]
-
-    nova.host_resources = stale  # type: ignore[method-assign]
+    h2_looks_empty(nova)
     nova.vcpus["h2"] = 8
     for i in range(8):
         nova.add_server(f"filler{i}", "h2")
@@ -236,16 +239,7 @@ def test_only_a_refused_target_is_planned_again_within_the_attempt() -> None:
     nova.failing_evacuations.add("uuid-broken")  # fails on its destination: not a stale plan
     for i in range(8):
         nova.add_server(f"filler{i}", "h2")
-    real = nova.host_resources
-
-    async def stale(hosts: Collection[str]) -> list[HostResources]:
-        found = await real(hosts)
-        return [
-            dataclasses.replace(r, usages=dict.fromkeys(r.usages, 0)) if r.host == "h2" else r
-            for r in found
-        ]
-
-    nova.host_resources = stale  # type: ignore[method-assign]
+    h2_looks_empty(nova)
     store = Store()
     assert run(nova, store).reason == "EvacuationFailed"
     assert store.status.placement is not None and store.status.placement.plans == 2
