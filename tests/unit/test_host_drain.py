@@ -1,0 +1,200 @@
+"""The drain's orchestration (controller.recovery.host_drain) with an in-memory Nova: what it
+asks Nova, in which order against its status writes, and that a drain that ended is not
+resumed from a Host read before its last write."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+
+from controller.recovery.drain import HostView, Want
+from controller.recovery.host_drain import Drains
+from controller.recovery.host_sync import HostLocks
+from controller.recovery.nova import ComputeService, Conflict, Flavor, Migration, Server
+from controller.resources.host import DrainPhase, DrainStatus, HostPhase
+from controller.resources.segment import DrainMode, MaintenancePolicy
+
+UP = ComputeService("s1", "c1", "up", "disabled", False)
+POLICY = MaintenancePolicy(
+    drain=DrainMode.LIVE_MIGRATE, concurrency_per_host=2, attempts=2, instance_timeout_seconds=10
+)
+
+
+class Nova:
+    """Live migrations that land when the test says so; every call logged."""
+
+    def __init__(self, count: int) -> None:
+        flavor = Flavor("m1", 1, 512, 1)
+        self.servers = {
+            f"i{n}": Server(f"i{n}", f"vm{n}", "ACTIVE", "active", None, 1, "c1", False, flavor)
+            for n in range(count)
+        }
+        self.records: list[Migration] = []
+        self.calls: list[str] = []
+        self.refuse: set[str] = set()
+
+    async def servers_on_host(self, host: str) -> list[Server]:
+        return [s for s in self.servers.values() if s.host == host]
+
+    async def server(self, server_id: str) -> Server:
+        return self.servers[server_id]
+
+    async def migrations(self, server_id: str) -> list[Migration]:
+        return [m for m in self.records if m.server_id == server_id]
+
+    async def live_migrate(
+        self, server_id: str, target_host: str | None = None, block_migration: bool | None = None
+    ) -> None:
+        self.calls.append(f"live_migrate {server_id}")
+        if server_id in self.refuse:
+            raise Conflict("refused")
+        server = self.servers[server_id]
+        assert server.task_state is None, f"a second live migration of {server_id}"
+        self.servers[server_id] = dataclasses.replace(server, task_state="migrating")
+        now = datetime.now(UTC)
+        self.records.append(
+            Migration(
+                str(len(self.records)), server_id, "c1", "c2", "running", "live-migration", now
+            )
+        )
+
+    def land(self, server_id: str) -> None:
+        server = self.servers[server_id]
+        self.servers[server_id] = dataclasses.replace(server, task_state=None, host="c2")
+        self.records = [
+            dataclasses.replace(m, status="completed") if m.server_id == server_id else m
+            for m in self.records
+        ]
+
+    async def stop_server(self, server_id: str) -> None: ...
+
+
+class Store:
+    def __init__(self, nova: Nova) -> None:
+        self.nova = nova
+        self.writes: list[DrainStatus] = []
+
+    async def write_host_drain(self, namespace: str, name: str, drain: DrainStatus) -> None:
+        self.nova.calls.append("write")
+        self.writes.append(drain.model_copy(deep=True))
+
+
+class Signals:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def drain(self, namespace: str, host: str, reason: str, message: str, warning: bool) -> None:
+        self.reasons.append(reason)
+
+    def drain_move(self, result: str, seconds: float | None) -> None: ...
+
+    def running(self, delta: int) -> None: ...
+
+    def unreachable(self, system: str, error: Exception) -> None:
+        raise AssertionError(f"{system}: {error}")
+
+
+def _view(drain: DrainStatus | None = None, on: bool = True) -> HostView:
+    return HostView(on, HostPhase.MAINTENANCE, UP, False, drain, None)
+
+
+async def _until(what: str, check: object) -> None:
+    for _ in range(500):
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never {what}")
+
+
+def _drains(nova: Nova) -> tuple[Drains, Store, Signals]:
+    store, signals = Store(nova), Signals()
+    return Drains(store, signals, HostLocks(), poll_interval=0.01), store, signals  # type: ignore[arg-type]
+
+
+def _reconcile(drains: Drains, nova: Nova, view: HostView) -> Want:
+    return drains.reconcile("ns", "c1", "c1", "seg", view, POLICY, nova)  # type: ignore[arg-type]
+
+
+def test_every_live_migration_is_written_before_it_is_asked_for() -> None:
+    asyncio.run(_every_live_migration_is_written_before_it_is_asked_for())
+
+
+async def _every_live_migration_is_written_before_it_is_asked_for() -> None:
+    nova = Nova(3)
+    drains, store, signals = _drains(nova)
+    assert _reconcile(drains, nova, _view()) == Want.DRAIN
+    await _until(
+        "two asked", lambda: nova.calls.count("live_migrate i0") == 1 and len(nova.records) == 2
+    )
+    assert len(nova.records) == 2, "the per-host bound"
+    for server in ("i0", "i1", "i2"):
+        if server != "i2":
+            nova.land(server)
+    await _until("the third asked", lambda: len(nova.records) == 3)
+    nova.land("i2")
+    await _until("ended", lambda: not drains.running("ns", "c1"))
+    # Each call comes right after a write that recorded it ongoing.
+    for index, call in enumerate(nova.calls):
+        if call.startswith("live_migrate"):
+            assert nova.calls[index - 1] == "write"
+    assert store.writes[-1].phase == DrainPhase.DRAINED
+    assert signals.reasons == ["DrainStarted", "DrainDrained"]
+
+
+def test_a_refused_migration_is_retried_then_reported() -> None:
+    asyncio.run(_a_refused_migration_is_retried_then_reported())
+
+
+async def _a_refused_migration_is_retried_then_reported() -> None:
+    nova = Nova(1)
+    nova.refuse.add("i0")
+    drains, store, signals = _drains(nova)
+    _reconcile(drains, nova, _view())
+    await _until("ended", lambda: not drains.running("ns", "c1"))
+    (move,) = store.writes[-1].instances
+    assert (move.status, move.attempts) == ("failed", 2)
+    assert store.writes[-1].phase == DrainPhase.INCOMPLETE
+    assert "DrainMoveFailed" in signals.reasons
+
+
+def test_leaving_maintenance_cancels_what_has_not_started() -> None:
+    asyncio.run(_leaving_maintenance_cancels_what_has_not_started())
+
+
+async def _leaving_maintenance_cancels_what_has_not_started() -> None:
+    nova = Nova(4)
+    drains, store, _ = _drains(nova)
+    _reconcile(drains, nova, _view())
+    await _until("two asked", lambda: len(nova.records) == 2)
+    running = store.writes[-1]
+    assert _reconcile(drains, nova, _view(running, on=False)) == Want.STOP
+    nova.land("i0")
+    nova.land("i1")
+    await _until("ended", lambda: not drains.running("ns", "c1"))
+    final = store.writes[-1]
+    assert final.phase == DrainPhase.STOPPED
+    assert [m.status for m in final.instances] == [
+        "succeeded",
+        "succeeded",
+        "cancelled",
+        "cancelled",
+    ]
+    assert len(nova.records) == 2
+
+
+def test_an_ended_drain_is_not_resumed_from_a_stale_read() -> None:
+    asyncio.run(_an_ended_drain_is_not_resumed_from_a_stale_read())
+
+
+async def _an_ended_drain_is_not_resumed_from_a_stale_read() -> None:
+    nova = Nova(1)
+    drains, store, _ = _drains(nova)
+    _reconcile(drains, nova, _view())
+    await _until("asked", lambda: len(nova.records) == 1)
+    stale = store.writes[-1]  # what a Host read before the end still shows
+    nova.land("i0")
+    await _until("ended", lambda: not drains.running("ns", "c1"))
+    assert stale.phase == DrainPhase.DRAINING
+    assert _reconcile(drains, nova, _view(stale)) == Want.NOTHING
+    assert not drains.running("ns", "c1")
