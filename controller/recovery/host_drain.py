@@ -88,10 +88,11 @@ class Drains:
             if want in (Want.STOP, Want.HAND_OVER) and run.want == Want.DRAIN:
                 run.want = want
             return want
-        if view.drain is not None and self._ended.get(key) == view.drain.start_time:
+        draining = view.drain is not None and view.drain.phase == DrainPhase.DRAINING
+        if draining and view.drain and self._ended.get(key) == view.drain.start_time:
             return Want.NOTHING
         want = decide.wanted(view, policy)
-        if view.drain is not None and view.drain.phase == DrainPhase.DRAINING:
+        if draining and view.drain is not None:
             # Resumed after a restart: to go on, or to stop and follow what still runs.
             started: DrainStatus | None = view.drain.model_copy(deep=True)
             running_policy = _policy_of(view.drain, policy)

@@ -198,3 +198,23 @@ async def _an_ended_drain_is_not_resumed_from_a_stale_read() -> None:
     assert stale.phase == DrainPhase.DRAINING
     assert _reconcile(drains, nova, _view(stale)) == Want.NOTHING
     assert not drains.running("ns", "c1")
+
+
+def test_the_next_maintenance_drains_again() -> None:
+    asyncio.run(_the_next_maintenance_drains_again())
+
+
+async def _the_next_maintenance_drains_again() -> None:
+    nova = Nova(1)
+    drains, store, _ = _drains(nova)
+    _reconcile(drains, nova, _view())
+    await _until("asked", lambda: len(nova.records) == 1)
+    nova.land("i0")
+    await _until("ended", lambda: not drains.running("ns", "c1"))
+    ended = store.writes[-1]
+    assert ended.phase == DrainPhase.DRAINED and ended.end_time is not None
+    # Back from c2 (moved back by someone), and on maintenance again later.
+    nova.servers["i0"] = dataclasses.replace(nova.servers["i0"], host="c1")
+    later = HostView(True, HostPhase.MAINTENANCE, UP, False, ended, datetime.now(UTC))
+    assert _reconcile(drains, nova, later) == Want.DRAIN
+    await _until("asked again", lambda: len(nova.records) == 2)
