@@ -176,13 +176,16 @@ def _back_in_pool(
     )
 
 
-def maintenance_since(status: HostStatus, now: datetime) -> datetime:
-    """When the host entered its current phase Maintenance (now, if it is entering it)."""
-    if status.phase == HostPhase.MAINTENANCE:
-        for entry in reversed(status.history):
-            if entry.phase == HostPhase.MAINTENANCE:
-                return entry.time
-    return now
+def maintenance_since(status: HostStatus, now: datetime) -> datetime | None:
+    """When the host entered its current phase Maintenance (now, if it is entering it); None
+    if its history does not say, which keeps the drain it has: a guess of "now" would start a
+    new drain on every pass."""
+    if status.phase != HostPhase.MAINTENANCE:
+        return now
+    for entry in reversed(status.history):
+        if entry.phase == HostPhase.MAINTENANCE:
+            return entry.time
+    return None
 
 
 def _reserved_by(host: HostRecord, events: list[EventRecord]) -> EventRecord | None:

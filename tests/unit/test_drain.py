@@ -264,3 +264,16 @@ def test_no_instance_has_two_live_migrations_and_nothing_moves_off_a_host_in_ser
             assert len(flying) <= per_host
         for m in state.instances:
             assert m.attempts <= policy.attempts
+
+
+def test_a_maintenance_of_unknown_start_keeps_its_ended_drain() -> None:
+    """A Host in phase Maintenance whose history lost the entry: its ended drain stands,
+    rather than a new drain on every pass (retrying its failed instances forever)."""
+    from controller.recovery.hosts import maintenance_since
+    from controller.resources.host import HostStatus
+
+    since = maintenance_since(HostStatus(phase=HostPhase.MAINTENANCE), NOW)
+    assert since is None
+    assert drain.wanted(_view(current=ENDED_EARLIER, since=since), LIVE) == Want.NOTHING
+    entering = maintenance_since(HostStatus(phase=HostPhase.ACTIVE), NOW)
+    assert drain.wanted(_view(current=ENDED_EARLIER, since=entering), LIVE) == Want.DRAIN
