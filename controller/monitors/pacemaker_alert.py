@@ -45,7 +45,23 @@ def send(datagram: bytes, path: str) -> None:
         sock.sendto(datagram, path)
 
 
+def cib_alerts(agent: str, socket_path: str) -> str:
+    """The CIB `alerts` section that installs this agent for node and fencing events, as
+    `pcs alert create` would write it; load it with
+    `cibadmin --modify --scope configuration --xml-text "<configuration>...</configuration>"`."""
+    return (
+        f'<alerts><alert id="masakari" path="{agent}">'
+        "<select><select_nodes/><select_fencing/></select>"
+        f'<recipient id="masakari-socket" value="{socket_path}"/>'
+        "</alert></alerts>"
+    )
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--cib"]:
+        socket_path = sys.argv[2] if len(sys.argv) > 2 else DEFAULT_SOCKET
+        print(cib_alerts(os.path.abspath(__file__), socket_path))
+        return 0
     datagram = message(os.environ)
     if datagram is None:
         return 0
