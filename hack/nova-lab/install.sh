@@ -16,13 +16,9 @@ installed() { dpkg-query -W -f='${Status}\n' "$@" 2>/dev/null | grep -c '^instal
 if ! installed "${packages[@]}"; then
   command -v apt-get >/dev/null || fail "apt-get not found: the lab needs a Debian-like system"
   echo "nova-lab install: apt-get install ${packages[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  # policy-rc.d keeps the packages' own services from starting: the lab runs private instances.
-  policy=/usr/sbin/policy-rc.d; own_policy=0
-  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; own_policy=1; fi
-  trap 'if [[ $own_policy == 1 ]]; then rm -f "$policy"; fi' EXIT
-  apt-get update -q >&2
-  apt-get install -y -q --no-install-recommends "${packages[@]}" >&2
+  # The lab runs private MariaDB and RabbitMQ instances.
+  source "$here/../lib/apt.sh"
+  apt_install_without_daemons "${packages[@]}"
 fi
 
 pyver="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"

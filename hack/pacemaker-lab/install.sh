@@ -23,16 +23,9 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "install.sh: the Pacemaker lab needs root to install packages and create namespaces" >&2
   exit 1
 fi
-export DEBIAN_FRONTEND=noninteractive
-# Package scripts must not start daemons on the test machine: the lab starts its own, per node.
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-if [[ ! -e $policy ]]; then
-  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && created_policy=1
-fi
-trap '[[ $created_policy == 1 ]] && rm -f "$policy"' EXIT
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# The lab starts its own daemons, per node.
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+apt_install_without_daemons "${packages[@]}"
 if [[ ! -x "$remoted" ]]; then
   work="$(mktemp -d)"
   (cd "$work" && apt-get download -qq pacemaker-remote)

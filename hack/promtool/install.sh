@@ -11,15 +11,8 @@ if [[ $(id -u) -ne 0 ]]; then
     "(apt-get install prometheus); the alert tests fail without them" >&2
   exit 1
 fi
-export DEBIAN_FRONTEND=noninteractive
-policy=/usr/sbin/policy-rc.d
-created_policy=0
-if [[ ! -e $policy ]]; then
-  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && created_policy=1
-fi
-trap '[[ $created_policy == 1 ]] && rm -f "$policy"' EXIT
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+apt_install_without_daemons prometheus
 command -v promtool >/dev/null && command -v prometheus >/dev/null \
   || { echo "install.sh: prometheus installed, but promtool or prometheus missing" >&2; exit 1; }
 echo "install.sh: promtool ready ($(promtool --version 2>&1 | head -1))" >&2
