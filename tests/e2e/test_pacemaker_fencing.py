@@ -60,12 +60,12 @@ def test_a_live_node_is_fenced_on_request(lab: PacemakerLab) -> None:
     assert record.client is not None and record.client.startswith("stonith_admin")
     assert record.completed is not None
     assert record.completed <= datetime.now(UTC) + timedelta(seconds=1)
-    # A member told it was fenced stops its own stack: after a moment online and pending, the
-    # cluster shows it out, cleanly (never up again on its own).
+    # A member told it was fenced stops its own stack. The record can be read before the
+    # cluster has acted on it (node1 still up, then online and pending for a moment); then
+    # the cluster shows it out, cleanly.
     deadline = time.monotonic() + 30
     node = state.node("node1")
     while node is None or node.online:
-        assert node is not None and not node.is_up, node
         assert time.monotonic() < deadline, f"node1 still in after its fencing: {node}"
         time.sleep(0.2)
         node = cluster.state().node("node1")
