@@ -111,6 +111,18 @@ class PlacementPolicy(Model):
     """Capacity-aware recovery: the hosts a failed host's instances may go to, and the plan
     that picks each instance's host from Placement before the first evacuation."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.boundary != 'Aggregates' "
+                    "|| (has(self.aggregates) && size(self.aggregates) > 0)",
+                    "message": "boundary Aggregates needs at least one aggregate",
+                }
+            ]
+        }
+    )
+
     boundary: PlacementBoundary = Field(
         default=PlacementBoundary.SEGMENT,
         description="Segment: only the segment's own hosts (not reserved, on maintenance or "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.operator_env import host, host_failure, segment, servers, topology
 
@@ -83,3 +84,16 @@ def test_one_host_short_the_lowest_priority_are_reported_and_the_rest_recovered(
         if s.compute_host == "compute1"
     ]
     assert sorted(on_compute1) == [f"low{i}" for i in range(4)]
+
+
+def test_an_aggregates_boundary_without_aggregates_is_refused_by_the_api_server(
+    cluster: Any, namespace: str
+) -> None:
+    bad = segment("rack-c", placement={"boundary": "Aggregates"})
+    result = cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(bad), check=False
+    )
+    assert result.returncode != 0
+    assert "boundary Aggregates needs at least one aggregate" in result.stderr
+    good = segment("rack-c", placement={"boundary": "Aggregates", "aggregates": ["rack-c"]})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(good))
