@@ -528,7 +528,7 @@ class HostFailure:
             if server.host == self.host or server.task_state is not None:
                 if not await self._evacuation_in_flight(move, server):
                     await self._start_evacuation(move, server, target)
-                server = await self._wait_landed(server)
+                server = await self._wait_landed(move, server)
             elif server.vm_state == "error" and move.original_state != "error":
                 # Off the failed host but broken: a rebuild that failed on its destination.
                 # Evacuating again is impossible (that host is up) and guessing a repair could
@@ -587,12 +587,29 @@ class HostFailure:
                 return True
         return False
 
+    async def _evacuation_failed(self, move: InstanceMove) -> bool:
+        """Nova ended this move's evacuation without moving the instance: every evacuation
+        record since the move started has ended, one of them in failure."""
+        if move.start_time is None:
+            return False
+        since = move.start_time - CLOCK_SKEW
+        recent = [
+            m
+            for m in await self.nova.migrations(move.instance_uuid)
+            if m.migration_type == "evacuation"
+            and m.created_at is not None
+            and m.created_at >= since
+        ]
+        return all(m.status in ("failed", "error", "done", "completed") for m in recent) and any(
+            m.status in ("failed", "error") for m in recent
+        )
+
     async def _prepare_state(self, server: Server) -> None:
         # Nova evacuates only settled instances; Masakari resets the others to error first.
         if server.vm_state not in _SETTLED_STATES or server.task_state is not None:
             await self.nova.reset_state(server.id, "error")
 
-    async def _wait_landed(self, before: Server) -> Server:
+    async def _wait_landed(self, move: InstanceMove, before: Server) -> Server:
         start = self.timing.clock()
         deadline = start + self.policy.evacuation_timeout_seconds
         while True:
@@ -605,6 +622,13 @@ class HostFailure:
                     )
                 if server.host != self.host:
                     return server
+                if before.vm_state == "error" and await self._evacuation_failed(move):
+                    # Already in error (a refused planned target, or an instance that was):
+                    # its state cannot say the evacuation ended, Nova's record of it can.
+                    raise NovaError(
+                        f"evacuation failed, still in error on {server.host}: "
+                        f"{server.fault or 'no fault'}"
+                    )
             if self.timing.clock() >= deadline:
                 raise TimeoutError(
                     f"not landed after {self.policy.evacuation_timeout_seconds}s "

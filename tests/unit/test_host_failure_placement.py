@@ -295,3 +295,38 @@ def test_what_no_reserved_host_holds_goes_to_the_segment_plan_with_rh_priority()
         left.message == NO_RESERVED_ROOM + "does not fit: VCPU: needs 1, at most 0 free on a host"
     )
     assert nova.evacuations[left.instance_uuid] == 0
+
+
+def test_an_instance_already_in_error_whose_evacuation_fails_is_not_waited_for() -> None:
+    # A refused planned target leaves the instance in ERROR on the failed host; so does a
+    # failing rebuild of one that was in ERROR before. Nova's record says it ended.
+    nova = world({"h2": 4, "h3": 4})
+    nova.add_server("e", "h1", vm_state="error")
+    nova.failing_evacuations.add("uuid-e")
+    clock = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        await asyncio.sleep(0)
+
+    store = Store()
+
+    async def attempt() -> Outcome:
+        recovery = HostFailure(
+            event="ev",
+            host="h1",
+            method=RecoveryMethod.AUTO,
+            policy=HostFailurePolicy(),
+            nova=nova,  # type: ignore[arg-type]
+            progress=Progress(store.status.model_copy(deep=True), store.persist),
+            timing=Timing(poll_interval=1, clock=lambda: clock[0], sleep=sleep),
+            placement=PlacementPolicy(),
+            segment_hosts=["h2", "h3"],
+        )
+        return await recovery.run()
+
+    outcome = asyncio.run(attempt())
+    assert outcome.reason == "EvacuationFailed"
+    [move] = [m for m in store.written[-1].instances]
+    assert move.message is not None and move.message.startswith("evacuation failed"), move
+    assert clock[0] < HostFailurePolicy().evacuation_timeout_seconds
