@@ -175,7 +175,10 @@ class Drains:
                 break
             waiting = list(run.moves.values())
             if waiting:
-                await asyncio.wait(waiting, timeout=self.poll_interval)
+                # The first to end frees a slot: the next instance starts at once.
+                await asyncio.wait(
+                    waiting, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
             else:
                 await asyncio.sleep(self.poll_interval)
         await self._end(run)
