@@ -33,7 +33,7 @@ from controller.recovery.gates import Decision, Report, Verdict
 from controller.recovery.host_failure import Timing
 from controller.recovery.nova import NotFound, NovaError
 from controller.recovery.outcome import Outcome
-from controller.recovery.pacemaker import ClusterState, PacemakerError
+from controller.recovery.pacemaker import ClusterState, FenceStatus, PacemakerError
 from controller.recovery.ports import Cloud, HostRecord
 from controller.recovery.power import BMCError, PowerState
 from controller.recovery.progress import Progress
@@ -48,6 +48,9 @@ FENCE = "FenceHostTask"
 FENCING_RECORD_MAX_AGE = timedelta(minutes=10)
 # Nova's heartbeat time and the report's time come from different clocks.
 HEARTBEAT_SKEW = timedelta(seconds=15)
+# A request that failed (the device answered no) is sent again this soon, not after a whole
+# attempt timeout: there is nothing to wait for.
+RETRY_FAILED_REQUEST = timedelta(seconds=5)
 # Reads of the evidence while a fencing is awaited: quick at first, then less often.
 FIRST_POLL = 0.25
 LAST_POLL = 2.0
@@ -63,6 +66,9 @@ class Evidence:
     power: PowerState | None = None  # redfish/ipmi: None when not readable (see unavailable)
     unavailable: str = "no Pacemaker access is configured for this cloud"
     device: bool = True  # a fencing device is configured to send requests to
+    # The node was seen out of the cluster and back since the report (or since this event
+    # confirmed it off): only then does "online" mean it came back rather than not yet lost.
+    returned: bool = False
     online_since: datetime | None = None  # when the operator saw the node (re)join the cluster
 
 
@@ -92,12 +98,15 @@ def confirmed_down(state: ClusterState, node: str, not_before: datetime | None) 
         return False, f"Pacemaker reports {node} online"
     if found.unclean:
         return False, f"{node} is unclean: lost and not fenced yet"
+    # crm_mon gives completion times in whole seconds: a fencing completed in the second the
+    # bound falls in shows as before it, and must count.
+    bound = not_before.replace(microsecond=0) if not_before is not None else None
     fenced = sorted(
         (event.completed, event.action)
         for event in state.fencing_of(node)
         if event.succeeded
         and event.completed is not None
-        and (not_before is None or event.completed >= not_before)
+        and (bound is None or event.completed >= bound)
     )
     if fenced:
         completed, action = fenced[-1]
@@ -134,18 +143,33 @@ def judge(
     elif method == FencingMethod.PACEMAKER:
         state = evidence.cluster
         if state is None:
-            why = evidence.unavailable
+            # Unread, the cluster might show the node up: nothing is asked of it blind.
+            why, can_request = evidence.unavailable, False
         else:
             found = state.node(node)
             if state.has_quorum and found is not None and found.is_up:
-                return Judgement(Action.RECOVERED, f"Pacemaker reports {node} online again")
+                if evidence.returned:
+                    return Judgement(Action.RECOVERED, f"Pacemaker reports {node} online again")
+                # Reported before the cluster lost it, or a false report: never fence a node
+                # the cluster shows up; a live one shows in Nova's heartbeat soon.
+                return _wait_or_give_up(
+                    f"Pacemaker still shows {node} up: waiting for the cluster to lose it",
+                    segment,
+                    record,
+                    now,
+                )
             oldest = report.created - FENCING_RECORD_MAX_AGE
             since = evidence.online_since
             down, why = confirmed_down(state, node, max(since, oldest) if since else oldest)
             if down:
                 return Judgement(Action.CONFIRMED, why)
-            # Only a quorate partition that knows the node can fence it.
-            can_request = can_request and state.has_quorum and found is not None
+            # Only a quorate partition that knows the node can fence it, and a fencing already
+            # under way (the cluster's own, of a node it lost) is waited for: a second request
+            # would run after it, not with it.
+            underway = any(e.status == FenceStatus.PENDING for e in state.fencing_of(node))
+            if underway:
+                why = f"Pacemaker is fencing {node} already"
+            can_request = can_request and state.has_quorum and found is not None and not underway
     elif evidence.power == PowerState.OFF:
         return Judgement(Action.CONFIRMED, f"its BMC reports PowerState Off ({method})")
     elif evidence.power == PowerState.ON:
@@ -161,6 +185,8 @@ def judge(
     timeout = timedelta(seconds=segment.host_failure.fencing_timeout_seconds)
     waited = now - record.started_time
     attempt = timedelta(seconds=policy.attempt_timeout_seconds)
+    if record.last_error:
+        attempt = min(attempt, RETRY_FAILED_REQUEST)
     last = record.last_request_time
     request_pending = last is not None and now - last < attempt
     spent = record.requests >= policy.attempts and not request_pending
@@ -194,6 +220,19 @@ def unconfirmed_report(
     return Decision(Verdict.IGNORE, judgement.action.value, judgement.message)
 
 
+def _wait_or_give_up(
+    why: str, segment: FailoverSegmentSpec, record: FencingRecord, now: datetime
+) -> Judgement:
+    waited = now - record.started_time
+    if waited >= timedelta(seconds=segment.host_failure.fencing_timeout_seconds):
+        return Judgement(
+            Action.GIVE_UP,
+            f"not confirmed off after {waited.total_seconds():.0f}s and "
+            f"{record.requests} fencing request(s): {why}",
+        )
+    return Judgement(Action.WAIT, why)
+
+
 @dataclass
 class FenceHost:
     """The fencing step of one host failure: the host confirmed off and the proof recorded, or
@@ -207,13 +246,15 @@ class FenceHost:
     progress: Progress
     clock: Callable[[], datetime]
     timing: Timing
+    _seen_down: bool = False
 
     async def run(self) -> Outcome | None:
         """None once the host is confirmed off. Confirmed by an earlier attempt of this event,
         it is not fenced again, but a host that came back since (rebooted by its fencing,
         powered on by a person) is left alone: its instances may run there again."""
         if self.progress.done(FENCE):
-            evidence = await self._evidence()
+            # Confirmed off by this event: the node up now can only have come back.
+            evidence = replace(await self._evidence(), returned=True)
             if evidence.nova_unreadable is not None:
                 return Outcome.error("NovaUnavailable", evidence.nova_unreadable)
             done = self.progress.status.fencing or FencingRecord(
@@ -243,13 +284,9 @@ class FenceHost:
         budget = self.segment.host_failure.fencing_timeout_seconds + policy.attempt_timeout_seconds
         deadline = self.timing.clock() + budget
         while True:
+            evidence = await self._evidence()
             judgement = judge(
-                self.report,
-                self.host.pacemaker_node,
-                self.segment,
-                await self._evidence(),
-                record,
-                self.clock(),
+                self.report, self.host.pacemaker_node, self.segment, evidence, record, self.clock()
             )
             action, message = judgement.action, judgement.message
             if action == Action.RECOVERED:
@@ -317,7 +354,12 @@ class FenceHost:
 
     async def _evidence(self) -> Evidence:
         pacemaker = self.host.status.pacemaker
-        evidence = Evidence(online_since=pacemaker.online_since if pacemaker else None)
+        online_since = pacemaker.online_since if pacemaker else None
+        evidence = Evidence(
+            online_since=online_since,
+            returned=self._seen_down
+            or (online_since is not None and online_since > self.report.created),
+        )
         try:
             service = await self.cloud.nova.compute_service(self.host.nova_host)
             evidence = replace(evidence, heartbeat=service.updated_at)
@@ -334,6 +376,9 @@ class FenceHost:
                 cluster = await self.cloud.cluster.state()
             except Exception as error:  # any driver failure means "not confirmed"
                 return replace(evidence, unavailable=f"Pacemaker could not be read: {error}")
+            found = cluster.node(self.host.pacemaker_node)
+            if cluster.has_quorum and found is not None and found.is_down:
+                self._seen_down = True  # up again later means it came back
             return replace(evidence, cluster=cluster)
         if method == FencingMethod.NONE:
             return replace(evidence, device=False)

@@ -47,7 +47,9 @@ UNDOABLE = (MAINTENANCE_REASON, RESERVED_REASON, HOST_FAILURE_REASON)
 # A heartbeat older than this is not "reporting": Nova's own service_down_time is 60 s.
 REPORTING_WITHIN = timedelta(seconds=60)
 # Pacemaker node states (status.pacemaker.state) in which the node is out of the cluster.
-DOWN_STATES = ("offline", "unclean")
+# A node in any of these is not up: a node that leaves the cluster shows pending (Pacemaker
+# stopped, Corosync still running) on its way out, and one that joins on its way in.
+NOT_UP_STATES = ("offline", "unclean", "pending")
 
 
 @dataclass
@@ -106,9 +108,9 @@ def _online_since(
     """When the node came online, as far as the operator can tell: the first time it is seen
     online after being seen otherwise, or after a fencing of it that the operator did not see
     happen between two reads."""
-    if not node.online or node.unclean:
+    if not node.is_up:
         return previous.online_since if previous else None
-    since = previous.online_since if previous and previous.state not in DOWN_STATES else None
+    since = previous.online_since if previous and previous.state not in NOT_UP_STATES else None
     if since is None or (fenced_at is not None and fenced_at >= since):
         return now
     return since

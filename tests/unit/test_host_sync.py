@@ -256,3 +256,40 @@ def test_observation_times_move_only_with_a_real_change() -> None:
     assert first.nova is not None and first.nova.observed_at == world.clock() - timedelta(
         seconds=60
     )
+
+
+def test_a_node_leaving_through_pending_has_not_come_online() -> None:
+    """Found on the lab: a node whose Pacemaker stopped while Corosync still ran showed online
+    and pending on its way out; taken for coming online, its onlineSince moved past the
+    operator's own fencing of it, which then did not count as proof."""
+    from datetime import UTC, datetime, timedelta
+
+    from controller.recovery.hosts import _online_since
+    from controller.recovery.pacemaker import Node, NodeType
+    from controller.resources.host import PacemakerNodeStatus
+
+    def node(online: bool, pending: bool = False) -> Node:
+        return Node(
+            name="node3",
+            id="3",
+            type=NodeType.MEMBER,
+            online=online,
+            standby=False,
+            maintenance=False,
+            pending=pending,
+            unclean=False,
+            shutdown=False,
+            expected_up=online,
+        )
+
+    first = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+    later = first + timedelta(minutes=5)
+    was_online = PacemakerNodeStatus(state="online", online_since=first)
+    assert _online_since(was_online, node(True, pending=True), None, later) == first
+    was_offline = PacemakerNodeStatus(state="offline", online_since=first)
+    assert _online_since(was_offline, node(True, pending=True), None, later) == first
+    leaving = PacemakerNodeStatus(state="pending", online_since=first)
+    assert _online_since(leaving, node(False), None, later) == first
+    # Back up after being pending (joining): that is coming online.
+    assert _online_since(leaving, node(True), None, later) == later
+    assert _online_since(was_online, node(True), None, later) == first

@@ -164,11 +164,16 @@ def test_a_host_the_cluster_cannot_fence_is_never_evacuated() -> None:
 
 
 def test_the_fencing_timeout_bounds_the_wait() -> None:
+    """The device takes the request and never completes it."""
     world = World(hostFailure={"fencingTimeoutSeconds": 30})
     world.nova.add_server("a", "h1")
     world.pacemaker.stop_cleanly("h1")
-    world.pacemaker.unfenceable.add("h1")
     world.store.report("ev", "h1")
+
+    async def never_completes(node: str, timeout: float) -> None:
+        world.pacemaker.requests.append(node)
+
+    world.pacemaker.fence = never_completes  # type: ignore[method-assign]
     world.run(["ev"])
     assert world.phase("ev") == ("Ignored", "HostNotConfirmedDown")
     assert "after 30s" in (world.store.events["ev"].status.message or "")
