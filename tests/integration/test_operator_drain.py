@@ -60,6 +60,23 @@ def _by_status(drain: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
+def _draining(cloud_factory: Any, count: int, seconds: str) -> Cloud:
+    """compute1 with `count` servers, put on maintenance; returns once a first one moved."""
+    cloud: Cloud = cloud_factory(
+        topology(HOSTS, _servers(count)), sim_args=("--live-migration-seconds", seconds)
+    )
+    cloud.apply(_segment(concurrencyPerHost=2), *(host(h["name"]) for h in HOSTS))
+    cloud.wait_phase("mhost", "compute1", {"Active"})
+    cloud.apply(host("compute1", onMaintenance=True))
+    wait_for(
+        "a first instance moved",
+        lambda: "succeeded" in _by_status(_drain(cloud)),
+        timeout=30,
+        interval=0.3,
+    )
+    return cloud
+
+
 def test_drain_of_30_instances_retries_then_reports_the_one_that_never_moves(
     cloud_factory: Any,
 ) -> None:
@@ -103,18 +120,7 @@ def test_drain_of_30_instances_retries_then_reports_the_one_that_never_moves(
 
 
 def test_leaving_maintenance_mid_drain_stops_it_and_the_host_returns(cloud_factory: Any) -> None:
-    servers = _servers(12)
-    cloud = cloud_factory(topology(HOSTS, servers), sim_args=("--live-migration-seconds", "1.5"))
-    cloud.apply(_segment(concurrencyPerHost=2), *(host(h["name"]) for h in HOSTS))
-    cloud.wait_phase("mhost", "compute1", {"Active"})
-
-    cloud.apply(host("compute1", onMaintenance=True))
-    wait_for(
-        "a first instance moved",
-        lambda: "succeeded" in _by_status(_drain(cloud)),
-        timeout=30,
-        interval=0.3,
-    )
+    cloud = _draining(cloud_factory, 12, "1.5")
     cloud.apply(host("compute1", onMaintenance=False))
     drain = _wait_drain(cloud, {"Stopped"}, timeout=30)
 
@@ -134,19 +140,8 @@ def test_leaving_maintenance_mid_drain_stops_it_and_the_host_returns(cloud_facto
 def test_a_host_failure_mid_drain_hands_over_without_moving_anything_twice(
     cloud_factory: Any,
 ) -> None:
-    servers = _servers(10)
-    cloud = cloud_factory(topology(HOSTS, servers), sim_args=("--live-migration-seconds", "2"))
+    cloud = _draining(cloud_factory, 10, "2")
     assert cloud.sim is not None
-    cloud.apply(_segment(concurrencyPerHost=2), *(host(h["name"]) for h in HOSTS))
-    cloud.wait_phase("mhost", "compute1", {"Active"})
-
-    cloud.apply(host("compute1", onMaintenance=True))
-    wait_for(
-        "a first instance moved",
-        lambda: "succeeded" in _by_status(_drain(cloud)),
-        timeout=30,
-        interval=0.3,
-    )
     cloud.sim.control("POST", "hosts/compute1/kill")
     cloud.apply(host_failure("compute1-down", "compute1"))
     drain = _wait_drain(cloud, {"HandedOver"}, timeout=30)
