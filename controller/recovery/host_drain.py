@@ -266,12 +266,16 @@ class Drains:
         if self.locks.recovering(run.namespace, run.host):
             run.want = Want.HAND_OVER
             return ""
+        epoch = self.locks.epoch
         lock = self.locks.lock(run.namespace, run.host)
         try:
             await asyncio.wait_for(lock.acquire(), LOCK_PATIENCE)
         except TimeoutError:
             return ""  # the next round tries again
         try:
+            # A recovery that ran while this waited for the lock took the host out.
+            if self.locks.recovered_since(run.namespace, run.host, epoch):
+                run.want = Want.HAND_OVER
             if run.want != Want.DRAIN:
                 return ""
             move.status, move.attempts = DrainMoveStatus.ONGOING, move.attempts + 1

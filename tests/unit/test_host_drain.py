@@ -218,3 +218,34 @@ async def _the_next_maintenance_drains_again() -> None:
     later = HostView(True, HostPhase.MAINTENANCE, UP, False, ended, datetime.now(UTC))
     assert _reconcile(drains, nova, later) == Want.DRAIN
     await _until("asked again", lambda: len(nova.records) == 2)
+
+
+def test_nothing_starts_once_a_recovery_took_the_host() -> None:
+    asyncio.run(_nothing_starts_once_a_recovery_took_the_host())
+
+
+async def _nothing_starts_once_a_recovery_took_the_host() -> None:
+    """A recovery queued for the host's lock before the drain (a sync held it) runs first;
+    when the drain gets the lock the host is the recovery's: nothing is asked of Nova."""
+    nova = Nova(3)
+    drains, store, _ = _drains(nova)
+    locks = drains.locks
+    sync = locks.lock("ns", "c1")
+    await sync.acquire()
+
+    async def recovery() -> None:
+        async with locks.recovery("ns", "c1"):
+            await asyncio.sleep(0.05)
+
+    recovering = asyncio.create_task(recovery())
+    await asyncio.sleep(0.05)  # queued on the lock, not yet recovering
+    assert not locks.recovering("ns", "c1")
+    _reconcile(drains, nova, _view())
+    await asyncio.sleep(0.1)  # the drain's first moves wait on the lock behind it
+    sync.release()
+    await recovering
+    await _until("ended", lambda: not drains.running("ns", "c1"))
+    assert nova.records == []
+    final = store.writes[-1]
+    assert final.phase == DrainPhase.HANDED_OVER
+    assert {m.status for m in final.instances} == {"cancelled"}
