@@ -15,6 +15,7 @@ from controller.recovery.bmc_check import BMCCheck
 from controller.recovery.host_drain import Drains
 from controller.recovery.host_sync import HostSync
 from controller.recovery.lifecycle import Lifecycle
+from controller.resources.segment import CapacityStatus
 
 
 @dataclass
@@ -25,6 +26,9 @@ class Runtime:
     clouds: KubeClouds  # each namespace's cloud
     lifecycle: Lifecycle
     host_sync: HostSync = field(init=False)
+    # The latest readiness check of each segment, (namespace, name): every status write of the
+    # segment carries it, so the resync never puts back an older one.
+    capacity: dict[tuple[str, str], CapacityStatus] = field(default_factory=dict)
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -37,6 +41,7 @@ class Runtime:
             self.store, HostSyncSignals(), locks, bmc_check=check, drains=drains
         )
         self.closers.append(check.close)
+        self.closers.append(drains.close)
 
 
 def runtime_of(memo: Any) -> Runtime:

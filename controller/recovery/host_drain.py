@@ -17,7 +17,6 @@ starts. What runs then is followed to its end; the rest is the recovery's (`Hand
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,14 +115,11 @@ class Drains:
     def running(self, namespace: str, host: str) -> bool:
         return (namespace, host) in self._runs
 
-    async def close(self) -> None:
-        """Stops following (the operator stops); status says where each move was."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
+    def close(self) -> None:
+        """The operator stops: the drains stop following. Their status says where each move
+        was, and the next leader resumes them from it."""
+        for task in list(self._tasks.values()):
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
 
     # --- one drain --------------------------------------------------------------------------
 
