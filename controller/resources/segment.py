@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -155,6 +156,20 @@ class PlacementPolicy(Model):
         max_length=32,
         description="Priorities by flavor and project, for instances whose metadata names "
         "none: the first rule that matches gives it; no match is 0.",
+    )
+
+
+class CapacityPolicy(Model):
+    """HA readiness: whether the segment can absorb the loss of its hosts, checked
+    continuously, before a failure needs it."""
+
+    tolerate_host_failures: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="How many hosts the segment must be able to lose at once with every "
+        "instance of theirs still finding room on the others (1: N+1, the worst single "
+        "host decides). 0 turns the check off.",
     )
 
 
@@ -562,6 +577,11 @@ class FailoverSegmentSpec(Model):
         description="How a failed host returns to service.",
         json_schema_extra={"default": ReturnPolicy().to_wire()},
     )
+    capacity: CapacityPolicy = Field(
+        default_factory=CapacityPolicy,
+        description="HA readiness: the host failures the segment must be able to absorb.",
+        json_schema_extra={"default": CapacityPolicy().to_wire()},
+    )
 
 
 class SegmentPhase(StrEnum):
@@ -571,6 +591,39 @@ class SegmentPhase(StrEnum):
     BLOCKED = "Blocked"
     PAUSED = "Paused"
     DISABLED = "Disabled"
+
+
+class CapacityStatus(Model):
+    """The last HA readiness check: Placement's figures of the segment's hosts and the
+    instances on them, planned as a recovery would plan them."""
+
+    ready: bool = Field(
+        description="Whether every instance of the worst loss of toleratedHostFailures "
+        "hosts would find room on the segment's other hosts."
+    )
+    tolerated_host_failures: int = Field(
+        ge=0, description="The hosts the segment was checked to lose at once (spec)."
+    )
+    hosts_checked: int = Field(
+        ge=0, description="Hosts in service (and reserved hosts available) the check used."
+    )
+    worst_loss: list[Annotated[str, Field(max_length=255)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="The hosts whose loss leaves the most instances without room (the "
+        "largest, when all fit).",
+    )
+    unplaced_instances: int = Field(
+        default=0, ge=0, description="Instances of the worst loss that would find no room."
+    )
+    shortfall: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per resource class (VCPU, MEMORY_MB, DISK_GB), what those instances ask "
+        "for: the room missing at least.",
+    )
+    observed_at: datetime | None = Field(
+        default=None, description="When Placement and the servers were read."
+    )
 
 
 class FailoverSegmentStatus(Model):
@@ -605,6 +658,11 @@ class FailoverSegmentStatus(Model):
         default=None,
         ge=0,
         description="Recoveries waiting on a storm limit or a pause request.",
+    )
+    capacity: CapacityStatus | None = Field(
+        default=None,
+        description="HA readiness (spec.capacity): can the segment lose its largest hosts "
+        "now; absent while unchecked or turned off.",
     )
     conditions: list[Condition] = conditions_field("segment")
 
