@@ -62,6 +62,11 @@ class Nova(Protocol):
         """Every server on `host`, across all projects, with metadata and flavor."""
         ...
 
+    async def all_servers(self) -> list[Server]:
+        """Every server of every project, each with its host: one listing where a call per
+        host would cost a round trip each (the readiness check of a whole segment)."""
+        ...
+
     async def server(self, server_id: str) -> Server: ...
 
     async def evacuate(self, server_id: str, target_host: str | None = None) -> None:

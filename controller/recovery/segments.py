@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from controller.recovery import capacity as readiness
 from controller.recovery.gates import TERMINAL, storm_limit
 from controller.recovery.ports import EventRecord, HostRecord
 from controller.resources.common import set_condition
 from controller.resources.failure_event import EventPhase
 from controller.resources.host import HostPhase, ReservationState
 from controller.resources.segment import (
+    CapacityStatus,
     FailoverSegmentSpec,
     FailoverSegmentStatus,
     FencingMethod,
@@ -26,9 +28,11 @@ def summarize(
     now: datetime,
     generation: int,
     pacemaker_access: bool | None = None,
+    capacity: CapacityStatus | None = None,
 ) -> FailoverSegmentStatus:
     """`pacemaker_access`: whether the namespace's cloud can be asked about fencing (None
-    while the namespace is not bound to a cloud)."""
+    while the namespace is not bound to a cloud). `capacity`: the latest readiness check
+    (recovery.capacity), None while there is none (the last one written stays)."""
     status = previous.model_copy(deep=True)
     phases = [h.status.phase for h in hosts]
     names = {h.name for h in hosts}
@@ -99,7 +103,27 @@ def summarize(
         generation,
     )
     _fencing_ready(status, spec, pacemaker_access, now, generation)
+    _capacity_ready(status, spec, capacity, now, generation)
     return status
+
+
+def _capacity_ready(
+    status: FailoverSegmentStatus,
+    spec: FailoverSegmentSpec,
+    capacity: CapacityStatus | None,
+    now: datetime,
+    generation: int,
+) -> None:
+    if spec.capacity.tolerate_host_failures == 0:
+        # Turned off: a verdict nobody renews would be read as today's.
+        status.capacity = None
+        status.conditions = [c for c in status.conditions if c.type != readiness.CONDITION]
+        return
+    if capacity is None:
+        return
+    status.capacity = capacity
+    ready, reason, message = readiness.condition(capacity)
+    set_condition(status.conditions, readiness.CONDITION, ready, reason, message, now, generation)
 
 
 def _fencing_ready(

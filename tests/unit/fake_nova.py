@@ -120,6 +120,9 @@ class FakeNova:
     async def servers_on_host(self, host: str) -> list[Server]:
         return [s for s in self.servers.values() if s.host == host]
 
+    async def all_servers(self) -> list[Server]:
+        return list(self.servers.values())
+
     async def server(self, server_id: str) -> Server:
         self._call("server", server_id)
         if server_id not in self.servers:

@@ -321,6 +321,12 @@ class OpenStackNova:
 
         return [self._server(s) for s in await self._call(f"list servers on {host}", servers)]
 
+    async def all_servers(self) -> list[Server]:
+        def servers() -> list[Any]:
+            return list(self._conn.compute.servers(details=True, all_projects=True))
+
+        return [self._server(s) for s in await self._call("list all servers", servers)]
+
     async def server(self, server_id: str) -> Server:
         raw = await self._call(
             f"get server {server_id}", lambda: self._conn.compute.get_server(server_id)

@@ -1,0 +1,146 @@
+"""HA readiness of a segment, checked on a quiet day: could it lose its largest host (N+1), or
+the `spec.capacity.tolerateHostFailures` hosts running the most, and still place every instance
+a recovery would move?
+
+`evaluate` is pure: from Placement's figures of the segment's hosts and one listing of every
+server, it builds what `placement.readiness` plans over. `check` does the two reads. The targets
+follow the recovery method, as a recovery would use them:
+- auto: the segment's hosts in service (reserved hosts are kept out of Nova's scheduler);
+- reserved_host: only the reserved hosts available (the others lose, never receive);
+- auto_priority, rh_priority: both.
+Instances are the ones a recovery would evacuate (`select_for_evacuation`), with their
+priorities. Anti-affinity groups are not counted: the check may be optimistic for them.
+With placement boundary Aggregates or Region the check still counts the segment's own hosts:
+conservative, since the recovery may find room outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime
+
+from controller.recovery.instances import instance_priority, select_for_evacuation
+from controller.recovery.nova import (
+    RESOURCE_CLASSES,
+    HostResources,
+    Server,
+    flavor_resources,
+)
+from controller.recovery.placement import Candidate, Instance, SegmentHost, readiness
+from controller.recovery.ports import HostRecord, Nova
+from controller.resources.host import HostPhase, ReservationState
+from controller.resources.segment import CapacityStatus, FailoverSegmentSpec, RecoveryMethod
+
+CONDITION = "CapacityReady"
+
+_TO_SERVICE = {RecoveryMethod.AUTO, RecoveryMethod.AUTO_PRIORITY, RecoveryMethod.RH_PRIORITY}
+_TO_RESERVED = {
+    RecoveryMethod.RESERVED_HOST,
+    RecoveryMethod.AUTO_PRIORITY,
+    RecoveryMethod.RH_PRIORITY,
+}
+
+
+def _in_service(host: HostRecord) -> bool:
+    return (
+        not host.spec.reserved
+        and not host.spec.on_maintenance
+        and host.status.phase == HostPhase.ACTIVE
+    )
+
+
+def _reserved_available(host: HostRecord) -> bool:
+    return (
+        host.spec.reserved
+        and not host.spec.on_maintenance
+        and host.status.reservation == ReservationState.AVAILABLE
+    )
+
+
+def checked_hosts(spec: FailoverSegmentSpec, hosts: Iterable[HostRecord]) -> list[HostRecord]:
+    """The hosts the check counts: those that may fail now and those that may receive."""
+    reserved = spec.recovery_method in _TO_RESERVED
+    return [h for h in hosts if _in_service(h) or (reserved and _reserved_available(h))]
+
+
+def evaluate(
+    spec: FailoverSegmentSpec,
+    hosts: Iterable[HostRecord],
+    resources: Iterable[HostResources],
+    servers: Iterable[Server],
+    now: datetime,
+) -> CapacityStatus:
+    """The segment's readiness on this snapshot. A host without a resource provider gives no
+    room (Nova could not schedule to it either)."""
+    counted = checked_hosts(spec, hosts)
+    rooms = {r.host: r for r in resources}
+    by_host: dict[str, list[Server]] = {}
+    for server in servers:
+        if server.host is not None:
+            by_host.setdefault(server.host, []).append(server)
+    receives_service = spec.recovery_method in _TO_SERVICE
+    segment: dict[str, SegmentHost] = {}
+    for host in counted:
+        nova_host = host.nova_host
+        provider = rooms.get(nova_host)
+        receives = receives_service if not host.spec.reserved else True
+        room = (
+            Candidate.of(provider)
+            if provider is not None and receives
+            else Candidate(nova_host, dict.fromkeys(RESOURCE_CLASSES, 0))
+        )
+        moving = select_for_evacuation(by_host.get(nova_host, ()), spec.host_failure).evacuate
+        instances = tuple(
+            Instance(
+                s.id,
+                s.name,
+                flavor_resources(s.flavor),
+                instance_priority(s, spec.placement, spec.host_failure.ha_enabled_metadata_key),
+            )
+            for s in moving
+        )
+        segment[nova_host] = SegmentHost(room, instances)
+    tolerated = spec.capacity.tolerate_host_failures
+    verdict = readiness(segment, tolerated, spec.placement.strategy)
+    return CapacityStatus(
+        ready=verdict.ready,
+        tolerated_host_failures=tolerated,
+        hosts_checked=len(segment),
+        worst_loss=list(verdict.lost),
+        unplaced_instances=verdict.unplaced,
+        shortfall={rc: n for rc, n in verdict.shortfall.items() if n},
+        # Whole seconds, as the API server keeps it: an unchanged check reads back equal.
+        observed_at=now.replace(microsecond=0),
+    )
+
+
+async def check(
+    nova: Nova, spec: FailoverSegmentSpec, hosts: list[HostRecord], now: datetime
+) -> CapacityStatus:
+    """One Placement read of the counted hosts and one listing of every server, together."""
+    counted = checked_hosts(spec, hosts)
+    resources, servers = await asyncio.gather(
+        nova.host_resources(sorted({h.nova_host for h in counted})), nova.all_servers()
+    )
+    return evaluate(spec, counted, resources, servers, now)
+
+
+def condition(capacity: CapacityStatus) -> tuple[bool, str, str]:
+    """CapacityReady: status, reason and message, the shortfall in the message."""
+    k = capacity.tolerated_host_failures
+    if capacity.ready:
+        lost = ", ".join(capacity.worst_loss) or "none"
+        return (
+            True,
+            "EnoughCapacity",
+            f"can lose {k} host(s) of {capacity.hosts_checked}; worst loss ({lost}) fits",
+        )
+    short = ", ".join(f"{rc} {n}" for rc, n in capacity.shortfall.items()) or "nothing"
+    return (
+        False,
+        "InsufficientCapacity",
+        f"cannot lose {k} host(s) of {capacity.hosts_checked}: {capacity.unplaced_instances} "
+        f"instance(s) of {', '.join(capacity.worst_loss)} would find no room (short of "
+        f"{short})",
+    )
