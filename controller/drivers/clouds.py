@@ -29,24 +29,26 @@ import binascii
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import yaml
 from keystoneauth1 import exceptions as ksa_exceptions
 from pydantic import ValidationError
 
+from controller import metrics
 from controller.drivers.bmc import shared_power
 from controller.drivers.kube import PLURAL, Gone, KubeError
 from controller.drivers.nova.openstack import OpenStackNova, connect
 from controller.drivers.pacemaker.cluster import CrmCluster
 from controller.drivers.pacemaker.runner import LocalRunner, SshRunner
-from controller.recovery.pacemaker import ClusterState
+from controller.recovery.pacemaker import ClusterState, PacemakerError
 from controller.recovery.ports import Cloud, CloudNotBound, Nova, PacemakerCluster
 from controller.resources.cloud_binding import CLOUDS_YAML_KEY, CloudBindingSpec, PacemakerAccess
 
+T = TypeVar("T")
 log = logging.getLogger("masakari.clouds")
 
 
@@ -141,15 +143,25 @@ def pacemaker_cluster(
 
 @dataclass(frozen=True)
 class ThreadedCluster:
-    """ClusterFencing on a PacemakerCluster, whose commands block: each runs in a thread."""
+    """ClusterFencing on a PacemakerCluster, whose commands block: each runs in a thread.
+    Its failures count in masakari_api_errors_total as the Nova driver's do: the fencing step
+    is the one caller, so nothing counts them twice."""
 
     cluster: PacemakerCluster
 
     async def state(self) -> ClusterState:
-        return await asyncio.to_thread(self.cluster.state)
+        return await _counted(asyncio.to_thread(self.cluster.state))
 
     async def fence(self, node: str, timeout: float) -> None:
-        await asyncio.to_thread(self.cluster.fence, node, timeout)
+        await _counted(asyncio.to_thread(self.cluster.fence, node, timeout))
+
+
+async def _counted(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except PacemakerError as error:
+        metrics.api_errors.labels("pacemaker", type(error).__name__).inc()
+        raise
 
 
 def _connect_in_memory(clouds_yaml: str, cloud: str) -> tuple[Any, list[str]]:

@@ -270,3 +270,28 @@ def test_the_connector_builds_clients_from_memory_and_refuses_without_quoting() 
         asyncio.run(connector.connect(spec.model_copy(update={"cloud": "broken"}), text))
     assert caught.value.reason == "CloudsYamlInvalid" and "auth_url" in str(caught.value)
     assert PASSWORD not in str(caught.value)
+
+
+def test_pacemaker_failures_of_the_fencing_step_are_counted() -> None:
+    """masakari_api_errors_total counted Nova's failures during a recovery but not
+    Pacemaker's: a fencing step that could not read or ask the cluster raised no figure."""
+    import asyncio
+
+    from controller import metrics
+    from controller.drivers.clouds import ThreadedCluster
+    from controller.recovery.pacemaker import ClusterUnavailable
+
+    class Unreachable:
+        def state(self) -> None:
+            raise ClusterUnavailable("crm_mon: connection refused")
+
+        def fence(self, node: str, timeout: float) -> None:
+            raise ClusterUnavailable("stonith_admin: connection refused")
+
+    counter = metrics.api_errors.labels("pacemaker", "ClusterUnavailable")
+    before = counter._value.get()
+    cluster = ThreadedCluster(Unreachable())  # type: ignore[arg-type]
+    for call in (cluster.state(), cluster.fence("node3", 5)):
+        with pytest.raises(ClusterUnavailable):
+            asyncio.run(call)
+    assert counter._value.get() == before + 2
