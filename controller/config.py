@@ -28,6 +28,9 @@ class OperatorConfig:
     recheck_interval: float  # how often a blocked event is evaluated again
     host_resync_interval: float
     segment_resync_interval: float
+    # HA readiness (recovery.capacity): one Placement read and one server listing per segment
+    # per interval, apart from the recoveries and the host pass.
+    capacity_interval: float
     # Ended FailureEvents (recovery.retention): how often each segment's pass runs, how many
     # it deletes at most, and how long an ended event is kept at least (clients polling it).
     retention_interval: float
@@ -53,6 +56,7 @@ class OperatorConfig:
             recheck_interval=float(_get("RECHECK_INTERVAL", "5.0")),
             host_resync_interval=float(_get("HOST_RESYNC_INTERVAL", "30")),
             segment_resync_interval=float(_get("SEGMENT_RESYNC_INTERVAL", "10")),
+            capacity_interval=float(_get("CAPACITY_INTERVAL", "60")),
             retention_interval=float(_get("RETENTION_INTERVAL", "300")),
             retention_batch=int(_get("RETENTION_BATCH", "100")),
             retention_settle=float(_get("RETENTION_SETTLE", "600")),

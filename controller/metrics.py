@@ -5,6 +5,8 @@ fence by BMC (one each, removed when the Host goes), not one per event."""
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from controller.recovery.fencing import Action
@@ -110,11 +112,25 @@ drains_running = Gauge(
     "Maintenance drains running now.",
     registry=REGISTRY,
 )
+segment_capacity_ready = Gauge(
+    "masakari_segment_capacity_ready",
+    "1 when the segment's last HA readiness check found room for every instance of its "
+    "worst loss of spec.capacity.tolerateHostFailures hosts, 0 when it did not; segments "
+    "with the check on only.",
+    ["namespace", "segment"],
+    registry=REGISTRY,
+)
 leader = Gauge(
     "masakari_leader",
     "1 on the replica that holds the Lease (or runs standalone) and acts, 0 on a standby.",
     registry=REGISTRY,
 )
+
+
+def forget_segment_capacity(namespace: str, segment: str) -> None:
+    """A segment deleted, unbound or with its check off has no verdict: no series to alert on."""
+    with contextlib.suppress(KeyError):  # never set: the first check had not run
+        segment_capacity_ready.remove(namespace, segment)
 
 
 def initialise() -> None:

@@ -1,8 +1,10 @@
-"""FailoverSegment handlers: counts and conditions, recomputed periodically and on change; and
-the periodic retention pass over the ended FailureEvents of the segment's hosts."""
+"""FailoverSegment handlers: counts and conditions, recomputed periodically and on change; the
+periodic HA readiness check (recovery.capacity) on its own slower timer; and the periodic
+retention pass over the ended FailureEvents of the segment's hosts."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +17,8 @@ from controller.drivers.clouds import Unbound
 from controller.drivers.kube import PLURAL, Gone
 from controller.handlers.cloud_bindings import mark_cloud_bound, resolve
 from controller.handlers.runtime import runtime_of
+from controller.recovery import capacity
+from controller.recovery.nova import NovaError
 from controller.recovery.progress import utcnow
 from controller.recovery.retention import Policy, of_segment, to_delete
 from controller.recovery.segments import summarize
@@ -24,6 +28,7 @@ from controller.resources.segment import FailoverSegmentSpec, FailoverSegmentSta
 CONFIG = OperatorConfig.from_environment()
 INTERVAL = CONFIG.segment_resync_interval
 log = logging.getLogger("masakari.retention")
+capacity_log = logging.getLogger("masakari.capacity")
 ALLOWED = "RecoveryAllowed"
 
 
@@ -63,6 +68,7 @@ async def _summarize(body: kopf.Body, memo: Any) -> None:
         now,
         generation,
         None if isinstance(outcome, Unbound) else outcome.pacemaker is not None,
+        runtime.capacity.get((namespace, name)),
     )
     mark_cloud_bound(status.conditions, outcome, now, generation)
     if isinstance(outcome, Unbound):
@@ -82,6 +88,53 @@ async def segment_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
 async def segment_resync(body: kopf.Body, memo: Any, **_: Any) -> None:
     with metrics.handler_duration.labels("segment_resync").time():
         await _summarize(body, memo)
+
+
+async def _check_capacity(memo: Any, body: kopf.Body) -> None:
+    """Check, keep the verdict for every status write of the segment, write it now. A failed
+    read leaves the last verdict with its observedAt: stale, and saying so."""
+    runtime = runtime_of(memo)
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    spec = FailoverSegmentSpec.model_validate(body["spec"])
+    key = (namespace, name)
+    outcome = await resolve(runtime.clouds, namespace)
+    if spec.capacity.tolerate_host_failures == 0 or isinstance(outcome, Unbound):
+        runtime.capacity.pop(key, None)
+        metrics.forget_segment_capacity(namespace, name)
+        return
+    hosts = await runtime.store.hosts(namespace, name)
+    try:
+        # Bounded by the interval: a slow Nova delays the next check, never piles them up.
+        verdict = await asyncio.wait_for(
+            capacity.check(outcome.cloud.nova, spec, hosts, utcnow()),
+            timeout=CONFIG.capacity_interval,
+        )
+    except (NovaError, TimeoutError) as error:
+        capacity_log.warning("%s/%s: readiness not checked: %s", namespace, name, error)
+        return
+    before = runtime.capacity.get(key)
+    runtime.capacity[key] = verdict
+    metrics.segment_capacity_ready.labels(namespace, name).set(1 if verdict.ready else 0)
+    if before is None or before.ready != verdict.ready:
+        _, reason, message = capacity.condition(verdict)
+        level = logging.INFO if verdict.ready else logging.WARNING
+        capacity_log.log(level, "%s/%s: %s: %s", namespace, name, reason, message)
+    await _summarize(body, memo)
+
+
+@kopf.timer(
+    GROUP, VERSION, "failoversegments", interval=CONFIG.capacity_interval, initial_delay=3.0
+)
+async def segment_capacity(body: kopf.Body, memo: Any, **_: Any) -> None:
+    with metrics.handler_duration.labels("segment_capacity").time():
+        await _check_capacity(memo, body)
+
+
+@kopf.on.delete(GROUP, VERSION, "failoversegments", optional=True)
+async def segment_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    runtime_of(memo).capacity.pop((namespace, name), None)
+    metrics.forget_segment_capacity(namespace, name)
 
 
 async def _retain(body: kopf.Body, memo: Any) -> None:

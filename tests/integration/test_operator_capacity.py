@@ -1,0 +1,87 @@
+"""HA readiness on the real API server and the simulator's Nova and Placement: a segment with room
+says it can lose its largest host; once servers booted through the simulator fill the hosts, its
+status, its CapacityReady condition and its metric say it cannot, with the shortfall."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.operator_env import host, segment, servers, topology, wait_for
+
+pytestmark = pytest.mark.integration
+
+HOSTS = ["compute1", "compute2", "compute3"]
+# 4 vCPUs each, 2 m1.tiny (1 vCPU, 512 MiB, 1 GiB) on each: any one lost, its 2 fit elsewhere.
+TOPOLOGY = topology(
+    [{"name": name, "vcpus": 4} for name in HOSTS],
+    [s for name in HOSTS for s in servers([f"{name}-a", f"{name}-b"], name, flavor="m1.tiny")],
+)
+FAST = {"MASAKARI_CAPACITY_INTERVAL": "1"}
+
+
+def _capacity(cloud: Any, ready: bool) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        status = cloud.status("fseg", "rack-a")
+        found = status.get("capacity")
+        return status if found is not None and found["ready"] is ready else None
+
+    try:
+        return wait_for(f"rack-a capacity ready={ready}", probe, timeout=60, interval=0.5)
+    except AssertionError:
+        print(cloud.operator.log()[-6000:])
+        raise
+
+
+def _condition(status: dict[str, Any]) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [c for c in status["conditions"] if c["type"] == "CapacityReady"]
+    [condition] = found
+    return condition
+
+
+def _gauge(cloud: Any) -> str:
+    wanted = f'masakari_segment_capacity_ready{{namespace="{cloud.namespace}",segment="rack-a"}}'
+    lines = [line for line in cloud.metrics().splitlines() if line.startswith(wanted)]
+    return lines[0].split()[-1] if lines else ""
+
+
+def test_a_segment_with_room_is_ready_and_says_so_no_more_once_its_hosts_fill_up(
+    cloud_factory: Any,
+) -> None:
+    cloud = cloud_factory(TOPOLOGY, env=FAST)
+    cloud.apply(segment("rack-a"), *(host(name, "rack-a") for name in HOSTS))
+
+    status = _capacity(cloud, True)
+    capacity = status["capacity"]
+    assert capacity["toleratedHostFailures"] == 1
+    assert capacity["hostsChecked"] == 3
+    assert capacity["unplacedInstances"] == 0
+    assert _condition(status)["status"] == "True"
+    wait_for("the gauge at 1", lambda: _gauge(cloud) == "1.0", timeout=30)
+
+    # compute2 and compute3 full: losing compute1 leaves its 2 with no free vCPU, losing
+    # compute2 its 4 with compute1's 2; as bad, the first by name is named.
+    for name in ("compute2", "compute3"):
+        cloud.sim.control("POST", "servers", {"host": name, "count": 2, "flavor": "m1.tiny"})
+
+    status = _capacity(cloud, False)
+    capacity = status["capacity"]
+    assert capacity["worstLoss"] == ["compute1"]
+    assert capacity["unplacedInstances"] == 2
+    assert capacity["shortfall"] == {"VCPU": 2, "MEMORY_MB": 1024, "DISK_GB": 2}
+    condition = _condition(status)
+    assert (condition["status"], condition["reason"]) == ("False", "InsufficientCapacity")
+    assert "VCPU 2" in condition["message"], condition
+    wait_for("the gauge at 0", lambda: _gauge(cloud) == "0.0", timeout=30)
+
+    # Turned off: the verdict, its condition and its series go, none left to alert on.
+    cloud.apply(segment("rack-a", capacity={"tolerateHostFailures": 0}))
+    wait_for(
+        "the capacity check gone",
+        lambda: "capacity" not in cloud.status("fseg", "rack-a") and _gauge(cloud) == "",
+        timeout=30,
+    )
+    assert not [
+        c for c in cloud.status("fseg", "rack-a")["conditions"] if c["type"] == "CapacityReady"
+    ]
