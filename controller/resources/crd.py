@@ -52,6 +52,12 @@ SEGMENT = Kind(
             "description": "Reserved hosts available to recoveries",
         },
         {"name": "Recovering", "type": "integer", "jsonPath": ".status.recoveriesInFlight"},
+        {
+            "name": "CanFailOver",
+            "type": "boolean",
+            "jsonPath": ".status.capacity.ready",
+            "description": "Whether the last HA readiness check found room for the worst loss",
+        },
         _AGE,
     ],
 )
