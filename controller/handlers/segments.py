@@ -29,6 +29,9 @@ CONFIG = OperatorConfig.from_environment()
 INTERVAL = CONFIG.segment_resync_interval
 log = logging.getLogger("masakari.retention")
 capacity_log = logging.getLogger("masakari.capacity")
+# Half an interval: segments checked around the same time share a listing, and none reads one
+# older than that.
+LISTINGS = capacity.Listings(CONFIG.capacity_interval / 2)
 ALLOWED = "RecoveryAllowed"
 
 
@@ -101,12 +104,20 @@ async def _check_capacity(memo: Any, body: kopf.Body) -> None:
     if spec.capacity.tolerate_host_failures == 0 or isinstance(outcome, Unbound):
         runtime.capacity.pop(key, None)
         metrics.forget_segment_capacity(namespace, name)
+        if isinstance(outcome, Unbound):
+            LISTINGS.forget(namespace)  # bound again, maybe to another cloud
         return
     hosts = await runtime.store.hosts(namespace, name)
     try:
         # Bounded by the interval: a slow Nova delays the next check, never piles them up.
         verdict = await asyncio.wait_for(
-            capacity.check(outcome.cloud.nova, spec, hosts, utcnow()),
+            capacity.check(
+                outcome.cloud.nova,
+                spec,
+                hosts,
+                utcnow(),
+                LISTINGS.servers(namespace, outcome.cloud.nova),
+            ),
             timeout=CONFIG.capacity_interval,
         )
     except (NovaError, TimeoutError) as error:

@@ -17,7 +17,8 @@ conservative, since the recovery may find room outside.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 from controller.recovery.instances import instance_priority, select_for_evacuation
@@ -115,15 +116,45 @@ def evaluate(
     )
 
 
+class Listings:
+    """The listing of every server, shared by the checks of one namespace's segments within
+    `max_age` seconds: it is the cloud's every server whichever segment asks, so ten segments
+    checked together cost one listing, not ten. A failed listing is shared too, and retried by
+    the first check after `max_age`."""
+
+    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_age = max_age
+        self._clock = clock
+        self._made: dict[str, tuple[float, asyncio.Future[list[Server]]]] = {}
+
+    async def servers(self, namespace: str, nova: Nova) -> list[Server]:
+        now = self._clock()
+        made = self._made.get(namespace)
+        if made is None or now - made[0] > self._max_age:
+            made = (now, asyncio.ensure_future(nova.all_servers()))
+            self._made[namespace] = made
+        # Shielded: one check cancelled (its timeout) does not cancel the others' listing.
+        return await asyncio.shield(made[1])
+
+    def forget(self, namespace: str) -> None:
+        self._made.pop(namespace, None)
+
+
 async def check(
-    nova: Nova, spec: FailoverSegmentSpec, hosts: list[HostRecord], now: datetime
+    nova: Nova,
+    spec: FailoverSegmentSpec,
+    hosts: list[HostRecord],
+    now: datetime,
+    servers: Awaitable[list[Server]] | None = None,
 ) -> CapacityStatus:
-    """One Placement read of the counted hosts and one listing of every server, together."""
+    """One Placement read of the counted hosts and one listing of every server (`servers`, a
+    shared one, or Nova's own), together."""
     counted = checked_hosts(spec, hosts)
-    resources, servers = await asyncio.gather(
-        nova.host_resources(sorted({h.nova_host for h in counted})), nova.all_servers()
+    resources, listed = await asyncio.gather(
+        nova.host_resources(sorted({h.nova_host for h in counted})),
+        servers if servers is not None else nova.all_servers(),
     )
-    return evaluate(spec, counted, resources, servers, now)
+    return evaluate(spec, counted, resources, listed, now)
 
 
 def condition(capacity: CapacityStatus) -> tuple[bool, str, str]:

@@ -220,6 +220,35 @@ async def _check_reads_placement_once_and_lists_servers_once() -> None:
     assert verdict.hosts_checked == 2 and verdict.ready
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_segments_checked_together_share_one_listing_and_a_later_check_lists_again() -> None:
+    asyncio.run(_segments_share_one_listing())
+
+
+async def _segments_share_one_listing() -> None:
+    counting, clock = Counting(), Clock()
+    nova = cast(Nova, counting)
+    listings = capacity.Listings(30, clock)
+    spec, hosts = segment(), [record("c1"), record("c2")]
+    for _ in range(3):  # three segments of one namespace
+        await capacity.check(nova, spec, hosts, T0, listings.servers("ns", nova))
+    assert counting.calls.count("servers") == 1
+    assert counting.calls.count("placement") == 3
+    # Another namespace is another cloud: its own listing.
+    await listings.servers("other", nova)
+    assert counting.calls.count("servers") == 2
+    clock.now = 31
+    await capacity.check(nova, spec, hosts, T0, listings.servers("ns", nova))
+    assert counting.calls.count("servers") == 3
+
+
 def test_evaluation_of_100_hosts_with_20_instances_each_is_quick() -> None:
     names = [f"c{n:03}" for n in range(100)]
     resources = [room(h, vcpus=64, ram=131072, disk=2000, used=20) for h in names]
