@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from tests.harness import bmc, control_plane, pacemaker_lab  # noqa: E402
 from tests.harness.operator import running_operator  # noqa: E402
 from tests.harness.sim import Sim, running_sim  # noqa: E402
+from tests.integration.operator_env import host_failure  # noqa: E402
 
 NODES = ("node1", "node2", "node3")
 FAILED = "node3"
@@ -247,19 +248,8 @@ def run_once(
         wait("the operator to see the hosts", lambda: failure.ready(status), 90)
         failure.fail()
         sim.control("POST", f"hosts/{FAILED}/kill")  # nova-compute silent too
-        report = {
-            "apiVersion": "masakari.dev/v1alpha1",
-            "kind": "FailureEvent",
-            "metadata": {"name": "failed"},
-            "spec": {
-                "type": "COMPUTE_HOST",
-                "host": FAILED,
-                "generatedTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "payload": {"event": "STOPPED", "host_status": "NORMAL"},
-            },
-        }
         begin = datetime.now().astimezone()
-        kubectl("create", "-f", "-", stdin=yaml.safe_dump(report))
+        kubectl("create", "-f", "-", stdin=yaml.safe_dump(host_failure("failed", FAILED)))
         ended = wait(
             "the recovery to end",
             lambda: (s := status("fev", "failed")).get("phase") in TERMINAL and s,

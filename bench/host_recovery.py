@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from tests.harness import control_plane  # noqa: E402
 from tests.harness.operator import running_operator  # noqa: E402
 from tests.harness.sim import running_sim  # noqa: E402
+from tests.integration.operator_env import host_failure, wait_active  # noqa: E402
 
 
 def topology(instances: int) -> dict[str, Any]:
@@ -106,25 +107,10 @@ def run_once(
             ),
         ]
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
-        deadline = time.monotonic() + 60
-        while "Active" not in kubectl("get", "mhost", "compute4", "-o", "jsonpath={.status.phase}"):
-            if time.monotonic() > deadline:
-                raise SystemExit("hosts never became Active")
-            time.sleep(0.2)
+        wait_active(kubectl, [f"compute{i}" for i in range(1, 5)])
         sim.control("POST", "hosts/compute1/kill")
-        report = {
-            "apiVersion": "masakari.dev/v1alpha1",
-            "kind": "FailureEvent",
-            "metadata": {"name": "c1"},
-            "spec": {
-                "type": "COMPUTE_HOST",
-                "host": "compute1",
-                "generatedTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "payload": {"event": "STOPPED", "host_status": "NORMAL"},
-            },
-        }
         begin = datetime.now().astimezone()
-        kubectl("create", "-f", "-", stdin=yaml.safe_dump(report))
+        kubectl("create", "-f", "-", stdin=yaml.safe_dump(host_failure("c1", "compute1")))
         ideal = latency * math.ceil(instances / concurrency)
         deadline = time.monotonic() + 10 * ideal + 120
         while True:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from tests.harness import control_plane  # noqa: E402
 from tests.harness.nova_lab import running_nova_backend  # noqa: E402
 from tests.harness.operator import running_operator  # noqa: E402
+from tests.integration.operator_env import wait_active  # noqa: E402
 
 SERVERS = 30
 
@@ -102,14 +103,7 @@ def operator(backend: Any, plane: control_plane.ControlPlane, concurrency: int) 
             },
         }
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([segment, *map(host, backend.hosts)]))
-        deadline = time.monotonic() + 60
-        while any(
-            "Active" not in kubectl("get", "mhost", h, "-o", "jsonpath={.status.phase}")
-            for h in backend.hosts
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("hosts never became Active")
-            time.sleep(0.2)
+        wait_active(kubectl, backend.hosts)
         begin = datetime.now().astimezone()
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump(host(source, True)))
         deadline = time.monotonic() + 600

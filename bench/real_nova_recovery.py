@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from tests.harness import control_plane  # noqa: E402
 from tests.harness.nova_lab import running_nova_backend  # noqa: E402
 from tests.harness.operator import running_operator  # noqa: E402
+from tests.integration.operator_env import host_failure, wait_active  # noqa: E402
 
 SERVERS = 3
 
@@ -104,28 +105,10 @@ def operator(backend: Any, plane: control_plane.ControlPlane, run: int) -> float
             ),
         ]
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
-        deadline = time.monotonic() + 60
-        while any(
-            "Active" not in kubectl("get", "mhost", h, "-o", "jsonpath={.status.phase}")
-            for h in backend.hosts
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("hosts never became Active")
-            time.sleep(0.2)
+        wait_active(kubectl, backend.hosts)
         backend.kill_host(failed)
-        report = {
-            "apiVersion": "masakari.dev/v1alpha1",
-            "kind": "FailureEvent",
-            "metadata": {"name": "real"},
-            "spec": {
-                "type": "COMPUTE_HOST",
-                "host": failed,
-                "generatedTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "payload": {"event": "STOPPED", "host_status": "NORMAL"},
-            },
-        }
         begin = datetime.now().astimezone()
-        kubectl("create", "-f", "-", stdin=yaml.safe_dump(report))
+        kubectl("create", "-f", "-", stdin=yaml.safe_dump(host_failure("real", failed)))
         deadline = time.monotonic() + 300
         while True:
             status = json.loads(kubectl("get", "fev", "real", "-o", "json")).get("status") or {}

@@ -33,6 +33,15 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def wait_active(kubectl: Callable[..., str], hosts: list[str], timeout: float = 60) -> None:
+    """Until the operator shows every one of `hosts` Active: it has seen them all."""
+
+    def active(host: str) -> bool:
+        return "Active" in kubectl("get", "mhost", host, "-o", "jsonpath={.status.phase}")
+
+    wait_for("the hosts to be Active", lambda: all(active(h) for h in hosts), timeout)
+
+
 @dataclass
 class Cloud:
     cluster: Cluster
