@@ -12,7 +12,8 @@ is taken as newer: the change is applied, as a plain informer would).
 
 What is held is trimmed to what the views and the writes read (`trim`): managedFields become
 their newest time, annotations other than the API's own go (kopf's copy of the spec is the
-largest part of an ended FailureEvent), and so do labels and the Hosts' status. An object
+largest part of an ended FailureEvent), and so do labels and the Hosts' status but their phase
+and reservation. An object
 being deleted (deletionTimestamp) is no longer served, as
 before the cache.
 """
@@ -40,6 +41,8 @@ Body = dict[str, Any]
 KEPT_ANNOTATIONS = frozenset({ID, UUID, views.NAME, views.SOURCE_HOST_UUID})
 KEPT_METADATA = ("name", "uid", "resourceVersion", "creationTimestamp", "deletionTimestamp")
 KEPT_EVENT_STATUS = ("phase", "message", "endTime", "steps", "instances")
+# What views.host reads of a Host's status: Masakari's on_maintenance and reserved.
+KEPT_HOST_STATUS = ("phase", "reservation")
 ROW_KEYS = (
     "id", "notification_uuid", "created_at", "updated_at", "generated_time", "type", "payload",
     "status", "source_host_uuid",
@@ -52,7 +55,8 @@ TOMBSTONE_SECONDS = 600.0
 def trim(plural: str, body: Body) -> Body:
     """What the views, the duplicate check and the writes read of `body`, its repeated
     strings shared: at 50,000 FailureEvents the rest (labels, kopf's annotation, the
-    managedFields, the Hosts' status the API never shows) was most of the API's memory."""
+    managedFields, the Hosts' status but what on_maintenance and reserved read) was most of
+    the API's memory."""
     meta = body["metadata"]
     writes = [entry["time"] for entry in meta.get("managedFields") or [] if entry.get("time")]
     kept: Body = {key: meta[key] for key in KEPT_METADATA if key in meta}
@@ -69,6 +73,8 @@ def trim(plural: str, body: Body) -> Body:
     status = body.get("status") or {}
     if plural == PLURAL.failure_events and status:
         trimmed["status"] = {key: status[key] for key in KEPT_EVENT_STATUS if key in status}
+    elif plural == PLURAL.hosts and status:
+        trimmed["status"] = {key: status[key] for key in KEPT_HOST_STATUS if key in status}
     shared: Body = _shared(trimmed)
     return shared
 

@@ -79,8 +79,14 @@ def segment(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Masakari sets on_maintenance on a host whose failure it recovers, and clears reserved on the
+# reserved host its recovery takes; the operator records both in status instead (it never
+# writes spec), and Masakari's clients read them here as they would from Masakari.
+FAILED_PHASES = ("Recovering", "Failed")
+
+
 def host(body: dict[str, Any], segment_body: dict[str, Any] | None) -> dict[str, Any]:
-    spec = body["spec"]
+    spec, state = body["spec"], body.get("status") or {}
     return {
         "id": object_id(body),
         "uuid": object_uuid(body),
@@ -88,9 +94,9 @@ def host(body: dict[str, Any], segment_body: dict[str, Any] | None) -> dict[str,
         "failover_segment_id": object_uuid(segment_body) if segment_body else None,
         "failover_segment": segment(segment_body) if segment_body else None,
         "type": spec.get("type", "COMPUTE"),
-        "reserved": spec.get("reserved", False),
+        "reserved": spec.get("reserved", False) and state.get("reservation") != "InUse",
         "control_attributes": spec.get("controlAttributes", ""),
-        "on_maintenance": spec.get("onMaintenance", False),
+        "on_maintenance": spec.get("onMaintenance", False) or state.get("phase") in FAILED_PHASES,
         **_times(body),
     }
 
