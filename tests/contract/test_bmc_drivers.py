@@ -215,10 +215,11 @@ def test_credentials_are_reused_for_reads_and_reread_after_a_refusal(
     secrets.secrets["rotated"] = secret_data(lab.username, WRONG_PASSWORD)
     assert run(power.power_state(NAMESPACE, method, bmc)) == PowerState.ON
     assert secrets.reads == 1
-    with pytest.raises(CredentialsRefused):
+    # Refused (pyghmi does not always say so after good logins: a BMCError then).
+    with pytest.raises(BMCError):
         run(power.power_off(NAMESPACE, method, bmc))
     assert secrets.reads == 2
-    # Refused, the credentials were dropped: the next read takes the Secret as it is now.
+    # Failed, the credentials were dropped: the next read takes the Secret as it is now.
     secrets.secrets["rotated"] = lab.secret_data
     assert run(power.power_state(NAMESPACE, method, bmc)) == PowerState.ON
     assert secrets.reads == 3

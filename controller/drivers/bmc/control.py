@@ -34,7 +34,6 @@ from controller.recovery.power import (
     BMCError,
     BMCUnreachable,
     CredentialsMissing,
-    CredentialsRefused,
     PowerState,
 )
 from controller.resources.host import BMC
@@ -84,8 +83,9 @@ class BMCPower:
     )
     # Reads of the power state (the BMC check, the fencing step's polls) reuse credentials
     # read within CREDENTIALS_TTL: read on every call, 5,000 hosts checked every 10 minutes
-    # were 8 Secret reads a second on the API server. A power off reads them afresh, and a
-    # refusal drops them, so a rotated password is used at the next call.
+    # were 8 Secret reads a second on the API server. A power off reads them afresh, and any
+    # failure drops them (a refusal is not always told apart), so a rotated password is used
+    # at the next call.
     _credentials_read: dict[tuple[str, str], tuple[float, Credentials]] = field(
         default_factory=dict
     )
@@ -119,7 +119,7 @@ class BMCPower:
     async def _refused_forgets(self, namespace: str, bmc: BMC, call: Awaitable[T]) -> T:
         try:
             return await call
-        except CredentialsRefused:
+        except BMCError:
             self._credentials_read.pop((namespace, bmc.credentials_secret), None)
             raise
 

@@ -93,6 +93,11 @@ class Ipmi:
             raise BMCUnreachable(f"{_describe(bmc)} did not answer the login{detail}") from None
         except OSError as error:  # name resolution, no route
             raise BMCUnreachable(f"{_describe(bmc)}: {type(error).__name__}: {error}") from None
+        except AttributeError:
+            # pyghmi 1.6.19 raises this for a login it marked broken without a message (seen on
+            # a refused login right after good ones): a failed login all the same.
+            _unfile(host, port, credentials)
+            raise BMCError(f"{_describe(bmc)}: the login failed, no reason given") from None
 
     def _raw(self, session: Any, bmc: BMC, what: str, command: int, data: tuple[int, ...]) -> Any:
         try:
