@@ -346,6 +346,7 @@ def test_kubectl_shows_printer_columns(cluster: Cluster, namespace: str) -> None
         "FAILED",
         "RESERVED",
         "RECOVERING",
+        "CANFAILOVER",
         "AGE",
     ]
     assert lines[1].split()[:8] == ["rack-a", "auto_priority", "true", "Ready", "3", "0", "1", "0"]
