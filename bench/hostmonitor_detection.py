@@ -22,7 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.monitors import pacemaker_alert
 from tests.harness import control_plane, pacemaker_lab
 from tests.harness.hostmonitor_fleet import HostMonitorFleet
 
@@ -86,18 +85,7 @@ def main() -> int:
         plane.kubectl("create", "namespace", namespace)
         arguments = [f"--samples={args.samples}", f"--interval={args.interval}"]
         if args.alerts:
-            cib = pacemaker_alert.cib_alerts(pacemaker_alert.__file__, ALERT_SOCKET)
-            lab.exec(
-                "node1",
-                [
-                    "cibadmin",
-                    "--modify",
-                    "--scope",
-                    "configuration",
-                    "--xml-text",
-                    f"<configuration>{cib}</configuration>",
-                ],
-            )
+            lab.install_alert_agent(ALERT_SOCKET)
             arguments.append(f"--alert-socket={ALERT_SOCKET}")
         fleet = HostMonitorFleet(
             lab, plane.kubeconfig, plane.kubectl, namespace, arguments=tuple(arguments)

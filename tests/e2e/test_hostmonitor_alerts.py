@@ -7,11 +7,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from controller.monitors import pacemaker_alert
 from tests.conftest import Cluster
 from tests.e2e.conftest import LabFactory
 from tests.harness.hostmonitor_fleet import HostMonitorFleet
@@ -20,7 +18,6 @@ pytestmark = [pytest.mark.pacemaker, pytest.mark.integration]
 
 SOCKET = "/run/masakari-hostmonitor/alerts.sock"  # /run is each node's own
 INTERVAL = 30.0
-AGENT = Path(pacemaker_alert.__file__)
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +25,7 @@ def fleet(lab_factory: LabFactory, cluster: Cluster) -> Iterator[HostMonitorFlee
     namespace = f"alerts-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     with lab_factory(members=3, fence_delay=1) as lab:
-        lab.exec(
-            "node1",
-            [
-                "cibadmin",
-                "--modify",
-                "--scope",
-                "configuration",
-                "--xml-text",
-                f"<configuration>{pacemaker_alert.cib_alerts(str(AGENT), SOCKET)}</configuration>",
-            ],
-        )
+        lab.install_alert_agent(SOCKET)
         monitors = HostMonitorFleet(
             lab,
             cluster.kubeconfig,

@@ -37,6 +37,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.monitors import pacemaker_alert
+
 from .control_plane import _die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
@@ -397,6 +399,24 @@ class PacemakerLab:
                 f"{name}: {' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}"
             )
         return result
+
+    def install_alert_agent(self, socket_path: str) -> None:
+        """Pacemaker's node and fencing alerts to the project's agent
+        (controller/monitors/pacemaker_alert.py), its recipient the host monitor's socket,
+        `socket_path` (each node's own /run)."""
+        cib = pacemaker_alert.cib_alerts(pacemaker_alert.__file__, socket_path)
+        member = next(name for name, node in self.nodes.items() if not node.is_remote)
+        self.exec(
+            member,
+            [
+                "cibadmin",
+                "--modify",
+                "--scope",
+                "configuration",
+                "--xml-text",
+                f"<configuration>{cib}</configuration>",
+            ],
+        )
 
     def crm_mon(self, name: str) -> str:
         return self.exec(name, ["crm_mon", "--output-as=xml"]).stdout
