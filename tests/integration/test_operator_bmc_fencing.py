@@ -52,7 +52,8 @@ def setup(
         fencing=method,
         hostFailure={"fencingTimeoutSeconds": fencing_timeout, "evacuationTimeoutSeconds": 60},
     )
-    fenced["spec"]["fencing"].update(attempts=2, attemptTimeoutSeconds=5)
+    # The emulator powers a system off 1 to 11 s after the request: one attempt must outlast it.
+    fenced["spec"]["fencing"].update(attempts=2, attemptTimeoutSeconds=15)
     cloud.apply(
         secret("bmc-credentials", lab.secret_data),
         secret("bmc-wrong", secret_data(lab.username, "not-the-password")),
@@ -66,7 +67,7 @@ def setup(
 def test_a_host_is_powered_off_before_its_instances_move(
     cloud_factory: Any, lab: BMCLab, method: str
 ) -> None:
-    cloud = setup(cloud_factory, lab, method)
+    cloud = setup(cloud_factory, lab, method, fencing_timeout=60)
     cloud.sim.control("POST", "hosts/compute1/kill")
     cloud.apply(host_failure("c1", "compute1", host_status="UNKNOWN"))
     status = cloud.wait_phase("fev", "c1", DONE, 90)
