@@ -128,14 +128,17 @@ def _healthy(
     return node is None or (node.online and not node.unclean and not node.pending)
 
 
-def _out_since(status: HostStatus, last: FailureRecord) -> datetime:
+def _out_since(status: HostStatus, last: FailureRecord, now: datetime) -> datetime:
     """When the operator saw the failure take the host out. A dead host's last heartbeat can
     be later than the report's time (seconds, from the monitor's clock), never later than
-    the operator seeing its recovery start."""
-    entered = [
-        e.time for e in status.history if e.phase in (HostPhase.RECOVERING, HostPhase.FAILED)
-    ]
-    return max([last.time, *entered[-1:]])
+    the operator seeing its recovery start. A host not yet out in its status (a recovery that
+    ended between two passes goes straight from Active to Failed) is seen out now: its report
+    time alone let a heartbeat sent just before the death pass as a return (found in CI)."""
+    out = (HostPhase.RECOVERING, HostPhase.FAILED)
+    entered = [e.time for e in status.history if e.phase in out]
+    if status.phase not in out or not entered:
+        return now
+    return max(last.time, entered[-1])
 
 
 def _returns(
@@ -151,7 +154,7 @@ def _returns(
     status.returnedFailure, so it lasts as a person's spec.releaseFailure would."""
     if policy is None or policy.policy != ReturnMode.WHEN_HEALTHY:
         return False
-    if not _healthy(service, node, _out_since(status, last), now):
+    if not _healthy(service, node, _out_since(status, last, now), now):
         status.healthy_since = None
         return False
     status.healthy_since = status.healthy_since or now

@@ -28,6 +28,11 @@ from controller.resources.segment import DrainMode, MaintenancePolicy, ReturnPol
 FAILED_AT = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 WHEN_HEALTHY = ReturnPolicy(policy="WhenHealthy", stable_seconds=300)
 MANUAL = ReturnPolicy()
+# The host as the pass after its recovery left it: out, in the operator's own time.
+OUT = HostStatus(
+    phase=HostPhase.FAILED,
+    history=[HistoryEntry(time=FAILED_AT, phase=HostPhase.FAILED, reason="AwaitingRelease")],
+)
 
 
 def _failure() -> EventRecord:
@@ -80,7 +85,7 @@ def test_manual_keeps_a_healthy_host_failed() -> None:
 
 
 def test_when_healthy_returns_the_host_after_the_stable_period_and_keeps_it_returned() -> None:
-    status = _pass(HostStatus(), FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY).status
+    status = _pass(OUT, FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY).status
     assert status.phase == HostPhase.FAILED and status.healthy_since is not None
     status = _pass(status, FAILED_AT + timedelta(minutes=5), WHEN_HEALTHY).status
     assert status.phase == HostPhase.FAILED  # 4 minutes healthy of 5
@@ -94,7 +99,7 @@ def test_when_healthy_returns_the_host_after_the_stable_period_and_keeps_it_retu
 
 
 def test_an_unhealthy_read_starts_the_stable_period_again() -> None:
-    status = _pass(HostStatus(), FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY).status
+    status = _pass(OUT, FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY).status
     status = _pass(status, FAILED_AT + timedelta(minutes=4), WHEN_HEALTHY, online=False).status
     assert status.healthy_since is None
     status = _pass(status, FAILED_AT + timedelta(minutes=5), WHEN_HEALTHY).status
@@ -104,12 +109,12 @@ def test_an_unhealthy_read_starts_the_stable_period_again() -> None:
 
 def test_a_heartbeat_older_than_the_failure_or_stale_is_not_healthy() -> None:
     now = FAILED_AT + timedelta(minutes=1)
-    stale = _pass(HostStatus(), now, WHEN_HEALTHY, heartbeat_age=120)
+    stale = _pass(OUT, now, WHEN_HEALTHY, heartbeat_age=120)
     assert stale.status.healthy_since is None
     early = FAILED_AT + timedelta(seconds=30)
-    before = _pass(HostStatus(), early, WHEN_HEALTHY, heartbeat_age=31)
+    before = _pass(OUT, early, WHEN_HEALTHY, heartbeat_age=31)
     assert before.status.healthy_since is None
-    after = _pass(HostStatus(), early, WHEN_HEALTHY, heartbeat_age=29)
+    after = _pass(OUT, early, WHEN_HEALTHY, heartbeat_age=29)
     assert after.status.healthy_since is not None
 
 
@@ -128,8 +133,30 @@ def test_a_dead_hosts_last_heartbeat_after_the_report_is_not_healthy() -> None:
     assert alive.status.healthy_since is not None
 
 
+def test_a_host_entering_failed_is_not_healthy_on_that_pass() -> None:
+    """Found in CI: a recovery that ended between two passes takes the host from Active
+    straight to Failed, with no entry of its own time yet; the report's time (whole seconds)
+    was then the only bound, and the dead host's last heartbeat, a moment later, passed."""
+    now = FAILED_AT + timedelta(seconds=2)
+    active = HostStatus(
+        phase=HostPhase.ACTIVE,
+        history=[
+            HistoryEntry(
+                time=FAILED_AT - timedelta(hours=1), phase=HostPhase.ACTIVE, reason="InService"
+            )
+        ],
+    )
+    entering = _pass(active, now, WHEN_HEALTHY, heartbeat_age=1.5)  # beat at +0.5 s
+    assert entering.status.phase == HostPhase.FAILED
+    assert entering.status.healthy_since is None
+    still_dead = _pass(entering.status, now + timedelta(seconds=5), WHEN_HEALTHY, heartbeat_age=6.5)
+    assert still_dead.status.healthy_since is None
+    beating = _pass(entering.status, now + timedelta(seconds=5), WHEN_HEALTHY, heartbeat_age=1)
+    assert beating.status.healthy_since is not None
+
+
 def test_without_pacemaker_nova_alone_decides() -> None:
-    plan = _pass(HostStatus(), FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY, online=None)
+    plan = _pass(OUT, FAILED_AT + timedelta(minutes=1), WHEN_HEALTHY, online=None)
     assert plan.status.healthy_since is not None
 
 
