@@ -9,6 +9,7 @@ from pathlib import Path
 
 from controller import run as operator
 from controller.api import main as api_main
+from controller.api import report
 from controller.monitors import heartbeat_agent, hostmonitor
 from controller.resources import crd_files
 from controller.sim import main as sim_main
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api_main.add_arguments(api)
     api.set_defaults(handler=api_main.run)
+    availability = commands.add_parser(
+        "report",
+        help="how well recovery did over a window: failures, time to recover, instances "
+        "recovered and lost, per segment, host and project",
+    )
+    report.add_arguments(availability)
+    availability.set_defaults(handler=report.run)
     return parser
 
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from controller.api import hosts, notifications, segments, versions
+from controller.api import hosts, notifications, report, segments, versions
 from controller.api.context import CALLER, CONTEXT, VERSION, Context, store_of
 from controller.api.faults import INTERNAL_ERROR, ApiFault
 from controller.drivers.keystone import Caller, KeystoneUnavailable
@@ -140,6 +140,7 @@ def build_app(context: Context) -> web.Application:
     app.router.add_get("/v1/", get_version_v1)
     app.router.add_get("/healthcheck", healthcheck)
     app.router.add_get("/readyz", readiness)
+    app.router.add_get("/report", report.get_report)  # ours, not Masakari's: outside /v1
     for prefix in ("/v1", r"/v1/{project_id:[0-9a-f\-]+}"):
         for method, path, handler in ROUTES:
             app.router.add_route(method, prefix + path, handler)

@@ -40,7 +40,8 @@ from controller.recovery.gates import OPEN_PHASES
 Body = dict[str, Any]
 KEPT_ANNOTATIONS = frozenset({ID, UUID, views.NAME, views.SOURCE_HOST_UUID})
 KEPT_METADATA = ("name", "uid", "resourceVersion", "creationTimestamp", "deletionTimestamp")
-KEPT_EVENT_STATUS = ("phase", "message", "endTime", "steps", "instances")
+# "segment": the report's, for events whose Host is gone.
+KEPT_EVENT_STATUS = ("phase", "message", "endTime", "steps", "instances", "segment")
 # What views.host reads of a Host's status: Masakari's on_maintenance and reserved.
 KEPT_HOST_STATUS = ("phase", "reservation")
 ROW_KEYS = (
