@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration properties crds check-crds chart lint control-plane monitoring-crds promtool helm control-plane-up nova-lab pacemaker-lab demo clean
+.PHONY: all test unit integration properties crds check-crds chart lint control-plane monitoring-crds promtool helm chromium control-plane-up nova-lab pacemaker-lab demo clean
 
 all: test
 
@@ -33,6 +33,11 @@ helm:
 promtool:
 	bash hack/promtool/install.sh
 
+## Chromium, headless, in which the report page test renders and photographs the page (as root:
+## Debian's chromium package). Not root and not installed: that test fails.
+chromium:
+	bash hack/chromium/install.sh
+
 ## Start etcd + kube-apiserver on loopback with the CRDs installed; Ctrl-C stops and cleans up.
 control-plane-up: $(BIN)/.installed control-plane
 	$(BIN)/python -m tests.harness.control_plane up
@@ -58,13 +63,13 @@ demo: $(BIN)/.installed control-plane
 	$(BIN)/python hack/demo/demo.py $(if $(KEEP),--keep)
 
 ## Every test tier that this machine can run.
-test: $(BIN)/.installed control-plane monitoring-crds helm promtool nova-lab pacemaker-lab
+test: $(BIN)/.installed control-plane monitoring-crds helm promtool chromium nova-lab pacemaker-lab
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed promtool
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(BIN)/.installed control-plane monitoring-crds helm
+integration: $(BIN)/.installed control-plane monitoring-crds helm chromium
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 ## The safety invariants' property test at length (make test runs 100 examples of it).
