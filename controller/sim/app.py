@@ -105,6 +105,8 @@ async def pipeline(
         except sim_cloud.ApiError as error:
             return web.json_response({"error": error.message}, status=error.status)
     sim.requests[route_class] += 1
+    if await sim.network.lost(request):
+        return web.Response(status=503)  # never written: the connection is gone
     fault = sim.faults.for_class(route_class)
     if fault is not None:
         if fault.latency > 0:
@@ -252,4 +254,5 @@ async def serve(
     netloc = f"[{host}]" if ":" in host else host
     base_url = f"http://{netloc}:{bound_port}"
     app[SIM].base_url = base_url
+    app[SIM].network.attach(runner, site, host, bound_port)
     return runner, base_url

@@ -84,6 +84,9 @@ class Server:
     locked_reason: str | None = None
     fault: str | None = None
     evacuations: int = 0
+    #: Evacuations accepted while nova-compute still ran on the source: the instance may
+    #: still run there, which a recovery that fenced first never causes (goal: none).
+    unfenced_evacuations: int = 0
     live_migrations: int = 0  # completed ones: with evacuations, the times the server moved
     #: Bumped by every task, so a stale completion callback can tell it was overtaken.
     task_seq: int = 0
@@ -229,6 +232,8 @@ class Cloud:
         self.server_groups: dict[str, ServerGroup] = {}
         #: Servers whose next evacuation fails on the destination (fault injection).
         self.failing_evacuations: set[str] = set()
+        #: Servers whose next evacuation is accepted and whose rebuild never ends.
+        self.stalled_evacuations: set[str] = set()
         #: Servers whose next live migrations fail, by how many more fail (< 0: every one).
         self.failing_live_migrations: dict[str, int] = {}
         self._load(spec)
@@ -534,6 +539,8 @@ class Cloud:
         self.migrations.append(migration)
         self.migrations_by_instance.setdefault(server.id, []).append(migration)
         server.evacuations += 1
+        if source.alive:
+            server.unfenced_evacuations += 1
         original_vm_state = server.vm_state
         server.task_state = "rebuilding"
         server.task_seq += 1
@@ -551,6 +558,11 @@ class Cloud:
         self._move(server, source, dest)
         lands_stopped = ctx.microversion >= (2, 95)
         fails = server.id in self.failing_evacuations
+        if server.id in self.stalled_evacuations:
+            # A rebuild the destination's nova-compute never finishes (a hung libvirt, a
+            # stuck volume attachment): REBUILD for ever, its migration never ending.
+            self.stalled_evacuations.discard(server.id)
+            return
 
         def rebuilt(s: Server) -> None:
             migration.updated = self.clock()

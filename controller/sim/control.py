@@ -8,14 +8,19 @@ simulator listens on loopback).
   POST   /_sim/hosts/{host}/revive        it reports again and cleans up evacuations from it
   POST   /_sim/servers                    boot servers: {"host", "count", "metadata",
                                           "stopped", "flavor", "project_id"} -> {"ids": [...]}
-  GET    /_sim/evacuations                {"evacuations": {server id: times evacuated}}
+  GET    /_sim/evacuations                {"evacuations": {server id: times evacuated},
+                                          "unfenced": {server id: times evacuated while
+                                          nova-compute still ran on its source}}
   GET    /_sim/servers/{id}/evacuations   {"evacuations": n}
   GET    /_sim/moves                      {"moves": {server id: evacuations + completed
                                           live migrations}}
   GET    /_sim/faults, PUT /_sim/faults   {"routes": {class: {"error_rate", "latency",
                                           "status"}}, "fail_evacuation": [server ids],
                                           "fail_live_migration": {server id: how many of its
-                                          next live migrations fail, < 0: all}}
+                                          next live migrations fail, < 0: all},
+                                          "stall_evacuation": [server ids whose next rebuild
+                                          never ends], "outage": {"mode": "refuse" | "hang",
+                                          "seconds"} (controller/sim/network.py)}
   PUT    /_sim/timing                     {"live_migration_seconds", "evacuation_seconds", ...}
   GET    /_sim/stats, DELETE /_sim/stats  requests served per route class
 """
@@ -93,7 +98,8 @@ async def boot_servers(request: web.Request) -> web.Response:
 async def evacuations(request: web.Request) -> web.Response:
     servers = request.app[SIM].cloud.servers.values()
     counts = {s.id: s.evacuations for s in servers if s.evacuations}
-    return web.json_response({"evacuations": counts})
+    unfenced = {s.id: s.unfenced_evacuations for s in servers if s.unfenced_evacuations}
+    return web.json_response({"evacuations": counts, "unfenced": unfenced})
 
 
 async def server_evacuations(request: web.Request) -> web.Response:
@@ -127,6 +133,8 @@ def _faults_view(request: web.Request) -> web.Response:
             "routes": {name: asdict(fault) for name, fault in sim.faults.routes.items()},
             "fail_evacuation": sorted(sim.cloud.failing_evacuations),
             "fail_live_migration": sim.cloud.failing_live_migrations,
+            "stall_evacuation": sorted(sim.cloud.stalled_evacuations),
+            "outage": sim.network.view(),
         }
     )
 
@@ -146,6 +154,12 @@ async def set_faults(request: web.Request) -> web.Response:
     sim.cloud.failing_evacuations = set(body.get("fail_evacuation", []))
     failing = body.get("fail_live_migration", {})
     sim.cloud.failing_live_migrations = {str(k): int(v) for k, v in failing.items()}
+    sim.cloud.stalled_evacuations = set(body.get("stall_evacuation", []))
+    if outage := body.get("outage"):
+        try:
+            sim.network.cut(str(outage["mode"]), float(outage["seconds"]), request.transport)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _error(400, f"bad outage {outage!r}: {exc}")
     return _faults_view(request)
 
 

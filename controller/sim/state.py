@@ -11,6 +11,7 @@ from aiohttp import web
 
 from controller.sim import cloud as sim_cloud
 from controller.sim import keystone as sim_keystone
+from controller.sim import network as sim_network
 from controller.sim import topology as topo
 
 MIN_MICROVERSION = (2, 1)
@@ -61,6 +62,7 @@ class Sim:
     keystone: sim_keystone.Keystone
     faults: Faults
     base_url: str = ""
+    network: sim_network.Network = field(default_factory=sim_network.Network)
     requests: Counter[str] = field(default_factory=Counter)
     rng: random.Random = field(default_factory=random.Random)
 

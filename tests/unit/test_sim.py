@@ -279,8 +279,59 @@ def test_injected_evacuation_failure(clean: Sim) -> None:
         assert [m.status for m in await nova.migrations(sid)] == ["failed"]
 
     asyncio.run(scenario())
-    assert clean.control("GET", "evacuations") == {"evacuations": {sid: 1}}
+    # compute1 was forced down, never killed: counted unfenced too.
+    assert clean.control("GET", "evacuations") == {"evacuations": {sid: 1}, "unfenced": {sid: 1}}
     assert clean.control("GET", "faults")["fail_evacuation"] == []
+
+
+def test_stalled_rebuild_and_an_evacuation_from_a_running_host(clean: Sim) -> None:
+    """Forced down while its nova-compute still runs: Nova evacuates, the simulator counts it
+    unfenced; the stalled rebuild never ends."""
+    sid = _boot(clean)
+    clean.control("PUT", "faults", {"stall_evacuation": [sid]})
+    nova = OpenStackNova.from_clouds_yaml(clean.clouds_yaml, clean.cloud)
+
+    async def scenario() -> None:
+        await nova.force_down("compute1", True)
+        await nova.evacuate(sid)
+        await asyncio.sleep(1.0)  # twice the simulator's default rebuild
+        server = await nova.server(sid)
+        assert (server.status, server.task_state) == ("REBUILD", "rebuilding")
+
+    asyncio.run(scenario())
+    assert clean.control("GET", "evacuations") == {"evacuations": {sid: 1}, "unfenced": {sid: 1}}
+    assert clean.control("GET", "faults")["stall_evacuation"] == []
+
+
+def _compute_answers(sim: Sim) -> str:
+    try:
+        with urllib.request.urlopen(f"{sim.base_url}/compute/", timeout=10) as answer:
+            return str(answer.status)
+    except (urllib.error.URLError, ConnectionError) as error:
+        reason = getattr(error, "reason", error)
+        return type(reason).__name__
+
+
+def test_outages_refuse_then_hang() -> None:
+    # A simulator of its own: a refusal closes the port the module's shared one serves on.
+    with running_sim(None) as sim:
+        sim.control("PUT", "faults", {"outage": {"mode": "refuse", "seconds": 1.0}})
+        assert _compute_answers(sim) == "ConnectionRefusedError"
+        with pytest.raises(urllib.error.URLError):
+            sim.control("GET", "health")
+        time.sleep(1.2)
+        assert _compute_answers(sim) == "200"
+
+        sim.control("PUT", "faults", {"outage": {"mode": "hang", "seconds": 1.0}})
+        began = time.monotonic()
+        assert sim.control("GET", "health")["hosts"] == 3  # control answers through a cut
+        assert _compute_answers(sim) in {"RemoteDisconnected", "ConnectionResetError"}
+        assert time.monotonic() - began >= 0.9
+        assert _compute_answers(sim) == "200"
+
+        sim.control("PUT", "faults", {"outage": {"mode": "hang", "seconds": 1.0}})
+        with pytest.raises(ControlError, match="already under way"):
+            sim.control("PUT", "faults", {"outage": {"mode": "refuse", "seconds": 1.0}})
 
 
 def test_host_that_dies_on_schedule_goes_down(sim: Sim) -> None:
