@@ -25,7 +25,7 @@ from controller.api.faults import bad_request, conflict, not_found
 from controller.api.ids import object_uuid
 from controller.drivers.kube import PLURAL
 from controller.monitors.reporting import LABEL_VALUE
-from controller.recovery.gates import Report, duplicate_of
+from controller.recovery.gates import Report, duplicate_of, of_registration
 from controller.resources.common import API_VERSION
 from controller.resources.failure_event import FailureEventSpec
 
@@ -60,9 +60,12 @@ def _report(request: web.Request, fields: dict[str, Any], host_object: str) -> F
         raise bad_request(f"Invalid input for field/attribute {where}: {first['msg']}") from None
 
 
-def _is_duplicate(view: Contents, spec: FailureEventSpec) -> bool:
-    """Masakari's duplicate rule over the host's own events (an index, not the namespace).
-    A courtesy to the reporter: the operator's gates decide again on what is stored."""
+def _is_duplicate(view: Contents, spec: FailureEventSpec, host: dict[str, Any]) -> bool:
+    """Masakari's duplicate rule over the events of this host record (an index, not the
+    namespace): those posted here name it by its uuid; others (kubectl, the hostmonitor) count
+    when made since it was registered. A courtesy to the reporter: the operator's gates decide
+    again on what is stored."""
+    record = object_uuid(host)
     others = [
         Report(
             e["metadata"]["name"],
@@ -71,8 +74,11 @@ def _is_duplicate(view: Contents, spec: FailureEventSpec) -> bool:
             (e.get("status") or {}).get("phase"),
         )
         for e in view.events_of(spec.host)
+        if (e["metadata"].get("annotations") or {}).get(views.SOURCE_HOST_UUID, record) == record
     ]
-    return duplicate_of(Report("", spec, datetime.now(UTC)), others) is not None
+    registered = datetime.fromisoformat(host["metadata"]["creationTimestamp"])
+    report = Report("", spec, datetime.now(UTC))
+    return duplicate_of(report, of_registration(others, registered)) is not None
 
 
 async def create_notification(request: web.Request) -> web.Response:
@@ -92,7 +98,7 @@ async def create_notification(request: web.Request) -> web.Response:
     host_object = host["metadata"]["name"]
     spec = _report(request, fields, host_object)
     async with store.reporting(host_object):
-        if _is_duplicate(view, spec):
+        if _is_duplicate(view, spec, host):
             raise conflict(
                 f"Notification received from host {fields['hostname']} of type "
                 f"{fields['type']} is a duplicate of one received within the last 180 seconds."

@@ -90,6 +90,16 @@ def _precedence(report: Report) -> tuple[bool, bool, datetime, str]:
     return (waiting, waiting and unconfirmed, report.created, report.name)
 
 
+def of_registration(others: list[Report], registered: datetime) -> list[Report]:
+    """The reports made since the host's current record was registered (its Host created).
+
+    Masakari keys its duplicate rule on the host record (source_host_uuid), not on the name: a
+    host deleted and registered again reports afresh. Creation times are whole seconds, so a
+    report of the very second the record was made counts as its own: one report refused is
+    safer than one failure recovered twice."""
+    return [other for other in others if other.created >= registered]
+
+
 def duplicate_of(report: Report, others: list[Report]) -> Report | None:
     for other in sorted(others, key=_precedence):
         if _precedence(other) >= _precedence(report) or other.spec.type != report.spec.type:

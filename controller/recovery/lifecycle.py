@@ -20,7 +20,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from controller.recovery.fencing import FenceHost, unconfirmed_report
-from controller.recovery.gates import TERMINAL, Decision, Verdict, admit, segment_health
+from controller.recovery.gates import (
+    TERMINAL,
+    Decision,
+    Verdict,
+    admit,
+    of_registration,
+    segment_health,
+)
 from controller.recovery.host_failure import DISABLE, HostFailure, Timing
 from controller.recovery.host_sync import HostLocks
 from controller.recovery.instance_failure import InstanceFailure
@@ -149,6 +156,8 @@ class Lifecycle:
             if e.name != record.name
         ]
         host, segment = context.host, context.segment
+        if host is not None:
+            same_host = of_registration(same_host, host.created)
         # The segment's Hosts read fresh under the lock as well: a recovery that ended since
         # this step began counts by the service hold it left on its Host.
         members = (

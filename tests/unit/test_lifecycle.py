@@ -465,3 +465,22 @@ def test_three_writes_from_report_to_first_evacuation() -> None:
     assert writes_before[0] == 3, writes_before
     status = world.store.events["ev"].status
     assert [s.state for s in status.steps] == ["SKIPPED", "SUCCESS", "SUCCESS", "SUCCESS"]
+
+
+def test_a_host_registered_again_reports_afresh_within_the_duplicate_window() -> None:
+    """Masakari keys its duplicate rule on the host record (source_host_uuid): once a host is
+    deleted and registered again, the same report within 180 s is a new failure of the new
+    record, recovered, not Ignored as a duplicate of the old record's."""
+    world = World()
+    payload = {"kind": "PROCESS", "event": "STOPPED", "process_name": "nova-compute"}
+    world.store.report("old", "h1", **payload)
+    world.run(["old"])
+    assert world.phase("old") == ("Finished", "ComputeServiceDisabled")
+    world.clock.advance(5)
+    world.store.add_host("h1")  # deleted and registered again: a new Host object
+    world.store.report("new", "h1", **payload)
+    world.run(["new"])
+    assert world.phase("new")[0] == "Finished"
+    world.store.report("again", "h1", **payload)
+    world.run(["again"])
+    assert world.phase("again") == ("Ignored", "Duplicate")

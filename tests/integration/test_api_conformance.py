@@ -1,0 +1,52 @@
+"""Where Masakari's own functional suite (tests/e2e/test_masakari_functional.py) found the API
+behaving unlike Masakari: each difference as a fast test, on the simulator, no operator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Cluster
+from tests.harness.masakari_api import ApiCloud
+from tests.integration.api_env import call, objects
+from tests.integration.test_api_cache import SEEN_WITHIN, eventually
+from tests.integration.test_api_errors import fault, notification, setup_segment
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_host_registered_again_is_a_new_host_record_for_duplicates(
+    cluster: Cluster, api_env: ApiCloud
+) -> None:
+    """Masakari keys its 180 s duplicate rule on the host record (source_host_uuid): a host
+    deleted and registered again reports afresh, as the suite does when each test registers
+    the same hypervisor in a new segment."""
+    token = api_env.token()
+    stopped = notification("compute1", event="STOPPED", process_name="nova-compute")
+    seg = setup_segment(api_env, token, "compute1")
+    first = call(api_env, "POST", "/v1/notifications", stopped, token=token)
+    assert first[0] == 202, first[2]
+    # The operator would finish it; none runs here, so its status is written as the operator's.
+    [event] = objects(cluster, "fev", api_env.namespace)
+    cluster.kubectl(
+        "patch", "fev", event["metadata"]["name"], "-n", api_env.namespace,
+        "--subresource=status", "--type=merge", "-p",
+        json.dumps({"status": {"phase": "Finished"}}),
+    )  # fmt: skip
+    path = f"/v1/notifications/{first[2]['notification']['notification_uuid']}"
+    eventually(
+        "the finished notification",
+        lambda: call(api_env, "GET", path, token=token)[2]["notification"]["status"] == "finished",
+        SEEN_WITHIN,
+    )
+    assert call(api_env, "DELETE", f"/v1/segments/{seg['uuid']}", token=token)[0] == 204
+
+    setup_segment(api_env, token, "compute1")
+    again = call(api_env, "POST", "/v1/notifications", stopped, token=token)
+    assert again[0] == 202, again[2]
+    records = {answer[2]["notification"]["source_host_uuid"] for answer in (first, again)}
+    assert len(records) == 2, records
+    # Within one host record the rule holds as before.
+    third = call(api_env, "POST", "/v1/notifications", stopped, token=token)
+    assert "duplicate" in fault(third, 409, "conflictingRequest")
