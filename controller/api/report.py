@@ -25,7 +25,7 @@ from controller.drivers.kube import PLURAL, Kube, KubeError, load_client
 from controller.recovery.availability import Figures, Report, recovery_of, report
 
 Body = Mapping[str, Any]
-DEFAULT_WINDOW = timedelta(days=30)
+DEFAULT_WINDOW = "7d"  # the default retention of ended events
 WINDOW = re.compile(r"^(\d{1,5})([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -49,23 +49,32 @@ def build(
 # --- the table ------------------------------------------------------------------------------
 
 COLUMNS = ("failures", "recovered", "failed", "open", "inst ok", "inst lost", "mean s", "p95 s")
+EVENT_COLUMNS = 4  # the first ones; a project's row has its instances' columns only
 
 
-def _cells(row: Figures) -> list[str]:
+def _cells(row: Figures, instances_only: bool) -> list[str]:
     def seconds(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}"
 
-    return [
+    cells = [
         str(row.failures), str(row.recovered), str(row.failed), str(row.open),
         str(row.instances_recovered), str(row.instances_lost),
         seconds(row.mean_seconds), seconds(row.p95_seconds),
     ]  # fmt: skip
+    return cells[EVENT_COLUMNS:] if instances_only else cells
 
 
-def _table(title: str, rows: list[tuple[str, Figures]]) -> list[str]:
+def _columns(instances_only: bool) -> tuple[str, ...]:
+    return COLUMNS[EVENT_COLUMNS:] if instances_only else COLUMNS
+
+
+def _table(title: str, rows: list[tuple[str, Figures]], instances_only: bool = False) -> list[str]:
     width = max([len(title), *(len(name) for name, _ in rows)])
-    lines = [f"{title:<{width}}  " + "  ".join(f"{c:>9}" for c in COLUMNS)]
-    lines += [f"{name:<{width}}  " + "  ".join(f"{c:>9}" for c in _cells(r)) for name, r in rows]
+    lines = [f"{title:<{width}}  " + "  ".join(f"{c:>9}" for c in _columns(instances_only))]
+    lines += [
+        f"{name:<{width}}  " + "  ".join(f"{c:>9}" for c in _cells(r, instances_only))
+        for name, r in rows
+    ]
     return lines
 
 
@@ -83,7 +92,7 @@ def text(result: Report) -> str:
             "",
             "Instances per project (time from the failure's report to the instance's move)",
         ]
-        lines += _table("project", sorted(result.projects.items()))
+        lines += _table("project", sorted(result.projects.items()), instances_only=True)
     return "\n".join(lines) + "\n"
 
 
@@ -119,17 +128,20 @@ def _bars(title: str, rows: Sequence[tuple[str, Sequence[tuple[str, float]]]], u
             )
             x += value * scale
         total = sum(v for _, v in parts)
-        shapes.append(f"<text x='{x + 4:.1f}' y='{y + BAR - 6}'>{total:g}</text>")
+        label = f"{total:.1f}" if unit == "s" else f"{total:g}"
+        shapes.append(f"<text x='{x + 4:.1f}' y='{y + BAR - 6}'>{label}</text>")
     return (
         f"<h3>{escape(title)}</h3><svg role='img' aria-label='{escape(title)}' "
         f"width='{CHART_WIDTH}' height='{height}'>{''.join(shapes)}</svg>"
     )
 
 
-def _html_table(title: str, rows: list[tuple[str, Figures]]) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in (title, *COLUMNS))
+def _html_table(title: str, rows: list[tuple[str, Figures]], instances_only: bool = False) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in (title, *_columns(instances_only)))
     body = "".join(
-        "<tr><td>" + escape(name) + "</td>" + "".join(f"<td>{c}</td>" for c in _cells(r)) + "</tr>"
+        f"<tr><td>{escape(name)}</td>"
+        + "".join(f"<td>{c}</td>" for c in _cells(r, instances_only))
+        + "</tr>"
         for name, r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -187,7 +199,7 @@ def html(result: Report, namespace: str) -> str:
         + "<h2>Hosts</h2>"
         + _html_table("segment/host", [(f"{s}/{h}", r) for (s, h), r in hosts])
         + "<h2>Projects</h2>"
-        + _html_table("project", sorted(result.projects.items()))
+        + _html_table("project", sorted(result.projects.items()), instances_only=True)
         + "</body></html>"
     )
 
@@ -204,12 +216,12 @@ def _moment(text: str) -> datetime:
 
 
 async def get_report(request: web.Request) -> web.Response:
-    """GET /report?window=30d (or since=/until=, ISO 8601) &format=html|json."""
+    """GET /report?window=7d (or since=/until=, ISO 8601) &format=html|json."""
     authorize(request, "masakari:report")
     query = request.query
     until = _moment(query["until"]) if "until" in query else datetime.now(UTC)
     try:
-        reach = window(query.get("window", "30d"))
+        reach = window(query.get("window", DEFAULT_WINDOW))
     except ValueError as error:
         raise bad_request(f"Invalid input: {error}") from None
     since = _moment(query["since"]) if "since" in query else until - reach
@@ -230,7 +242,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", required=True, help="the cloud's namespace")
     parser.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then ~/.kube)")
     parser.add_argument(
-        "--window", default="30d", type=window, help="how far back: 30d, 12h, 90m (default 30d)"
+        "--window",
+        default=DEFAULT_WINDOW,
+        type=window,
+        help="how far back: 7d, 12h, 90m (default 7d)",
     )
     parser.add_argument(
         "--format", choices=["table", "json", "html"], default="table", help="default: table"
