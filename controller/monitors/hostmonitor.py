@@ -32,6 +32,7 @@ from controller.drivers.pacemaker.runner import (
 from controller.recovery.pacemaker import PacemakerError
 
 from .host_failures import FailureDetector
+from .pacemaker_alert import DATAGRAM_MAX
 from .reporting import FailureEventStore, Reporter
 
 log = logging.getLogger("masakari.hostmonitor")
@@ -40,7 +41,6 @@ log = logging.getLogger("masakari.hostmonitor")
 AGREEMENT_INTERVAL = 0.05
 # Pacemaker runs alert agents as hacluster, a member of haclient.
 ALERT_GROUP = "haclient"
-ALERT_DATAGRAM_MAX = 4096
 
 
 @dataclass
@@ -88,14 +88,16 @@ class Alerts:
         assert self._sock is not None
         while not self._stop.is_set():
             try:
-                datagram = self._sock.recv(ALERT_DATAGRAM_MAX)
+                datagram = self._sock.recv(DATAGRAM_MAX)
             except TimeoutError:
                 continue
             except OSError:
                 return
             try:
                 alert = json.loads(datagram)
-            except ValueError:
+            # Deep nesting ("[" * 4096) is RecursionError, not ValueError: the reader must
+            # outlive any datagram a member of the alert group sends.
+            except (ValueError, RecursionError):
                 log.warning("alert socket: not an alert (%d bytes), ignored", len(datagram))
                 continue
             if not isinstance(alert, dict):

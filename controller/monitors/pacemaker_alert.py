@@ -25,6 +25,9 @@ DEFAULT_SOCKET = "/run/masakari-hostmonitor/alerts.sock"
 KINDS = ("node", "fencing")
 FIELDS = ("kind", "node", "desc", "rc", "task", "timestamp", "timestamp_epoch", "nodeid")
 MAX_FIELD = 256
+# What the host monitor reads of one datagram: the longest alert this agent sends (every
+# field MAX_FIELD characters outside the BMP, each escaped by JSON as 12 bytes) fits.
+DATAGRAM_MAX = 65536
 
 
 def message(environment: Mapping[str, str]) -> bytes | None:

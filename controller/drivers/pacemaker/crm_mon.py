@@ -71,8 +71,15 @@ def _xml_errors(root: ET.Element) -> str | None:
     return "; ".join([message, *errors]) if errors or message else None
 
 
-def _flag(element: ET.Element, name: str) -> bool:
-    return element.get(name) == "true"
+def _flag(element: ET.Element, name: str, owner: str) -> bool:
+    # crm_mon writes each of these flags as "true" or "false". Anything else is a damaged
+    # document: read as false, online="tru" would show a healthy node down, and the host
+    # monitor would report its failure.
+    value = element.get(name)
+    if value not in ("true", "false"):
+        shown = "missing" if value is None else repr(value[:40])
+        raise PacemakerError(f"crm_mon reported {owner} with {name} {shown}, not true or false")
+    return value == "true"
 
 
 def _node(element: ET.Element) -> Node:
@@ -83,18 +90,19 @@ def _node(element: ET.Element) -> Node:
         node_type = NodeType(element.get("type", "unknown"))
     except ValueError:
         node_type = NodeType.UNKNOWN
+    owner = f"node {name[:64]!r}"
     return Node(
         name=name,
         id=element.get("id", ""),
         type=node_type,
-        online=_flag(element, "online"),
-        standby=_flag(element, "standby"),
-        maintenance=_flag(element, "maintenance"),
-        pending=_flag(element, "pending"),
-        unclean=_flag(element, "unclean"),
-        shutdown=_flag(element, "shutdown"),
-        expected_up=_flag(element, "expected_up"),
-        is_dc=_flag(element, "is_dc"),
+        online=_flag(element, "online", owner),
+        standby=_flag(element, "standby", owner),
+        maintenance=_flag(element, "maintenance", owner),
+        pending=_flag(element, "pending", owner),
+        unclean=_flag(element, "unclean", owner),
+        shutdown=_flag(element, "shutdown", owner),
+        expected_up=_flag(element, "expected_up", owner),
+        is_dc=_flag(element, "is_dc", owner),
     )
 
 
@@ -125,6 +133,13 @@ def _fence_event(element: ET.Element) -> FenceEvent:
     )
 
 
+def _status_code(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise PacemakerError(f"crm_mon reported the status code {text[:40]!r}") from None
+
+
 def parse(xml: str) -> ClusterState:
     """The cluster state in one `crm_mon --output-as=xml` document.
 
@@ -138,7 +153,7 @@ def parse(xml: str) -> ClusterState:
     if root.tag != "pacemaker-result":
         raise PacemakerError(f"unexpected crm_mon document <{root.tag}>")
     status = root.find("status")
-    code = int(status.get("code", "0")) if status is not None else 0
+    code = _status_code(status.get("code", "0")) if status is not None else 0
     summary = root.find("summary")
     if code != 0 or summary is None:
         raise error_for_exit(
@@ -146,13 +161,13 @@ def parse(xml: str) -> ClusterState:
         )
     dc = summary.find("current_dc")
     options = summary.find("cluster_options")
-    dc_present = dc is not None and _flag(dc, "present")
+    dc_present = dc is not None and _flag(dc, "present", "the DC")
     return ClusterState(
         dc=dc.get("name") if dc is not None and dc_present else None,
         # Without a DC there is no partition decision yet: treat it as no quorum.
-        has_quorum=dc is not None and dc_present and _flag(dc, "with_quorum"),
-        stonith_enabled=options is not None and _flag(options, "stonith-enabled"),
-        maintenance_mode=options is not None and _flag(options, "maintenance-mode"),
+        has_quorum=dc is not None and dc_present and _flag(dc, "with_quorum", "the DC"),
+        stonith_enabled=options is not None and _flag(options, "stonith-enabled", "the cluster"),
+        maintenance_mode=options is not None and _flag(options, "maintenance-mode", "the cluster"),
         nodes=tuple(_node(element) for element in root.iterfind("nodes/node")),
         fence_history=tuple(
             _fence_event(element) for element in root.iterfind("fence_history/fence_event")

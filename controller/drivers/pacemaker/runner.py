@@ -62,6 +62,9 @@ def _execute(argv: list[str], timeout: float, env: dict[str, str] | None) -> Com
             argv,
             capture_output=True,
             text=True,
+            # A byte that is not UTF-8 (a node attribute in Latin-1, a truncated line) must
+            # not raise past the callers' PacemakerError handlers; the parser refuses it.
+            errors="replace",
             timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
