@@ -61,18 +61,22 @@ def locate_binaries() -> dict[str, Path]:
             found[name] = Path(on_path)
     missing = [name for name in BINARIES if name not in found]
     if missing:
-        result = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)],
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-        if result.returncode != 0:
+        built = run_install_script(BUILD_SCRIPT, BUILD_TIMEOUT)
+        if built is None:
             raise ControlPlaneError(f"building {', '.join(missing)} failed; see the output above")
-        built = Path(result.stdout.strip().splitlines()[-1])
         found.update({name: built / name for name in missing})
     return found
+
+
+def run_install_script(script: Path, timeout: float) -> Path | None:
+    """Run one of hack/*'s idempotent installers, its progress on our stderr, and return the
+    directory it prints last; None when it failed."""
+    result = subprocess.run(
+        ["bash", str(script)], stdout=subprocess.PIPE, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        return None
+    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:
@@ -127,6 +131,7 @@ class ControlPlane:
     binaries: dict[str, Path] = field(default_factory=locate_binaries)
     owns_workdir: bool = False
     etcd_port: int = 0
+    etcd_peer_port: int = 0
     api_port: int = 0
     kubeconfig: Path = Path()
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -169,8 +174,12 @@ class ControlPlane:
         log.close()
 
     def _start_etcd(self) -> None:
-        self.etcd_port, peer = free_port(), free_port()
-        client_url, peer_url = f"http://127.0.0.1:{self.etcd_port}", f"http://127.0.0.1:{peer}"
+        self.etcd_port, self.etcd_peer_port = (
+            self.etcd_port or free_port(),
+            self.etcd_peer_port or free_port(),
+        )
+        client_url = f"http://127.0.0.1:{self.etcd_port}"
+        peer_url = f"http://127.0.0.1:{self.etcd_peer_port}"
         self._spawn(
             "etcd",
             [
@@ -186,13 +195,29 @@ class ControlPlane:
             ],
         )
 
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver (etcd keeps every object) until start_apiserver: clients meet
+        a refused port, as in an API server outage."""
+        stop_process(self.processes.pop("kube-apiserver"))
+
+    def start_apiserver(self) -> None:
+        """kube-apiserver again on its port and certificates, after stop_apiserver."""
+        issued, admin = self._credentials
+        self._start_apiserver(issued, self.api_port)
+        self._wait_ready(issued, admin)
+
     def restart_apiserver(self) -> None:
         """Stop kube-apiserver and start it again on its port, etcd keeping every object: what
         a client sees of an API server's crash or upgrade (watches break, versions expire)."""
-        issued, admin = self._credentials
-        stop_process(self.processes.pop("kube-apiserver"))
-        self._start_apiserver(issued, self.api_port)
-        self._wait_ready(issued, admin)
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    def restart_etcd(self) -> None:
+        """Stop etcd and start it again on its ports and data dir: every object kept, the API
+        server meanwhile answering errors and its watches of etcd broken."""
+        stop_process(self.processes.pop("etcd"))
+        self._start_etcd()
+        self._wait_ready(*self._credentials)
 
     def _start_apiserver(self, issued: certs.ControlPlaneCerts, port: int = 0) -> None:
         self.api_port = port or free_port()
