@@ -371,6 +371,21 @@ class Contents:
         names = sorted(self._events_of.get(host_object, ()))
         return [self.objects[PLURAL.failure_events][name] for name in names]
 
+    def events_of_record(self, host_body: Body) -> list[Body]:
+        """The events of this registration of the host (Masakari's source_host_uuid): those
+        posted through the API name it by its uuid; others (kubectl, the hostmonitor) count
+        when made since its Host was created, as the operator counts them
+        (gates.of_registration)."""
+        record = object_uuid(host_body)
+        registered = date_time(host_body["metadata"]["creationTimestamp"])
+        return [
+            event
+            for event in self.events_of(host_body["metadata"]["name"])
+            if (event["metadata"].get("annotations") or {}).get(views.SOURCE_HOST_UUID, record)
+            == record
+            and date_time(event["metadata"]["creationTimestamp"]) >= registered
+        ]
+
     def event_by_uuid(self, event_uuid: str) -> Body | None:
         name = self._by_uuid[PLURAL.failure_events].get(event_uuid)
         return None if name is None else self.objects[PLURAL.failure_events][name]

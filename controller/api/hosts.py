@@ -73,9 +73,13 @@ async def list_hosts(request: web.Request) -> web.Response:
     }
     view = await store_of(request).view()
     segment = view.segment_by_uuid(segment_id(request))
-    in_segment = [views.host(h, segment) for h in view.hosts_of(segment)]
+    in_segment = [
+        views.host(h, segment, view.events_of_record(h)) for h in view.hosts_of(segment)
+    ]
     # Masakari's marker may be any host, of this segment or not.
-    every_host = _Rendered(view.hosts(), lambda h: views.host(h, view.segment_of(h)))
+    every_host = _Rendered(
+        view.hosts(), lambda h: views.host(h, view.segment_of(h), view.events_of_record(h))
+    )
     limit, marker = listing.limit_and_marker(query)
     sort = listing.sort_params(query, HOST_SORT_KEYS)
     kept = [h for h in in_segment if all(h[k] == v for k, v in wanted.items() if v is not None)]
@@ -87,7 +91,7 @@ async def show_host(request: web.Request) -> web.Response:
     view = await store_of(request).view()
     segment = view.segment_by_uuid(segment_id(request))
     host = _host_in(view, segment, request.match_info["host_id"])
-    return answer("host", views.host(host, segment))
+    return answer("host", views.host(host, segment, view.events_of_record(host)))
 
 
 def _node_names(object_name: str, name: str) -> dict[str, Any]:
@@ -149,7 +153,7 @@ async def update_host(request: web.Request) -> web.Response:
             f"Host {object_uuid(host)} can't be updated as it is in-use to process notifications."
         )
     updated = await store.patch(PLURAL.hosts, host, patch)
-    return answer("host", views.host(updated, segment))
+    return answer("host", views.host(updated, segment, view.events_of_record(updated)))
 
 
 async def delete_host(request: web.Request) -> web.Response:

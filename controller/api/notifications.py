@@ -25,7 +25,7 @@ from controller.api.faults import bad_request, conflict, not_found
 from controller.api.ids import object_uuid
 from controller.drivers.kube import PLURAL
 from controller.monitors.reporting import LABEL_VALUE
-from controller.recovery.gates import Report, duplicate_of, of_registration
+from controller.recovery.gates import Report, duplicate_of
 from controller.resources.common import API_VERSION
 from controller.resources.failure_event import FailureEventSpec
 
@@ -62,10 +62,8 @@ def _report(request: web.Request, fields: dict[str, Any], host_object: str) -> F
 
 def _is_duplicate(view: Contents, spec: FailureEventSpec, host: dict[str, Any]) -> bool:
     """Masakari's duplicate rule over the events of this host record (an index, not the
-    namespace): those posted here name it by its uuid; others (kubectl, the hostmonitor) count
-    when made since it was registered. A courtesy to the reporter: the operator's gates decide
-    again on what is stored."""
-    record = object_uuid(host)
+    namespace). A courtesy to the reporter: the operator's gates decide again on what is
+    stored."""
     others = [
         Report(
             e["metadata"]["name"],
@@ -73,12 +71,9 @@ def _is_duplicate(view: Contents, spec: FailureEventSpec, host: dict[str, Any]) 
             datetime.fromisoformat(e["metadata"]["creationTimestamp"]),
             (e.get("status") or {}).get("phase"),
         )
-        for e in view.events_of(spec.host)
-        if (e["metadata"].get("annotations") or {}).get(views.SOURCE_HOST_UUID, record) == record
+        for e in view.events_of_record(host)
     ]
-    registered = datetime.fromisoformat(host["metadata"]["creationTimestamp"])
-    report = Report("", spec, datetime.now(UTC))
-    return duplicate_of(report, of_registration(others, registered)) is not None
+    return duplicate_of(Report("", spec, datetime.now(UTC)), others) is not None
 
 
 async def create_notification(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.api.ids import object_id, object_uuid
+from controller.recovery.gates import ADMITTED
 from controller.resources.common import OBJECT_NAME_PATTERN
 
 NAME = "masakari.dev/name"
@@ -85,7 +86,36 @@ def segment(body: dict[str, Any]) -> dict[str, Any]:
 FAILED_PHASES = ("Recovering", "Failed")
 
 
-def host(body: dict[str, Any], segment_body: dict[str, Any] | None) -> dict[str, Any]:
+def _nova_compute_stopped(events: list[dict[str, Any]]) -> bool:
+    """Masakari also puts a host on maintenance when told its nova-compute stopped; the
+    operator only takes the compute service out. Shown as Masakari shows it while the latest
+    nova-compute report of the host record that was acted on is STOPPED: a STARTED one acted on
+    (the operator enables the service again) ends it."""
+    acted = [
+        event
+        for event in events
+        if event["spec"]["type"] == "PROCESS"
+        and event["spec"]["payload"].get("process_name") == "nova-compute"
+        and (event.get("status") or {}).get("phase") in ADMITTED
+    ]
+    if not acted:
+        return False
+    latest = max(
+        acted,
+        key=lambda e: (
+            datetime.fromisoformat(e["spec"]["generatedTime"]),
+            datetime.fromisoformat(e["metadata"]["creationTimestamp"]),
+        ),
+    )
+    return bool(latest["spec"]["payload"]["event"] == "STOPPED")
+
+
+def host(
+    body: dict[str, Any],
+    segment_body: dict[str, Any] | None,
+    events: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Masakari's host; `events`: the host record's (Contents.events_of_record)."""
     spec, state = body["spec"], body.get("status") or {}
     return {
         "id": object_id(body),
@@ -96,7 +126,9 @@ def host(body: dict[str, Any], segment_body: dict[str, Any] | None) -> dict[str,
         "type": spec.get("type", "COMPUTE"),
         "reserved": spec.get("reserved", False) and state.get("reservation") != "InUse",
         "control_attributes": spec.get("controlAttributes", ""),
-        "on_maintenance": spec.get("onMaintenance", False) or state.get("phase") in FAILED_PHASES,
+        "on_maintenance": spec.get("onMaintenance", False)
+        or state.get("phase") in FAILED_PHASES
+        or _nova_compute_stopped(events or []),
         **_times(body),
     }
 
