@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller import run as operator
+from controller.api import importer, report
 from controller.api import main as api_main
-from controller.api import report
 from controller.monitors import heartbeat_agent, hostmonitor
 from controller.resources import crd_files
 from controller.sim import main as sim_main
@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_arguments(availability)
     availability.set_defaults(handler=report.run)
+    migration = commands.add_parser(
+        "import",
+        help="read a running Masakari's segments and hosts (and, archived, its notifications) "
+        "into manifests for Git",
+    )
+    importer.add_arguments(migration)
+    migration.set_defaults(handler=importer.run)
     return parser
 
 

@@ -190,6 +190,9 @@ class Contents:
         self._host_names: dict[str, set[str]] = {}  # display name -> object names
         self._hosts_in: dict[str, set[str]] = {}  # segment object name -> host object names
         self._event_ids: dict[int, str] = {}
+        # The highest Masakari id seen per kind, deleted objects included: ids made outside the
+        # API (an import keeps Masakari's) are never handed out again.
+        self.highest_id: dict[str, int] = dict.fromkeys(self.objects, 0)
         self._events_of: dict[str, set[str]] = {}  # host object name -> event object names
         self._rows: dict[str, Row] = {}
         self._orders: OrderedDict[tuple[tuple[str, str], ...], Order] = OrderedDict()
@@ -272,14 +275,17 @@ class Contents:
         name = body["metadata"]["name"]
         self.objects[plural][name] = body
         self._by_uuid[plural][object_uuid(body)] = name
-        if object_id(body) is None:
+        number = object_id(body)
+        if number is None:
             self._unnumbered[plural].add(name)
+        else:
+            self.highest_id[plural] = max(self.highest_id[plural], number)
         if plural == PLURAL.hosts:
             self._host_names.setdefault(views.display_name(body), set()).add(name)
             self._hosts_in.setdefault(body["spec"]["segment"], set()).add(name)
             self._rerow(self._events_of.get(name, set()))
         elif plural == PLURAL.failure_events:
-            if (number := object_id(body)) is not None:
+            if number is not None:
                 self._event_ids[number] = name
             self._events_of.setdefault(body["spec"]["host"], set()).add(name)
             row = self._row(body)

@@ -94,7 +94,7 @@ async def show_host(request: web.Request) -> web.Response:
     return answer("host", views.host(host, segment, view.events_of_record(host)))
 
 
-def _node_names(object_name: str, name: str) -> dict[str, Any]:
+def node_names(object_name: str, name: str) -> dict[str, Any]:
     """spec.novaHost/pacemakerNode when the Masakari name is not the object's name."""
     if name == object_name or not re.match(HOSTNAME_PATTERN, name):
         return {"novaHost": None, "pacemakerNode": None}
@@ -126,7 +126,7 @@ async def create_host(request: web.Request) -> web.Response:
     spec = {
         "segment": segment["metadata"]["name"],
         **spec_fields(fields),
-        **{k: v for k, v in _node_names(object_name, name).items() if v is not None},
+        **{k: v for k, v in node_names(object_name, name).items() if v is not None},
     }
     body = {"apiVersion": API_VERSION, "kind": "Host", "spec": spec}
     created = await store.create(PLURAL.hosts, object_name, name, body)
@@ -146,7 +146,7 @@ async def update_host(request: web.Request) -> web.Response:
         if view.host_by_name(name) is not None:
             raise conflict(f"Host with name {name} already exists.")
         await _check_compute(request, name)
-        patch["spec"].update(_node_names(host["metadata"]["name"], name))
+        patch["spec"].update(node_names(host["metadata"]["name"], name))
         patch["metadata"] = {"annotations": {views.NAME: name}}
     if view.under_recovery(segment):
         raise conflict(

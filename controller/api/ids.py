@@ -51,8 +51,9 @@ class Ids:
         self.kube = kube
         self.namespace = namespace
 
-    async def allocate(self, kind: str, count: int = 1) -> int:
-        """Reserve `count` consecutive ids of `kind`; returns the first."""
+    async def allocate(self, kind: str, count: int = 1, above: int = 0) -> int:
+        """Reserve `count` consecutive ids of `kind`, all greater than `above` (the highest id
+        in use, which objects made outside the API may have taken); returns the first."""
         for attempt in range(ATTEMPTS):
             try:
                 counter = await self.kube.config_map(self.namespace, COUNTER)
@@ -63,7 +64,7 @@ class Ids:
                     )
                 continue
             data = counter.get("data") or {}
-            last = int(data.get(kind, "0"))
+            last = max(int(data.get(kind, "0")), above)
             counter["data"] = {**data, kind: str(last + count)}
             try:
                 await self.kube.replace_config_map(self.namespace, COUNTER, counter)
@@ -74,13 +75,15 @@ class Ids:
         raise _contended()
 
     async def assign_missing(
-        self, plural: str, kind: str, bodies: list[dict[str, Any]]
+        self, plural: str, kind: str, bodies: list[dict[str, Any]], above: int = 0
     ) -> list[dict[str, Any]]:
-        """`bodies`, each with an id and a uuid; objects deleted meanwhile are left out."""
+        """`bodies`, each with an id and a uuid; objects deleted meanwhile are left out. New
+        ids are above `above` and above those `bodies` have."""
         missing = [body for body in bodies if object_id(body) is None]
         if not missing:
             return bodies
-        first = await self.allocate(kind, len(missing))
+        highest = max([above, *(object_id(body) or 0 for body in bodies)])
+        first = await self.allocate(kind, len(missing), highest)
         done: dict[str, dict[str, Any]] = {}
         # A few PATCHes at a time, by a few workers (not a task per object: there may be
         # 50,000): one after the other, 5,510 objects took 51 s (docs/scale.md).

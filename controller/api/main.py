@@ -29,18 +29,22 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
 access_log = logging.getLogger("masakari.api.access")
 
 
+def add_cloud_arguments(parser: argparse.ArgumentParser, used_for: str) -> None:
+    parser.add_argument(
+        "--clouds-yaml",
+        type=Path,
+        default=Path("/etc/openstack/clouds.yaml"),
+        help=f"clouds.yaml with an admin of the cloud: {used_for}",
+    )
+    parser.add_argument("--cloud", default="openstack", help="the cloud's name in clouds.yaml")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n", "--namespace", required=True, help="the namespace of the cloud's resources"
     )
     parser.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster, then ~/.kube)")
-    parser.add_argument(
-        "--clouds-yaml",
-        type=Path,
-        default=Path("/etc/openstack/clouds.yaml"),
-        help="the operator's clouds.yaml: Nova checks of new hosts and token validation",
-    )
-    parser.add_argument("--cloud", default="openstack", help="the cloud's name in clouds.yaml")
+    add_cloud_arguments(parser, "Nova checks of new hosts and token validation")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=15868, help="port (Masakari's); 0: any")
     parser.add_argument(

@@ -122,7 +122,9 @@ class Store:
                 missing = contents.unnumbered(plural)
                 if missing:
                     log.info("giving %d %s their Masakari ids", len(missing), plural)
-                    numbered = await self._call(self.ids.assign_missing(plural, kind, missing))
+                    numbered = await self._call(
+                        self.ids.assign_missing(plural, kind, missing, contents.highest_id[plural])
+                    )
                     for body in numbered:
                         contents.apply(plural, "MODIFIED", body)
 
@@ -161,7 +163,9 @@ class Store:
     async def create(
         self, plural: str, name: str, display: str, body: dict[str, Any], **annotations: str
     ) -> dict[str, Any]:
-        new_id = await self._call(self.ids.allocate(KINDS[plural]))
+        new_id = await self._call(
+            self.ids.allocate(KINDS[plural], above=self.contents.highest_id[plural])
+        )
         body["metadata"] = {
             "name": name,
             **body.get("metadata", {}),
