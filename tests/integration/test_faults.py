@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import time
@@ -25,7 +26,7 @@ import pytest
 
 from tests.conftest import Cluster
 from tests.harness import control_plane
-from tests.harness.operator import running_operator
+from tests.harness.operator import STARTED, Operator, running_operator
 from tests.harness.sim import Sim, running_sim
 from tests.integration.operator_env import (
     Cloud,
@@ -36,6 +37,7 @@ from tests.integration.operator_env import (
     topology,
     wait_for,
 )
+from tests.integration.test_operator_leadership import start_replicas
 
 FULL = os.environ.get("MASAKARI_FAULTS") == "full"
 RUNS = 3 if FULL else 1
@@ -63,6 +65,9 @@ EVENT = "c1"
 # Applied once the first evacuation runs; returns when the fault has been dealt (a stopped
 # component started again, or a timed outage handed to the simulator).
 Fault = Callable[[Cloud], None]
+# Starts the operator (or its replicas) of a run, on the stack that stops it; returns the one
+# that acts first.
+Starter = Callable[[contextlib.ExitStack, Cluster, str, Sim, Path], Operator]
 
 
 @dataclass
@@ -112,23 +117,34 @@ def _status_or_none(cloud: Cloud) -> dict[str, Any] | None:
         return None  # the API server is down or cannot reach etcd: the fault under test
 
 
+def standalone(
+    stack: contextlib.ExitStack, cluster: Cluster, namespace: str, sim: Sim, workdir: Path
+) -> Operator:
+    return stack.enter_context(
+        running_operator(cluster.kubeconfig, namespace, sim.clouds_yaml, sim.cloud, workdir)
+    )
+
+
 def recover(
     cluster: Cluster,
     workdir: Path,
     fault: Fault | None,
     timeout: float,
     prepare: Callable[[Cloud], None] = lambda _cloud: None,
+    *,
+    spec: dict[str, Any] = TOPOLOGY,
+    start: Starter = standalone,
+    after: Callable[[Cloud], None] = lambda _cloud: None,
 ) -> Run:
-    """compute1 dies with six HA servers; `fault` strikes at the first evacuation. Each run
-    in a namespace, simulator and operator of its own, so no run inherits another's state."""
+    """compute1 dies with six HA servers; `fault` strikes at the first evacuation; `after`
+    looks at the cloud before it goes. Each run in a namespace, simulator and operator of its
+    own, so no run inherits another's state."""
     workdir.mkdir(parents=True)
     namespace = f"f-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", namespace)
     with contextlib.ExitStack() as stack:
-        sim: Sim = stack.enter_context(running_sim(TOPOLOGY, *SIM_ARGS))
-        operator = stack.enter_context(
-            running_operator(cluster.kubeconfig, namespace, sim.clouds_yaml, sim.cloud, workdir)
-        )
+        sim: Sim = stack.enter_context(running_sim(spec, *SIM_ARGS))
+        operator = start(stack, cluster, namespace, sim, workdir)
         cloud = Cloud(cluster, namespace, sim, operator)
         cloud.apply(SEGMENT, *(host(h["name"]) for h in HOSTS))
         prepare(cloud)
@@ -151,10 +167,11 @@ def recover(
         try:
             status = wait_for(f"fev/{EVENT} to end", ended, timeout, 0.2)
         except AssertionError:
-            print(operator.log()[-8000:])
+            print(cloud.operator.log()[-8000:])
             raise
         seconds = time.monotonic() - began
         counts = sim.control("GET", "evacuations")
+        after(cloud)
         return Run(seconds, status, counts["evacuations"], counts["unfenced"])
 
 
@@ -208,11 +225,13 @@ def matrix_row(
     timeout: float,
     check: Callable[[Run], None] = assert_recovered_once,
     prepare: Callable[[Cloud], None] = lambda _cloud: None,
+    **options: Any,
 ) -> None:
+    """RUNS recoveries under `fault`, each checked; the figures printed whatever happened."""
     row = Row(name)
     try:
         for i in range(RUNS):
-            run = recover(cluster, tmp_path / str(i), fault, timeout, prepare)
+            run = recover(cluster, tmp_path / str(i), fault, timeout, prepare, **options)
             row.runs.append(run)
             check(run)
     finally:
@@ -343,4 +362,41 @@ def test_network_to_nova_cut(cluster: Cluster, tmp_path: Path, baseline: list[fl
         nova_outage("hang", NETWORK_CUT),
         timeout=150 + NETWORK_CUT,
         check=assert_bounded_and_reported,
+    )
+
+
+def test_leader_frozen_past_its_lease(
+    cluster: Cluster, tmp_path: Path, baseline: list[float]
+) -> None:
+    replicas: list[Operator] = []
+
+    def two_replicas(
+        stack: contextlib.ExitStack, cluster: Cluster, namespace: str, sim: Sim, workdir: Path
+    ) -> Operator:
+        replicas[:] = start_replicas(stack, cluster, namespace, sim, workdir)
+        return replicas[0]
+
+    def freeze(cloud: Cloud) -> None:
+        leader, standby = replicas
+        frozen = leader.process
+        assert frozen is not None
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            wait_for("the standby to lead", lambda: STARTED in standby.log(), 30)
+        finally:
+            # Woken while the new leader recovers: the harshest moment, two that think
+            # they lead. It must stop before it changes anything (exit 70).
+            os.kill(frozen.pid, signal.SIGCONT)
+        wait_for("the woken leader to exit", lambda: frozen.poll() is not None, 15)
+        assert frozen.returncode == 70, leader.log()[-4000:]
+        cloud.operator = standby
+
+    matrix_row(
+        "leader frozen past its Lease, resumed",
+        cluster,
+        tmp_path,
+        baseline,
+        freeze,
+        timeout=120,
+        start=two_replicas,
     )
