@@ -17,6 +17,9 @@ orchestration (controller.recovery.host_drain) asks, in this order:
    instance stopped, with LiveMigrateOrStop); a migration is never forced past the scheduler.
 6. `outcome`: the phase once nothing is pending or ongoing.
 
+And the gates ask `unfinished` when a host on maintenance fails: Masakari ignores that failure,
+here it is recovered while the drain still owes the host's instances a move.
+
 Where Masakari differs: it has no drain; maintenance only disables the service and the
 instances stay on the host.
 """
@@ -101,6 +104,22 @@ def wanted(view: HostView, policy: MaintenancePolicy | None) -> Want:
     if policy is None or policy.drain == DrainMode.NONE:
         return Want.NOTHING
     return Want.NOTHING if current(drain, view.maintenance_since) else Want.DRAIN
+
+
+def unfinished(
+    policy: MaintenancePolicy | None, drain: DrainStatus | None, since: datetime | None
+) -> bool:
+    """Does this maintenance's drain still owe the host's instances a move? Then a failure of
+    the host is recovered: the running instances the drain was to move are still there, and
+    nobody chose to leave them. Not once it is Drained (what stays was left on purpose:
+    stopped, or stopped by LiveMigrateOrStop), nor under a policy that does not drain: the
+    person who put the host on maintenance knows its instances stay, Masakari's rule.
+    Incomplete, Stopped and HandedOver drains owe a move: instances they meant to move are
+    still on the host. `since`: when the host entered maintenance."""
+    if drain is not None and current(drain, since):
+        return drain.phase != DrainPhase.DRAINED
+    # None begun yet for this maintenance: a draining policy is about to start one.
+    return policy is not None and policy.drain != DrainMode.NONE
 
 
 def standby_allowed(

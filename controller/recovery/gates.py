@@ -1,11 +1,11 @@
 """The checks a failure report passes before any action: pure, no I/O, one decision.
 
-Order follows Masakari's pipeline (host known, segment enabled, host not on maintenance,
-duplicate), then our own safety gates: a host failure is not recovered once the host reported
-started again, nor while the segment is paused or past its storm limit. An admitted host
-failure is fenced first (`recovery.fencing`), before anything else. Every attempt passes the
-gates, retries included; a retry is never a duplicate (it was the original when first
-admitted).
+Order follows Masakari's pipeline (host known, segment enabled, host not on maintenance
+unless our drain of it is unfinished, duplicate), then our own safety gates: a host failure is
+not recovered once the host reported started again, nor while the segment is paused or past
+its storm limit. An admitted host failure is fenced first (`recovery.fencing`), before
+anything else. Every attempt passes the gates, retries included; a retry is never a duplicate
+(it was the original when first admitted).
 """
 
 from __future__ import annotations
@@ -158,8 +158,12 @@ def admit(
     segment: FailoverSegmentSpec | None,
     others: list[Report],
     health: SegmentHealth,
+    drain_unfinished: bool = False,
 ) -> Decision:
-    """Decide what happens to a failure report that has not started recovering yet."""
+    """Decide what happens to a failure report that has not started recovering yet.
+    `drain_unfinished`: the host's maintenance drain still owes its instances a move
+    (`drain.unfinished`); a failure of the host is then recovered although it is on
+    maintenance, and its drain hands over."""
     if host is None:
         return Decision(Verdict.IGNORE, "HostNotFound", f"no Host named {report.spec.host}")
     if segment is None:
@@ -168,7 +172,10 @@ def admit(
         return Decision(
             Verdict.IGNORE, "SegmentDisabled", f"segment {host.segment} has recovery disabled"
         )
-    if host.on_maintenance:
+    # Only a host failure: its instances are lost with it. An instance or process failure
+    # of a host on maintenance stays Masakari's, ignored.
+    owed = drain_unfinished and report.spec.type == FailureType.COMPUTE_HOST
+    if host.on_maintenance and not owed:
         return Decision(
             Verdict.IGNORE, "HostOnMaintenance", f"{report.spec.host} is on maintenance"
         )

@@ -225,6 +225,9 @@ class Drains:
 
     async def _attempt(self, run: _Run, move: DrainMove) -> None:
         """One attempt: started (or resumed) and followed to its end."""
+        if self._handing_over(run):  # resumed after the host failed: Nova is only read
+            await self._handed_over(run, move)
+            return
         try:
             server = await run.nova.server(move.instance_uuid)
         except NotFound:
@@ -259,8 +262,7 @@ class Drains:
     async def _ask(self, run: _Run, move: DrainMove) -> str | None:
         """Write ahead, then ask Nova, under the host's lock. None when asked; "" when not
         asked (a recovery took the host, the drain stops, the lock is busy); Nova's refusal."""
-        if self.locks.recovering(run.namespace, run.host):
-            run.want = Want.HAND_OVER
+        if self._handing_over(run):
             return ""
         epoch = self.locks.epoch
         lock = self.locks.lock(run.namespace, run.host)
@@ -292,7 +294,7 @@ class Drains:
         deadline = loop.time() + max(run.policy.instance_timeout_seconds - elapsed, 0)
         while loop.time() < deadline:
             await asyncio.sleep(self.poll_interval)
-            if run.want == Want.HAND_OVER:
+            if self._handing_over(run):
                 await self._handed_over(run, move)
                 return
             try:
@@ -313,6 +315,14 @@ class Drains:
         # Not aborted: the next attempt asks Nova first and follows it if it still runs.
         await self._failed(run, move, f"not landed within {timeout}s")
 
+    def _handing_over(self, run: _Run) -> bool:
+        """Has a recovery taken the host? Seen at once from its lock, not at the next host
+        pass: from then on the drain asks Nova for nothing, and an instance that leaves the
+        host may be the recovery's evacuation, not this drain's live migration."""
+        if self.locks.recovering(run.namespace, run.host):
+            run.want = Want.HAND_OVER
+        return run.want == Want.HAND_OVER
+
     async def _handed_over(self, run: _Run, move: DrainMove) -> None:
         """The host failed under a live migration: landed if Nova completed it, otherwise
         the instance is its recovery's, which may have to evacuate it."""
@@ -327,7 +337,7 @@ class Drains:
 
     async def _failed(self, run: _Run, move: DrainMove, why: str) -> None:
         self.signals.drain_move("attempt_failed", None)
-        following = run.want == Want.DRAIN
+        following = not self._handing_over(run) and run.want == Want.DRAIN
         step = decide.after_failure(move, run.policy) if following else Next.GIVE_UP
         if step == Next.RETRY:
             move.status, move.message = DrainMoveStatus.PENDING, f"attempt {move.attempts}: {why}"

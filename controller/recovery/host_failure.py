@@ -1,9 +1,11 @@
 """Host failure recovery: take the dead host out of Nova and evacuate its instances.
 
-Masakari's flow, with its task names kept for `recovery_workflow_details`, and three
+Masakari's flow, with its task names kept for `recovery_workflow_details`, and four
 differences: the service is forced down instead of waiting 180 s for Nova to notice, every
 step checks the world before acting (an instance already elsewhere is not evacuated again),
-and progress is written ahead of every action so a restarted operator resumes, not repeats.
+progress is written ahead of every action so a restarted operator resumes, not repeats, and a
+host that failed mid-drain has its instances' live migrations learned first
+(controller.recovery.handover): none is both live-migrated and evacuated.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from controller.recovery import handover
+from controller.recovery.handover import Learned
 from controller.recovery.instances import instance_priority, select_for_evacuation
 from controller.recovery.nova import (
     Conflict,
@@ -37,12 +41,16 @@ from controller.resources.failure_event import (
 )
 from controller.resources.segment import (
     HostFailurePolicy,
+    MaintenancePolicy,
     PlacementBoundary,
     PlacementPolicy,
     RecoveryMethod,
 )
 
 DISABLE = "DisableComputeServiceTask"
+# An instance move's type, as Masakari's vmoves name them (InstanceMove's default is the first).
+EVACUATION = "evacuation"
+LIVE_MIGRATION = "live_migration"
 PREPARE = "PrepareHAEnabledInstancesTask"
 EVACUATE = "EvacuateInstancesTask"
 
@@ -119,6 +127,9 @@ class HostFailure:
     placement: PlacementPolicy | None = None
     # The segment's hosts that may take instances (not reserved, on maintenance or failed).
     segment_hosts: list[str] = field(default_factory=list)
+    # The segment's maintenance.instanceTimeoutSeconds: how long a drain's live migration left
+    # open by the failure is waited for before the instance is evacuated (recovery.handover).
+    live_migration_timeout: float = MaintenancePolicy().instance_timeout_seconds
     _listed: list[Server] | None = field(default=None, init=False, repr=False)
 
     async def run(self) -> Outcome:
@@ -274,7 +285,10 @@ class HostFailure:
             for s in on_host
         ]
         candidates = [Candidate.of(r, holds.get(r.host, ())) for r in resources]
-        result = plan(instances, candidates, policy.strategy, refused)
+        away = await self._away_from_live_migrations(on_host)
+        for instance_id, hosts in refused.items():
+            away.setdefault(instance_id, set()).update(hosts)
+        result = plan(instances, candidates, policy.strategy, away)
         for instance_id, host in result.targets.items():
             remaining[instance_id].target_host = host
         for instance_id, why in result.unplaced.items():
@@ -336,6 +350,20 @@ class HostFailure:
             if host and host != self.host:
                 holds.setdefault(host, set()).add(group_id)
         return {k: tuple(v) for k, v in of.items()}, holds
+
+    async def _away_from_live_migrations(self, servers: list[Server]) -> dict[str, set[str]]:
+        """For an instance a drain's live migration was moving when the host failed, the
+        migration's destination: it may still hold the incoming copy. Only servers Nova shows
+        migrating are read: one read per such instance, none for the others. (Reserved hosts
+        need no such care: disabled in Nova, no live migration goes to one.)"""
+        migrating = [s for s in servers if s.task_state == "migrating"]
+        records = await asyncio.gather(*(self.nova.migrations(s.id) for s in migrating))
+        away: dict[str, set[str]] = {}
+        for server, migrations in zip(migrating, records, strict=True):
+            dest = handover.open_destination(migrations, self.host)
+            if dest is not None:
+                away[server.id] = {dest}
+        return away
 
     async def _boundary(self, policy: PlacementPolicy) -> set[str]:
         """The hosts instances may go to; of those, the plan uses the ones Nova would schedule
@@ -499,9 +527,11 @@ class HostFailure:
             and (m.message or "").startswith((NO_ROOM, NO_RESERVED_ROOM))
         ]
         failed = sum(m.status == MoveStatus.FAILED for m in moves)
-        moved = sum(m.status == MoveStatus.SUCCEEDED for m in moves)
+        moved = sum(m.status == MoveStatus.SUCCEEDED and m.type == EVACUATION for m in moves)
+        landed = sum(m.status == MoveStatus.SUCCEEDED and m.type != EVACUATION for m in moves)
+        by_drain = f", {landed} already live-migrated by the drain" if landed else ""
         if no_room and failed == len(no_room):
-            names = ", ".join(m.instance_name or m.instance_uuid for m in no_room[:10])
+            names = ", ".join(_name(m) for m in no_room[:10])
             return Outcome.error(
                 "InsufficientCapacity",
                 f"{moved} instance(s) evacuated; {len(no_room)} without room in the segment "
@@ -511,7 +541,7 @@ class HostFailure:
             return Outcome.error(
                 "EvacuationFailed", f"{failed} instance(s) failed to evacuate {where}"
             )
-        return Outcome.finished("Recovered", f"{moved} instance(s) evacuated")
+        return Outcome.finished("Recovered", f"{moved} instance(s) evacuated{by_drain}")
 
     # -- one instance --------------------------------------------------------------------
 
@@ -525,6 +555,13 @@ class HostFailure:
             await self._finish(move, MoveStatus.FAILED, None, _describe(error))
             return
         try:
+            if move.attempts == 0 and _maybe_live_migrated(server, self.host):
+                learned, server = await self._after_live_migration(move, server)
+                if learned.learned == Learned.LANDED:
+                    await self._landed_by_live_migration(move, server, learned.message)
+                    return
+                if learned.learned == Learned.UNSURE:
+                    raise NovaError(learned.message)
             if server.host == self.host or server.task_state is not None:
                 if not await self._evacuation_in_flight(move, server):
                     await self._start_evacuation(move, server, target)
@@ -545,6 +582,40 @@ class HostFailure:
                 await self.nova.unlock_server(move.instance_uuid)
                 move.locked_by_recovery = False
         await self._finish(move, status, destination, message)
+
+    async def _after_live_migration(
+        self, move: InstanceMove, server: Server
+    ) -> tuple[handover.Handover, Server]:
+        """What the instance's live migrations say (recovery.handover), waiting while one may
+        still end; bounded by the drain's own bound for it, counted from its start."""
+        migrations = await self.nova.migrations(server.id)
+        bound = handover.patience(
+            handover.newest(migrations), self.live_migration_timeout, self.progress.clock()
+        )
+        start = self.timing.clock()
+        waiting = False
+        while True:
+            expired = self.timing.clock() - start >= bound
+            learned = handover.learn(server, self.host, migrations, expired)
+            if learned.learned != Learned.WAIT:
+                if learned.learned == Learned.EVACUATE:
+                    self.progress.note(EVACUATE, f"{_name(move)}: {learned.message}")
+                return learned, server
+            if not waiting:
+                waiting = True
+                move.message = learned.message
+                self.progress.note(EVACUATE, f"{_name(move)}: {learned.message}")
+                await self.progress.save()
+            await self.timing.sleep(self.timing.after(self.timing.clock() - start))
+            server = await self.nova.server(server.id)
+            migrations = await self.nova.migrations(server.id)
+
+    async def _landed_by_live_migration(
+        self, move: InstanceMove, server: Server, message: str
+    ) -> None:
+        """The drain moved it: recorded as its move, under the move's type, never evacuated."""
+        move.type = LIVE_MIGRATION
+        await self._finish(move, MoveStatus.SUCCEEDED, server.host, message)
 
     async def _start_evacuation(
         self, move: InstanceMove, server: Server, target: str | None
@@ -664,13 +735,28 @@ class HostFailure:
         )
         total = len(self.progress.status.instances)
         verb = {"succeeded": "evacuated to", "failed": "failed:", "ignored": "ignored:"}
+        if move.type != EVACUATION:
+            verb["succeeded"] = "already live-migrated to"
         detail = destination if status == MoveStatus.SUCCEEDED else message
         self.progress.note(
             EVACUATE,
-            f"{move.instance_name or move.instance_uuid} {verb[status]} {detail}",
+            f"{_name(move)} {verb[status]} {detail}",
             done / total if total else 1.0,
         )
         await self.progress.save()
+
+
+def _maybe_live_migrated(server: Server, failed_host: str) -> bool:
+    """Worth reading its migrations before the first evacuation: a live migration runs (Nova
+    shows it migrating), or it left the failed host by itself since it was listed. Any other
+    instance costs no read."""
+    return server.task_state == "migrating" or (
+        server.host != failed_host and server.task_state is None
+    )
+
+
+def _name(move: InstanceMove) -> str:
+    return move.instance_name or move.instance_uuid
 
 
 async def _ready(servers: list[Server]) -> list[Server]:

@@ -187,6 +187,12 @@ def maintenance_since(status: HostStatus, now: datetime) -> datetime | None:
     new drain on every pass."""
     if status.phase != HostPhase.MAINTENANCE:
         return now
+    return entered_maintenance(status)
+
+
+def entered_maintenance(status: HostStatus) -> datetime | None:
+    """When the host last entered phase Maintenance, by its history; None if it does not say.
+    A failed host has left that phase, its drain's maintenance is still this one."""
     for entry in reversed(status.history):
         if entry.phase == HostPhase.MAINTENANCE:
             return entry.time

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from controller.recovery import drain
 from controller.recovery.fencing import FenceHost, unconfirmed_report
 from controller.recovery.gates import (
     TERMINAL,
@@ -30,6 +31,7 @@ from controller.recovery.gates import (
 )
 from controller.recovery.host_failure import DISABLE, HostFailure, Timing
 from controller.recovery.host_sync import HostLocks
+from controller.recovery.hosts import entered_maintenance
 from controller.recovery.instance_failure import InstanceFailure
 from controller.recovery.nova import NotFound, NovaError
 from controller.recovery.outcome import Outcome
@@ -175,6 +177,11 @@ class Lifecycle:
             segment,
             same_host,
             segment_health(members, open_events),
+            drain_unfinished=host is not None
+            and segment is not None
+            and drain.unfinished(
+                segment.maintenance, host.status.drain, entered_maintenance(host.status)
+            ),
         )
         if (
             decision.verdict != Verdict.PROCEED
@@ -297,6 +304,7 @@ class Lifecycle:
                 timing=self.settings.timing,
                 placement=segment.placement,
                 segment_hosts=_segment_targets(host, context.hosts),
+                live_migration_timeout=segment.maintenance.instance_timeout_seconds,
             ).run()
         if record.spec.type == FailureType.VM:
             return await InstanceFailure(

@@ -163,7 +163,12 @@ class InstanceMove(Model):
 
     instance_uuid: str = Field(max_length=64, description="The instance's UUID.")
     instance_name: str = Field(default="", max_length=255, description="The instance's name.")
-    type: str = Field(default="evacuation", max_length=32, description="evacuation (host failure).")
+    type: str = Field(
+        default="evacuation",
+        max_length=32,
+        description="evacuation (host failure), or live_migration: moved by the host's "
+        "maintenance drain before the host failed, not evacuated.",
+    )
     status: MoveStatus = Field(description="pending, ongoing, succeeded, failed or ignored.")
     source_host: str | None = Field(default=None, max_length=255, description="Host it left.")
     destination_host: str | None = Field(

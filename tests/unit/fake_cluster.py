@@ -3,6 +3,7 @@ API server would hold (the `Store`), the signals sent, and the cloud a namespace
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +36,15 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+    def monotonic(self) -> float:
+        """A recovery's Timing clock on this time: seconds since T0."""
+        return (self.now - T0).total_seconds()
+
+    async def sleep(self, seconds: float) -> None:
+        """A recovery's Timing sleep: the time passes at once."""
+        self.advance(seconds)
+        await asyncio.sleep(0)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
 from controller.recovery.nova import (
@@ -52,6 +52,11 @@ class FakeNova:
         self.crash_on: tuple[str, int] | None = None  # (call name, nth call) raises Crash
         self.landing_reads = 0  # server() reads an evacuation stays in flight for
         self._landing: dict[str, tuple[str, int]] = {}  # server id -> (target, reads left)
+        self.live_moves: Counter[str] = Counter()  # live migrations that moved a server
+        # server id -> (when, status): how Nova ends an open live migration, seen by the next
+        # read of the server from then on; `clock` is the cloud's.
+        self.live_endings: dict[str, tuple[datetime, str]] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._counts: Counter[str] = Counter()
 
     # -- test set-up ---------------------------------------------------------------------
@@ -81,6 +86,52 @@ class FakeNova:
         )
         self.servers[server.id] = server
         return server
+
+    def live_migration(
+        self,
+        server_id: str,
+        dest: str,
+        status: str = "running",
+        created_at: datetime | None = None,
+    ) -> None:
+        """A drain's live migration of the server off its host, as the host failed under it:
+        an open one leaves the server `migrating`; a completed one moved it to `dest`."""
+        server = self.servers[server_id]
+        self.migrations_.append(
+            Migration(
+                id=f"mig-{len(self.migrations_)}",
+                server_id=server_id,
+                source_host=server.host,
+                dest_host=dest,
+                status=status,
+                migration_type="live-migration",
+                created_at=created_at or self.clock(),
+            )
+        )
+        if status == "completed":
+            self.live_moves[server_id] += 1
+            self.servers[server_id] = dataclasses.replace(server, host=dest)
+        elif status not in ("error", "failed", "cancelled"):
+            self.servers[server_id] = dataclasses.replace(server, task_state="migrating")
+
+    def _end_live_migration(self, server_id: str, status: str) -> None:
+        record = next(
+            m
+            for m in reversed(self.migrations_)
+            if m.server_id == server_id and m.migration_type == "live-migration"
+        )
+        source = self.services[record.source_host or ""]
+        if status != "completed" or source.state == "up":
+            # A dead source never marks it completed: the destination has taken the
+            # instance (post_live_migration_at_destination), the record stays open.
+            self.migrations_[self.migrations_.index(record)] = dataclasses.replace(
+                record, status=status
+            )
+        server = dataclasses.replace(self.servers[server_id], task_state=None)
+        if status == "completed":
+            self.live_moves[server_id] += 1
+            server = dataclasses.replace(server, host=record.dest_host)
+        self.servers[server_id] = server
 
     def kill(self, host: str) -> None:
         self._set_service(host, state="down")
@@ -127,6 +178,11 @@ class FakeNova:
         self._call("server", server_id)
         if server_id not in self.servers:
             raise NotFound(server_id)
+        if server_id in self.live_endings:
+            when, status = self.live_endings[server_id]
+            if self.clock() >= when:
+                del self.live_endings[server_id]
+                self._end_live_migration(server_id, status)
         if server_id in self._landing:
             target, left = self._landing[server_id]
             if left <= 0:
@@ -179,6 +235,9 @@ class FakeNova:
             self._landing[server_id] = (candidates[0], self.landing_reads)
             self.servers[server_id] = dataclasses.replace(server, task_state="rebuilding")
             return
+        # Nova's rebuild powers the instance on: one reset to error comes back active.
+        if server.vm_state == "error":
+            server = dataclasses.replace(server, vm_state="active", status="ACTIVE")
         self.servers[server_id] = dataclasses.replace(server, host=candidates[0])
 
     async def stop_server(self, server_id: str) -> None:
@@ -201,6 +260,9 @@ class FakeNova:
 
     async def reset_state(self, server_id: str, state: str) -> None:
         self._call("reset_state", server_id, state)
+        # Reset under a live migration, the instance is no longer Nova's to end it: as the
+        # simulator, a migration overtaken by a reset never lands.
+        self.live_endings.pop(server_id, None)
         self.servers[server_id] = dataclasses.replace(
             await self.server(server_id), vm_state=state, task_state=None
         )

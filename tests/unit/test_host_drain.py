@@ -249,3 +249,29 @@ async def _nothing_starts_once_a_recovery_took_the_host() -> None:
     final = store.writes[-1]
     assert final.phase == DrainPhase.HANDED_OVER
     assert {m.status for m in final.instances} == {"cancelled"}
+
+
+def test_an_instance_the_recovery_evacuates_is_not_counted_as_live_migrated() -> None:
+    asyncio.run(_an_instance_the_recovery_evacuates_is_not_counted_as_live_migrated())
+
+
+async def _an_instance_the_recovery_evacuates_is_not_counted_as_live_migrated() -> None:
+    """The host dies under a live migration, Nova never ends it, and a recovery takes the
+    host before any host pass shows the failure: the drain hands over at once, from the
+    recovery's lock. The instance that then leaves the host is the recovery's evacuation, not
+    the drain's move: the drain records it left to the recovery, never landed by itself."""
+    nova = Nova(1)
+    drains, store, signals = _drains(nova)
+    _reconcile(drains, nova, _view())
+    await _until("asked", lambda: nova.records)
+    async with drains.locks.recovery("ns", "c1"):
+        # The recovery evacuates it: on c3, the live migration's record still running.
+        nova.servers["i0"] = dataclasses.replace(nova.servers["i0"], host="c3", task_state=None)
+        await _until("ended", lambda: not drains.running("ns", "c1"))
+    final = store.writes[-1]
+    assert final.phase == DrainPhase.HANDED_OVER
+    (move,) = final.instances
+    assert (move.status, move.destination) == ("cancelled", None), move
+    assert "left to the recovery" in (move.message or "")
+    assert nova.calls.count("live_migrate i0") == 1
+    assert signals.reasons[-1] == "DrainHandedOver"

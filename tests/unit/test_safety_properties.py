@@ -12,6 +12,11 @@ them:
 4. once a failed host is released and healthy, no compute service stays forced down or
    disabled by the operator.
 
+And, for a host that died mid-drain (invariant 7 of docs/operator.md), a property of its own:
+an instance a drain was live-migrating is moved off the host once, by the live migration or by
+an evacuation, never both, and never evacuated while its guest may already run on the
+migration's destination (controller.recovery.handover).
+
 `make test` runs a short sample; `make properties` runs it long
 (MASAKARI_PROPERTY_EXAMPLES: 100 by default, 2,000 there).
 """
@@ -25,7 +30,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -33,13 +38,20 @@ from hypothesis.stateful import (
     rule,
 )
 
-from controller.recovery import hosts
+from controller.recovery import handover, hosts
 from controller.recovery.gates import TERMINAL
-from controller.recovery.host_failure import HOST_FAILURE_REASON, Timing
+from controller.recovery.host_failure import HOST_FAILURE_REASON, HostFailure, Timing
 from controller.recovery.lifecycle import Lifecycle, Settings
 from controller.recovery.nova import NovaError
 from controller.recovery.ports import Cloud
-from controller.resources.failure_event import EventPhase, FailureType
+from controller.recovery.progress import Progress
+from controller.resources.failure_event import (
+    EventPhase,
+    FailureEventStatus,
+    FailureType,
+    MoveStatus,
+)
+from controller.resources.segment import HostFailurePolicy, PlacementPolicy, RecoveryMethod
 from tests.unit.fake_cluster import (
     T0,
     BoundClouds,
@@ -82,11 +94,23 @@ class WatchedNova(FakeNova):
             self.refuse_next.discard(server_id)
             self.calls.append(("evacuate", server_id, target_host or ""))
             raise NovaError("Nova is unavailable (injected)")
+        live = handover.newest(await self.migrations(server_id))
+        if live is not None and live.status in handover.SWITCHED_OVER:
+            self.violations.append(f"evacuated {server_id}, which may run on {live.dest_host}")
         await super().evacuate(server_id, target_host)
         if self.servers[server_id].vm_state != "error":  # a rebuild Nova started
-            self.moved_off[(server_id, source)] += 1
-            if self.moved_off[(server_id, source)] > 1:
-                self.violations.append(f"{server_id} moved off {source} twice")
+            self.moved(server_id, source)
+
+    def _end_live_migration(self, server_id: str, status: str) -> None:
+        source = self.servers[server_id].host or ""
+        super()._end_live_migration(server_id, status)
+        if status == "completed":
+            self.moved(server_id, source)
+
+    def moved(self, server_id: str, source: str) -> None:
+        self.moved_off[(server_id, source)] += 1
+        if self.moved_off[(server_id, source)] > 1:
+            self.violations.append(f"{server_id} moved off {source} twice")
 
 
 class Safety(RuleBasedStateMachine):
@@ -342,3 +366,93 @@ def test_the_clock_of_the_machine_moves_only_by_its_sleeps() -> None:
         assert machine.clock() == T0 + timedelta(seconds=30)
     finally:
         machine.teardown()
+
+
+# --- a host that died mid-drain ----------------------------------------------------------
+
+# The drain's bound for one live migration (maintenance.instanceTimeoutSeconds).
+BOUND = 60
+# A drain's live migration of one instance as its host died: Nova's status of it, its
+# destination, how Nova ends it (never, most often: its source is gone), how long after its
+# start (within the drain's bound: a migration that ends later is not one Nova ends), and how
+# long before the death it started.
+LIVE_MIGRATION = st.tuples(
+    st.sampled_from(
+        ["queued", "running", "post-migrating", "running (post-copy)", "completed", "error"]
+    ),
+    st.sampled_from(["h2", "h3"]),
+    st.sampled_from([None, None, "completed", "error"]),
+    st.integers(0, BOUND - 1),
+    st.sampled_from([0, 40, 900]),
+)
+
+
+@given(
+    live=st.lists(st.none() | LIVE_MIGRATION, min_size=1, max_size=5),
+    method=st.sampled_from(list(RecoveryMethod)),
+    planned=st.booleans(),
+    crash=st.none() | st.tuples(st.sampled_from([*CALLS, "unlock_server"]), st.integers(1, 3)),
+)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_an_instance_a_drain_was_moving_when_its_host_died_moves_once(
+    live: list[tuple[str, str, str | None, int, int] | None],
+    method: RecoveryMethod,
+    planned: bool,
+    crash: tuple[str, int] | None,
+) -> None:
+    clock = Clock()
+    pacemaker = FakePacemaker(HOSTS, clock)
+    nova = WatchedNova(pacemaker)
+    for reserved in ("h5", "h6"):
+        nova.services[reserved] = dataclasses.replace(nova.services[reserved], status="disabled")
+    nova.clock = clock
+    for number, migration in enumerate(live):
+        server = nova.add_server(f"vm{number}", "h1")
+        if migration is not None:
+            status, dest, ends, after, age = migration
+            started = clock() - timedelta(seconds=age)
+            nova.live_migration(server.id, dest, status, created_at=started)
+            if ends is not None:
+                nova.live_endings[server.id] = (started + timedelta(seconds=after), ends)
+    nova.kill("h1")
+    pacemaker.cluster_fences("h1")
+    nova.crash_on = crash
+
+    status = FailureEventStatus()
+
+    async def persist(written: FailureEventStatus) -> None:
+        nonlocal status
+        status = written.model_copy(deep=True)
+
+    async def attempt() -> None:
+        await HostFailure(
+            event="ev",
+            host="h1",
+            method=method,
+            policy=HostFailurePolicy(evacuation_timeout_seconds=30),
+            nova=nova,  # type: ignore[arg-type]
+            progress=Progress(status.model_copy(deep=True), persist, clock),
+            reserved_candidates=["h5", "h6"],
+            timing=Timing(poll_interval=1, clock=clock.monotonic, sleep=clock.sleep),
+            placement=PlacementPolicy() if planned else None,
+            segment_hosts=["h2", "h3", "h4"],
+            live_migration_timeout=BOUND,
+        ).run()
+
+    for _ in range(2):  # the operator killed at most once, then a new one resumes
+        try:
+            asyncio.run(attempt())
+            break
+        except* Crash:
+            event("operator crashed mid-recovery")
+            nova.crash_on = None
+
+    assert nova.violations == [], nova.violations
+    for move in status.instances:
+        server = nova.servers[move.instance_uuid]
+        times = nova.moved_off[(server.id, "h1")]
+        if move.status == MoveStatus.SUCCEEDED:
+            assert server.host != "h1" and times == 1, (move, server)
+            event(f"moved by {move.type}")
+        else:
+            assert times == 0 or move.status == MoveStatus.FAILED, (move, server)

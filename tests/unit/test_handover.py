@@ -1,0 +1,238 @@
+"""A host that failed mid-drain: the decisions of controller.recovery.handover, table-tested,
+the recovery acting on them against an in-memory Nova, and the gate that admits the failure
+of a host on maintenance whose drain is unfinished (controller.recovery.drain.unfinished)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.recovery import drain, handover
+from controller.recovery.gates import Verdict, admit
+from controller.recovery.handover import Learned
+from controller.recovery.host_failure import Timing
+from controller.recovery.nova import Flavor, Migration, Server
+from controller.recovery.outcome import Outcome
+from controller.recovery.progress import Progress
+from controller.resources.host import DrainMove, DrainMoveStatus, DrainPhase, DrainStatus
+from controller.resources.segment import DrainMode, MaintenancePolicy, PlacementPolicy
+from tests.unit.fake_cluster import Clock
+from tests.unit.fake_nova import FakeNova
+from tests.unit.test_gates import HEALTHY, HOST, report, segment
+from tests.unit.test_host_failure import Store, cloud, moves, recovery
+
+NOW = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
+
+
+def _server(host: str = "h1", task: str | None = "migrating") -> Server:
+    return Server("i1", "vm", "ACTIVE", "active", task, 1, host, False, Flavor("m1", 1, 512, 1))
+
+
+def _live(status: str, source: str = "h1", age: float = 5, mid: str = "2") -> Migration:
+    created = NOW - timedelta(seconds=age)
+    return Migration(mid, "i1", source, "h2", status, "live-migration", created)
+
+
+@pytest.mark.parametrize(
+    ("server", "records", "expired", "learned"),
+    [
+        (_server(task=None), [], False, Learned.NOTHING),
+        (_server(), [_live("running", source="h3")], True, Learned.NOTHING),
+        (_server("h2", None), [_live("completed")], False, Learned.LANDED),
+        # The destination took it; its dead source never marked the record completed.
+        (_server("h2", None), [_live("post-migrating")], False, Learned.LANDED),
+        # Elsewhere, but not where the migration went: someone else moved it.
+        (_server("h3", None), [_live("running")], False, Learned.NOTHING),
+        # Completed long ago, back on the failed host since: that move is not this one.
+        (_server(task=None), [_live("completed")], False, Learned.NOTHING),
+        (_server(task=None), [_live("error")], False, Learned.NOTHING),
+        (_server(), [_live("queued")], False, Learned.WAIT),
+        (_server(), [_live("running")], False, Learned.WAIT),
+        (_server(), [_live("post-migrating")], False, Learned.WAIT),
+        (_server(), [_live("running")], True, Learned.EVACUATE),
+        (_server(), [_live("preparing")], True, Learned.EVACUATE),
+        (_server(), [_live("post-migrating")], True, Learned.UNSURE),
+        (_server(), [_live("running (post-copy)")], True, Learned.UNSURE),
+        # Only the newest counts: an earlier attempt's failure, then one still running.
+        (_server(), [_live("error", age=60, mid="1"), _live("running")], False, Learned.WAIT),
+        # Evacuation records are the recovery's own business (its in-flight check).
+        (
+            _server(),
+            [Migration("3", "i1", "h1", "h3", "done", "evacuation", NOW)],
+            False,
+            Learned.NOTHING,
+        ),
+    ],
+)
+def test_what_the_recovery_learns_from_the_newest_live_migration(
+    server: Server, records: list[Migration], expired: bool, learned: Learned
+) -> None:
+    assert handover.learn(server, "h1", records, expired).learned == learned
+
+
+def test_the_wait_is_the_drains_own_bound_from_the_migrations_start() -> None:
+    assert handover.patience(_live("running", age=100), 600, NOW) == 500
+    assert handover.patience(_live("running", age=900), 600, NOW) == 0
+    assert handover.patience(_live("running", age=-30), 600, NOW) == 600  # the cloud's clock
+    assert handover.patience(None, 600, NOW) == 600
+    unknown = Migration("1", "i1", "h1", "h2", "running", "live-migration", None)
+    assert handover.patience(unknown, 600, NOW) == 600
+
+
+def test_only_an_open_live_migration_off_the_failed_host_keeps_the_plan_off_its_destination() -> (
+    None
+):
+    assert handover.open_destination([_live("running")], "h1") == "h2"
+    assert handover.open_destination([_live("post-migrating")], "h1") == "h2"
+    assert handover.open_destination([_live("error")], "h1") is None
+    assert handover.open_destination([_live("completed")], "h1") is None
+    assert handover.open_destination([_live("running", source="h3")], "h1") is None
+
+
+# --- the gate -----------------------------------------------------------------------------
+
+LIVE = MaintenancePolicy(drain=DrainMode.LIVE_MIGRATE)
+ENTERED = NOW - timedelta(hours=1)
+
+
+def _drain(phase: DrainPhase, ended: datetime | None = None) -> DrainStatus:
+    move = DrainMove(instance_uuid="i1", status=DrainMoveStatus.PENDING)
+    return DrainStatus(
+        phase=phase, mode="LiveMigrate", start_time=ENTERED, end_time=ended, instances=[move]
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "unfinished"),
+    [
+        (LIVE, _drain(DrainPhase.DRAINING), True),
+        (LIVE, _drain(DrainPhase.HANDED_OVER, NOW), True),
+        (LIVE, _drain(DrainPhase.INCOMPLETE, NOW), True),
+        (LIVE, _drain(DrainPhase.DRAINED, NOW), False),  # what stays was left on purpose
+        (LIVE, None, True),  # wanted, not begun: nothing moved yet
+        # An earlier maintenance's drain is not this one's: this one has not begun.
+        (LIVE, _drain(DrainPhase.DRAINED, ENTERED - timedelta(days=1)), True),
+        (MaintenancePolicy(), None, False),  # Masakari's maintenance: the instances stay
+        (None, None, False),
+        (MaintenancePolicy(), _drain(DrainPhase.HANDED_OVER, ENTERED - timedelta(days=1)), False),
+        # A drain keeps running under the policy it started with, edited since or not.
+        (MaintenancePolicy(), _drain(DrainPhase.DRAINING), True),
+    ],
+)
+def test_a_drain_owes_the_host_a_move_until_it_is_drained(
+    policy: MaintenancePolicy | None, status: DrainStatus | None, unfinished: bool
+) -> None:
+    assert drain.unfinished(policy, status, ENTERED) == unfinished
+
+
+def test_the_failure_of_a_host_on_maintenance_is_recovered_only_while_its_drain_is_owed() -> None:
+    on_maintenance = HOST.model_copy(update={"on_maintenance": True})
+    owed = admit(report(), on_maintenance, segment(), [], HEALTHY, drain_unfinished=True)
+    assert owed.verdict == Verdict.PROCEED
+    done = admit(report(), on_maintenance, segment(), [], HEALTHY, drain_unfinished=False)
+    assert (done.verdict, done.reason) == (Verdict.IGNORE, "HostOnMaintenance")
+    vm = report(kind="VM", payload={"event": "LIFECYCLE", "vir_domain_event": "STOPPED_FAILED"})
+    instance = admit(vm, on_maintenance, segment(), [], HEALTHY, drain_unfinished=True)
+    assert (instance.verdict, instance.reason) == (Verdict.IGNORE, "HostOnMaintenance")
+
+
+# --- the recovery of a host that failed mid-drain -----------------------------------------
+
+
+def _cloud(*names: str) -> tuple[FakeNova, Clock]:
+    """h1 dead with `names` on it; one clock for the cloud and the operator."""
+    nova = cloud(*((name, {}) for name in names))
+    clock = Clock()
+    nova.clock = clock
+    return nova, clock
+
+
+def _recover(
+    nova: FakeNova,
+    clock: Clock,
+    store: Store,
+    timeout: float = 60,
+    placement: PlacementPolicy | None = None,
+) -> tuple[Outcome, float]:
+    """The recovery, and how long it waited (virtual seconds)."""
+    start = clock.monotonic()
+
+    async def attempt() -> Outcome:
+        host_failure = recovery(nova, store)
+        host_failure.progress = Progress(store.status.model_copy(deep=True), store.persist, clock)
+        host_failure.timing = Timing(poll_interval=1, clock=clock.monotonic, sleep=clock.sleep)
+        host_failure.live_migration_timeout = timeout
+        host_failure.placement = placement
+        host_failure.segment_hosts = ["h2", "h3"]
+        outcome = await host_failure.run()
+        await host_failure.progress.save()
+        return outcome
+
+    outcome = asyncio.run(attempt())
+    return outcome, clock.monotonic() - start
+
+
+def test_a_live_migration_left_running_is_waited_for_then_evacuated_off_its_destination() -> None:
+    nova, clock = _cloud("a", "b", "c")
+    for name in ("a", "b"):
+        nova.live_migration(f"uuid-{name}", "h2")
+    store = Store()
+    outcome, waited = _recover(nova, clock, store, timeout=60, placement=PlacementPolicy())
+    assert (outcome.phase, outcome.reason) == ("Finished", "Recovered")
+    assert 60 <= waited < 70  # the drain's bound, once, for both: they wait side by side
+    result = moves(store)
+    assert result["a"] == result["b"] == ("succeeded", "h3")  # never onto the copy's host
+    assert nova.evacuations == {"uuid-a": 1, "uuid-b": 1, "uuid-c": 1}
+    assert not nova.live_moves
+
+
+def test_a_live_migration_nova_ends_while_waited_for_decides_the_move() -> None:
+    """The destination takes the instance (the record stays open: its dead source never marks
+    it completed); the conductor fails the other."""
+    nova, clock = _cloud("landed", "rolled-back")
+    nova.live_migration("uuid-landed", "h2")
+    nova.live_migration("uuid-rolled-back", "h3")
+    soon = clock() + timedelta(seconds=5)
+    nova.live_endings = {"uuid-landed": (soon, "completed"), "uuid-rolled-back": (soon, "error")}
+    store = Store()
+    outcome, waited = _recover(nova, clock, store)
+    assert outcome.phase == "Finished", outcome
+    assert outcome.message == "1 instance(s) evacuated, 1 already live-migrated by the drain"
+    assert 5 <= waited < 10
+    landed = store.status.instances[0]
+    assert (landed.instance_name, landed.status, landed.type) == (
+        "landed",
+        "succeeded",
+        "live_migration",
+    )
+    assert (landed.destination_host, landed.attempts) == ("h2", 0)
+    assert nova.live_moves == {"uuid-landed": 1}
+    assert nova.evacuations == {"uuid-rolled-back": 1}
+    assert moves(store)["rolled-back"][0] == "succeeded"
+
+
+def test_a_guest_that_may_run_on_the_destination_is_never_evacuated() -> None:
+    nova, clock = _cloud("switched", "plain")
+    nova.live_migration("uuid-switched", "h2", status="post-migrating")
+    store = Store()
+    outcome, waited = _recover(nova, clock, store, timeout=30)
+    assert (outcome.phase, outcome.reason) == ("Error", "EvacuationFailed")
+    assert waited >= 30
+    status, destination = moves(store)["switched"]
+    assert (status, destination) == ("failed", None)
+    (switched,) = [m for m in store.status.instances if m.instance_name == "switched"]
+    assert "may run there" in (switched.message or "")
+    assert nova.evacuations == {"uuid-plain": 1}
+    assert ("reset_state", "uuid-switched", "error") not in nova.calls
+
+
+def test_a_migration_that_started_long_ago_is_not_waited_for_again() -> None:
+    nova, clock = _cloud("a")
+    nova.live_migration("uuid-a", "h2", created_at=clock() - timedelta(hours=1))
+    store = Store()
+    outcome, waited = _recover(nova, clock, store, timeout=600)
+    assert outcome.phase == "Finished"
+    assert waited < 10
+    assert nova.evacuations == {"uuid-a": 1}
