@@ -23,6 +23,8 @@ simulator listens on loopback).
                                           "seconds"} (controller/sim/network.py)}
   PUT    /_sim/timing                     {"live_migration_seconds", "evacuation_seconds", ...}
   GET    /_sim/stats, DELETE /_sim/stats  requests served per route class
+  GET    /_sim/tokens                     {"tokens": [Keystone token ids held]}: what a test
+                                          looks for where no credential may show
 """
 
 from __future__ import annotations
@@ -172,6 +174,10 @@ async def clear_stats(request: web.Request) -> web.Response:
     return await stats(request)
 
 
+async def tokens(request: web.Request) -> web.Response:
+    return web.json_response({"tokens": sorted(request.app[SIM].keystone.tokens)})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/_sim/health", health)
     app.router.add_post("/_sim/topology", load_topology)
@@ -187,3 +193,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/_sim/faults", set_faults)
     app.router.add_get("/_sim/stats", stats)
     app.router.add_delete("/_sim/stats", clear_stats)
+    app.router.add_get("/_sim/tokens", tokens)

@@ -10,8 +10,10 @@ row and the full outage periods.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -26,6 +28,7 @@ import pytest
 
 from tests.conftest import Cluster
 from tests.harness import control_plane
+from tests.harness.bmc import running_bmc_lab
 from tests.harness.operator import STARTED, Operator, running_operator
 from tests.harness.sim import Sim, running_sim
 from tests.integration.operator_env import (
@@ -44,8 +47,8 @@ RUNS = 3 if FULL else 1
 # Each run waits for its own bounds; the first test also pays for the baseline's runs.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600 * RUNS)]
 # The sample keeps each period long enough to span several of the operator's retries.
-APISERVER_OUTAGE = 60.0 if FULL else 12.0
-NOVA_OUTAGE = 60.0 if FULL else 12.0
+APISERVER_OUTAGE = 60.0 if FULL else 10.0
+NOVA_OUTAGE = 60.0 if FULL else 10.0
 NETWORK_CUT = 30.0 if FULL else 10.0
 
 HOSTS = [{"name": f"compute{i}", "vcpus": 16} for i in (1, 2, 3)]
@@ -54,8 +57,8 @@ TOPOLOGY = topology(HOSTS, servers(NAMES, "compute1", metadata={"HA_Enabled": "T
 # Rebuilds long enough, two at a time, that a fault lands between the first and the last.
 SIM_ARGS = ("--service-down-time", "2", "--evacuation-seconds", "1.5")
 SEGMENT = segment(
-    # A rebuild that never ends is given up on after 10 s, not Nova-like 90 s, so the stall
-    # row stays short; retries as shipped but sooner, for the same reason.
+    # Moves and retries bounded well below the shipped 90 s and 10 s backoff: the rows that
+    # exhaust them then end within a sample's budget.
     hostFailure={"evacuationConcurrency": 2, "evacuationTimeoutSeconds": 10},
     retry={"maxAttempts": 3, "initialBackoffSeconds": 5, "maxBackoffSeconds": 10},
 )
@@ -331,6 +334,11 @@ def test_rebuild_that_never_finishes(
         assert cloud.sim is not None
         ids = {s.name: s.id for s in cloud.nova().compute.servers(all_projects=True)}
         cloud.sim.control("PUT", "faults", {"stall_evacuation": [ids[NAMES[0]]]})
+        # This row's time is its policy's bound (move timeout, backoff, attempts), not the
+        # operator's speed: the smallest bounds the schema allows keep it short.
+        policy = {**SEGMENT["spec"]["hostFailure"], "evacuationTimeoutSeconds": 5}
+        retry = {"maxAttempts": 2, "initialBackoffSeconds": 1, "maxBackoffSeconds": 1}
+        cloud.apply(segment(hostFailure=policy, retry=retry))
 
     def stalled_once(run: Run) -> None:
         assert_bounded_and_reported(run)
@@ -400,3 +408,85 @@ def test_leader_frozen_past_its_lease(
         timeout=120,
         start=two_replicas,
     )
+
+
+CANARY_PASSWORD = f"canary-password-{secrets.token_hex(8)}"
+
+
+def test_no_credential_shows_through_the_faults(
+    cluster: Cluster, tmp_path: Path, baseline: list[float]
+) -> None:
+    """The clouds Secret's password, the Keystone tokens issued on it and the BMC Secret's
+    credentials appear in no log line, Event, status or metric, while Nova errs, is cut off
+    and a host is fenced through its BMC (every credential in use, every error path taken)."""
+    spec = {
+        **TOPOLOGY,
+        "users": [
+            {"name": "admin", "password": CANARY_PASSWORD, "project": "admin", "roles": ["admin"]}
+        ],
+    }
+
+    def with_canary(
+        stack: contextlib.ExitStack, cluster: Cluster, namespace: str, sim: Sim, workdir: Path
+    ) -> Operator:
+        sim.write_clouds_yaml(
+            sim.clouds_yaml, user="admin", password=CANARY_PASSWORD, project="admin"
+        )
+        return standalone(stack, cluster, namespace, sim, workdir)
+
+    def fenced_by_bmc_on_a_degraded_nova(cloud: Cloud) -> None:
+        fenced = segment(**{k: v for k, v in SEGMENT["spec"].items() if k != "fencing"})
+        fenced["spec"]["fencing"] = {
+            "method": "redfish",
+            # The emulator powers a system off 1 to 11 s after the request.
+            "attempts": 2,
+            "attemptTimeoutSeconds": 15,
+        }
+        bmc = {
+            "address": lab.redfish_url,
+            "system": lab.systems["compute1"],
+            "credentialsSecret": "bmc-credentials",
+        }
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "bmc-credentials"},
+            "data": lab.secret_data,
+        }
+        cloud.apply(secret, fenced, host("compute1", bmc=bmc))
+        assert cloud.sim is not None
+        fault = {"error_rate": 0.2, "latency": 0.5, "status": 500}
+        cloud.sim.control("PUT", "faults", {"routes": {"*": fault}})
+
+    def nothing_shows(cloud: Cloud) -> None:
+        assert cloud.sim is not None
+        tokens = cloud.sim.control("GET", "tokens")["tokens"]
+        assert tokens, "the operator never authenticated"
+        assert lab.redfish_power("compute1") == "Off", "the BMC credentials were never used"
+        canaries = [CANARY_PASSWORD, lab.password, lab.username, *tokens]
+        canaries += [base64.b64encode(c.encode()).decode() for c in canaries]
+        kubectl = cloud.cluster.kubectl
+        shown = {
+            "operator log": cloud.operator.log(),
+            "Events": kubectl("get", "events", "-n", cloud.namespace, "-o", "json").stdout,
+            "objects": kubectl("get", "masakari", "-n", cloud.namespace, "-o", "json").stdout,
+            "metrics": cloud.metrics(),
+        }
+        for where, text in shown.items():
+            leaked = [c for c in canaries if c in text]
+            assert not leaked, f"{len(leaked)} credential(s) in the {where}"
+
+    with running_bmc_lab(["compute1"]) as lab:
+        matrix_row(
+            "credentials canary (BMC fencing, Nova 20 % 500, cut 10 s)",
+            cluster,
+            tmp_path,
+            baseline,
+            nova_outage("hang", min(NETWORK_CUT, 10.0)),
+            timeout=240,
+            check=assert_bounded_and_reported,
+            prepare=fenced_by_bmc_on_a_degraded_nova,
+            spec=spec,
+            start=with_canary,
+            after=nothing_shows,
+        )

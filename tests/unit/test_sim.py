@@ -351,6 +351,10 @@ def test_host_that_dies_on_schedule_goes_down(sim: Sim) -> None:
         sim.control("POST", "topology", _default_topology(sim))
 
 
+def test_issued_tokens_are_listed(clean: Sim) -> None:
+    assert _token(clean) in clean.control("GET", "tokens")["tokens"]
+
+
 def test_kill_and_revive_through_the_control_api(clean: Sim) -> None:
     nova = OpenStackNova.from_clouds_yaml(clean.clouds_yaml, clean.cloud)
     clean.control("POST", "hosts/compute2/kill")
