@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration properties crds check-crds chart lint control-plane monitoring-crds promtool helm chromium control-plane-up nova-lab pacemaker-lab demo clean
+.PHONY: all test unit integration properties faults crds check-crds chart lint control-plane monitoring-crds promtool helm chromium control-plane-up nova-lab pacemaker-lab demo clean
 
 all: test
 
@@ -76,6 +76,12 @@ integration: $(BIN)/.installed control-plane monitoring-crds helm chromium
 properties: $(BIN)/.installed
 	MASAKARI_PROPERTY_EXAMPLES=$(or $(EXAMPLES),2000) $(BIN)/pytest \
 	  tests/unit/test_safety_properties.py --hypothesis-show-statistics $(PYTEST_ARGS)
+
+## The fault matrix at length (make test runs a short sample of it): three recoveries per row
+## and the full periods (API server and Nova 60 s, the network to Nova 30 s). Prints a line of
+## figures per row, the table of docs/reliability.md.
+faults: $(BIN)/.installed control-plane
+	MASAKARI_FAULTS=full $(BIN)/pytest -s tests/integration/test_faults.py $(PYTEST_ARGS)
 
 ## Regenerate crds/ from the resource models, and the Helm chart's copy of them.
 crds: $(BIN)/.installed control-plane
