@@ -15,7 +15,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from controller.drivers.kube import PLURAL, Conflict, Kube
-from controller.drivers.kube_store import KubeStore
+from controller.drivers.kube_cache import CachedStore
 from controller.monitors.host_failures import HostEvent, NodeReport
 from controller.monitors.reporting import HostEntry, failure_event
 from controller.recovery.detection import SOURCE, Finding
@@ -26,7 +26,7 @@ log = logging.getLogger("masakari.detection")
 
 
 class KubeDetectionStore:
-    def __init__(self, kube: Kube, store: KubeStore) -> None:
+    def __init__(self, kube: Kube, store: CachedStore) -> None:
         self.kube = kube
         self.store = store
 

@@ -73,7 +73,7 @@ def _pass(runtime: Runtime, memo: Any) -> DetectionPass:
     """One per operator, kept in kopf's memo: its signals remember what they logged."""
     found: DetectionPass | None = getattr(memo, "detection", None)
     if found is None:
-        store = KubeDetectionStore(runtime.kube, runtime.store)
+        store = KubeDetectionStore(runtime.kube, runtime.cache)
         found = DetectionPass(store, UdpHeartbeatProbe(), DetectionSignals())
         memo.detection = found
     return found

@@ -9,6 +9,7 @@ from typing import Any
 from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds
 from controller.drivers.kube import Kube
+from controller.drivers.kube_cache import CachedStore
 from controller.drivers.kube_store import KubeStore
 from controller.handlers.signals import BMCCheckSignals, DrainSignals, HostSyncSignals
 from controller.recovery.bmc_check import BMCCheck
@@ -22,9 +23,11 @@ from controller.resources.segment import CapacityStatus
 class Runtime:
     config: OperatorConfig
     kube: Kube
-    store: KubeStore
+    store: KubeStore  # the recoveries': read fresh from the API server
     clouds: KubeClouds  # each namespace's cloud
     lifecycle: Lifecycle
+    # The passes' (host, segment, capacity, retention, detection): lists from memory.
+    cache: CachedStore = field(init=False)
     host_sync: HostSync = field(init=False)
     # The latest readiness check of each segment, (namespace, name): every status write of the
     # segment carries it, so the resync never puts back an older one.
@@ -32,13 +35,15 @@ class Runtime:
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.cache = CachedStore(self.store)
+        self.closers.append(self.cache.close)
         # One lock per host, the recoveries' (recovery.host_sync.HostLocks).
         locks = self.lifecycle.host_locks
         check = BMCCheck(BMCCheckSignals())
         # A live migration is looked at as often as an evacuation.
-        drains = Drains(self.store, DrainSignals(), locks, poll_interval=self.config.poll_interval)
+        drains = Drains(self.cache, DrainSignals(), locks, poll_interval=self.config.poll_interval)
         self.host_sync = HostSync(
-            self.store, HostSyncSignals(), locks, bmc_check=check, drains=drains
+            self.cache, HostSyncSignals(), locks, bmc_check=check, drains=drains
         )
         self.closers.append(check.close)
         self.closers.append(drains.close)

@@ -66,8 +66,8 @@ async def _summarize(body: kopf.Body, memo: Any) -> None:
     status = summarize(
         FailoverSegmentSpec.model_validate(body["spec"]),
         previous,
-        await runtime.store.hosts(namespace, name),
-        await runtime.store.failure_events(namespace, open_only=True),
+        await runtime.cache.hosts(namespace, name),
+        await runtime.cache.failure_events(namespace, open_only=True),
         now,
         generation,
         None if isinstance(outcome, Unbound) else outcome.pacemaker is not None,
@@ -107,7 +107,7 @@ async def _check_capacity(memo: Any, body: kopf.Body) -> None:
         if isinstance(outcome, Unbound):
             LISTINGS.forget(namespace)  # bound again, maybe to another cloud
         return
-    hosts = await runtime.store.hosts(namespace, name)
+    hosts = await runtime.cache.hosts(namespace, name)
     try:
         # Bounded by the interval: a slow Nova delays the next check, never piles them up.
         verdict = await asyncio.wait_for(
@@ -157,8 +157,8 @@ async def _retain(body: kopf.Body, memo: Any) -> None:
         return  # nothing of an unbound namespace is acted on, its history included
     settle = timedelta(seconds=CONFIG.retention_settle)
     policy = Policy.of(FailoverSegmentSpec.model_validate(body["spec"]), settle)
-    hosts = await runtime.store.hosts(namespace)
-    events = of_segment(await runtime.store.failure_events(namespace), hosts, name)
+    hosts = await runtime.cache.hosts(namespace)
+    events = of_segment(await runtime.cache.failure_events(namespace), hosts, name)
     for decision in to_delete(events, hosts, policy, utcnow(), CONFIG.retention_batch):
         try:
             await runtime.kube.delete(PLURAL.failure_events, namespace, decision.event)

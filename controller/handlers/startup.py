@@ -6,6 +6,7 @@ The HTTP port opens first, before the Lease is won, so a standby is scraped and 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any
 
@@ -128,7 +129,9 @@ async def stop(memo: Any, **_: Any) -> None:
     runtime = getattr(memo, "runtime", None)
     if runtime is not None:
         for close in runtime_of(memo).closers:
-            close()
+            closing = close()
+            if inspect.isawaitable(closing):  # the watches' tasks end on the loop
+                await closing
     server = getattr(memo, "health_server", None)
     if server is not None:
         await asyncio.to_thread(server.shutdown)

@@ -1,0 +1,168 @@
+"""The namespace's Hosts and FailureEvents kept in memory by watches, for the passes that read
+all of them on a timer: the host pass (every 30 s), the segment resync (every 10 s per
+segment), the capacity check, the retention pass and the detection pass. Read from the API
+server, those lists cost a full LIST of every event of the namespace each time: at 50,000
+events, several a second.
+
+Not for the recovery: its admission (the storm gate, the duplicate rule, reserved-host claims)
+reads the API server under its lock (recovery.lifecycle), since what other recoveries were
+admitted is a safety matter. The passes are not: they plan from what they read and write only
+what changed, and a watch that works is as fresh as a list (a list of 50,000 events is
+seconds old by the time its last page is in). A namespace whose watches do not work (not yet
+listed, or failing since their last event) is read from the API server, as before: a cache
+that stopped is never served.
+
+Single objects (a Host, an event, a segment) are read from the API server: one GET, fresh.
+Unlike kopf's indexes, which were measured to hold every handler back for minutes at start
+(docs/scale.md), nothing waits for these watches: until they are in, reads go direct.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.drivers.informer import Informer
+from controller.drivers.kube import PLURAL, Kube
+from controller.drivers.kube_store import KubeStore, event_record, host_record
+from controller.recovery.gates import TERMINAL
+from controller.recovery.ports import EventRecord, HostRecord
+from controller.resources.host import DrainStatus, HostStatus
+from controller.resources.segment import FailoverSegmentSpec
+
+log = logging.getLogger("masakari.cache")
+
+KEPT_METADATA = ("name", "namespace", "uid", "creationTimestamp", "generation", "resourceVersion")
+
+
+def _keep(body: dict[str, Any]) -> dict[str, Any]:
+    """What the records are made of: the managed fields and annotations are most of a
+    listed object and none of a record."""
+    meta = body["metadata"]
+    return {
+        "metadata": {key: meta[key] for key in KEPT_METADATA if key in meta},
+        "spec": body.get("spec") or {},
+        "status": body.get("status") or {},
+    }
+
+
+class NamespaceCache:
+    """One namespace's Hosts and FailureEvents as records (an informer's sink)."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.namespace = namespace
+        self.records: dict[str, dict[str, Any]] = {PLURAL.hosts: {}, PLURAL.failure_events: {}}
+        self.informers = [Informer(kube, namespace, plural, self, _keep) for plural in self.records]
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+
+    async def stop(self) -> None:
+        for informer in self.informers:
+            await informer.stop()
+
+    def serving(self) -> bool:
+        """Listed, and no watch failing since its last event: otherwise read direct."""
+        return all(i.synced.is_set() and not i.backoff.failures for i in self.informers)
+
+    def replace(self, plural: str, bodies: list[dict[str, Any]], version: str) -> None:
+        parse = _PARSERS[plural]
+        records = {}
+        for body in bodies:
+            record = self._parsed(parse, body)
+            if record is not None:
+                records[record.name] = record
+        self.records[plural] = records
+
+    def apply(self, plural: str, kind: str, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        record = None if kind == "DELETED" else self._parsed(_PARSERS[plural], _keep(body))
+        if record is None:
+            self.records[plural].pop(name, None)
+        else:
+            self.records[plural][name] = record
+
+    def _parsed(self, parse: Callable[[Mapping[str, Any]], Any], body: dict[str, Any]) -> Any:
+        try:
+            return parse(body)
+        except ValidationError as error:
+            # The API server's schema let it in, the models do not: the direct reads would
+            # fail on it too. Left out, said once per change of it.
+            log.warning(
+                "%s/%s left out of the cache: %s",
+                self.namespace,
+                body["metadata"]["name"],
+                error.errors()[:1],
+            )
+            return None
+
+    def hosts(self, segment: str | None) -> list[HostRecord]:
+        hosts: dict[str, HostRecord] = self.records[PLURAL.hosts]
+        return [h for h in hosts.values() if segment is None or h.spec.segment == segment]
+
+    def failure_events(self, host: str | None, open_only: bool) -> list[EventRecord]:
+        events: dict[str, EventRecord] = self.records[PLURAL.failure_events]
+        return [
+            e
+            for e in events.values()
+            if (host is None or e.spec.host == host)
+            and (not open_only or e.status.phase not in TERMINAL)
+        ]
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    PLURAL.hosts: host_record,
+    PLURAL.failure_events: event_record,
+}
+
+
+class CachedStore:
+    """recovery.ports.HostStore (and the lists the segment and detection passes read), from
+    memory where a namespace's watches serve, else from the API server."""
+
+    def __init__(self, direct: KubeStore) -> None:
+        self.direct = direct
+        self._namespaces: dict[str, NamespaceCache] = {}
+
+    def _cache(self, namespace: str) -> NamespaceCache:
+        cache = self._namespaces.get(namespace)
+        if cache is None:
+            cache = self._namespaces[namespace] = NamespaceCache(self.direct.kube, namespace)
+            cache.start()
+        return cache
+
+    async def close(self) -> None:
+        for cache in self._namespaces.values():
+            await cache.stop()
+
+    async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
+        cache = self._cache(namespace)
+        if cache.serving():
+            return cache.hosts(segment)
+        return await self.direct.hosts(namespace, segment)
+
+    async def failure_events(
+        self, namespace: str, host: str | None = None, open_only: bool = False
+    ) -> list[EventRecord]:
+        cache = self._cache(namespace)
+        if cache.serving():
+            return cache.failure_events(host, open_only)
+        return await self.direct.failure_events(namespace, host, open_only)
+
+    async def host(self, namespace: str, name: str) -> HostRecord | None:
+        return await self.direct.host(namespace, name)
+
+    async def segment(self, namespace: str, name: str) -> FailoverSegmentSpec | None:
+        return await self.direct.segment(namespace, name)
+
+    async def write_host_status(
+        self, namespace: str, name: str, status: HostStatus, released_holds: list[str]
+    ) -> None:
+        await self.direct.write_host_status(namespace, name, status, released_holds)
+
+    async def write_host_drain(self, namespace: str, name: str, drain: DrainStatus) -> None:
+        await self.direct.write_host_drain(namespace, name, drain)

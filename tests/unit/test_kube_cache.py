@@ -1,0 +1,79 @@
+"""The namespace cache as its watches feed it (controller.drivers.kube_cache): what it holds,
+what it serves, and when it does not serve at all."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from controller.drivers.kube import PLURAL, Kube
+from controller.drivers.kube_cache import NamespaceCache
+
+
+def _host(name: str, segment: str = "seg", **extra: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name, "namespace": "ns", "uid": f"u-{name}", "generation": 1,
+            "creationTimestamp": "2026-12-01T10:00:00Z", "managedFields": [{"big": "x" * 100}],
+            "annotations": {"kopf": "x"},
+        },
+        "spec": {"segment": segment, **extra},
+    }  # fmt: skip
+
+
+def _event(name: str, host: str, phase: str | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name, "namespace": "ns", "uid": f"u-{name}",
+            "creationTimestamp": "2026-12-01T10:00:00Z",
+        },
+        "spec": {
+            "type": "COMPUTE_HOST", "host": host, "generatedTime": "2026-12-01T10:00:00Z",
+            "payload": {"event": "STOPPED", "host_status": "NORMAL", "cluster_status": "OFFLINE"},
+        },
+        "status": {"phase": phase} if phase else {},
+    }  # fmt: skip
+
+
+def _cache() -> NamespaceCache:
+    return NamespaceCache(cast(Kube, None), "ns")  # no informer started: fed by hand
+
+
+def test_lists_replace_and_watch_events_apply() -> None:
+    cache = _cache()
+    cache.replace(PLURAL.hosts, [_host("c1"), _host("c2", "other")], "10")
+    cache.replace(
+        PLURAL.failure_events,
+        [_event("e1", "c1", "Finished"), _event("e2", "c1", "Running"), _event("e3", "c2")],
+        "10",
+    )
+    assert [h.name for h in cache.hosts("seg")] == ["c1"]
+    assert {e.name for e in cache.failure_events("c1", open_only=False)} == {"e1", "e2"}
+    assert {e.name for e in cache.failure_events(None, open_only=True)} == {"e2", "e3"}
+
+    cache.apply(PLURAL.failure_events, "MODIFIED", _event("e2", "c1", "Finished"))
+    cache.apply(PLURAL.failure_events, "DELETED", _event("e3", "c2"))
+    cache.apply(PLURAL.hosts, "ADDED", _host("c3"))
+    assert cache.failure_events(None, open_only=True) == []
+    assert sorted(h.name for h in cache.hosts(None)) == ["c1", "c2", "c3"]
+
+
+def test_an_object_the_models_refuse_is_left_out_not_fatal() -> None:
+    cache = _cache()
+    broken = _host("bad")
+    broken["spec"]["segment"] = 42
+    cache.replace(PLURAL.hosts, [_host("c1"), broken], "1")
+    assert [h.name for h in cache.hosts(None)] == ["c1"]
+    cache.apply(PLURAL.hosts, "MODIFIED", {**_host("c1"), "spec": {"segment": None}})
+    assert cache.hosts(None) == [], "a change the models refuse drops the stale record"
+
+
+def test_it_serves_only_once_listed_and_while_its_watches_work() -> None:
+    cache = _cache()
+    assert not cache.serving(), "nothing listed yet: read direct"
+    for informer in cache.informers:
+        informer.synced.set()
+    assert cache.serving()
+    cache.informers[1].backoff.next()  # a watch failed, and nothing came since
+    assert not cache.serving()
+    cache.informers[1].backoff.reset()
+    assert cache.serving()
