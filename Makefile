@@ -43,10 +43,12 @@ control-plane-up: $(BIN)/.installed control-plane
 	$(BIN)/python -m tests.harness.control_plane up
 
 ## Install what the real-Nova tier runs (as root: MariaDB and RabbitMQ from Debian, Nova,
-## Placement and Glance venvs in ~/.cache/masakari-operator/nova-lab/). Fast when done.
+## Placement and Glance venvs in ~/.cache/masakari-operator/nova-lab/, and Masakari 22 for its
+## functional tests, our conformance suite, in .../masakari-functional/). Fast when done.
 ## Not root: nothing is installed and the real_nova tests fail unless deselected.
 nova-lab:
-	@if [ "$$(id -u)" = 0 ]; then bash hack/nova-lab/install.sh; else \
+	@if [ "$$(id -u)" = 0 ]; then bash hack/nova-lab/install.sh && \
+	  bash hack/masakari-functional/install.sh >/dev/null; else \
 	  echo "nova-lab: not root, so not installed; the real_nova tests will fail" \
 	    "(deselect them with PYTEST_ARGS='-m \"not real_nova\"')" >&2; fi
 

@@ -25,15 +25,10 @@ pyver="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 lock_hash="$(cat "$here"/requirements-*.txt | sha256sum | cut -c1-12)"
 dest="$cache/nova-lab/py$pyver-$lock_hash"
 ready() { [[ -x "$dest/nova/bin/nova-compute" && -x "$dest/glance/bin/glance-manage" && -e "$dest/.complete" ]]; }
-if ready; then echo "$dest"; exit 0; fi
-
-mkdir -p "$cache/nova-lab"
-exec 9>"$cache/nova-lab/.install.lock"
-flock 9   # a second install waits for the first and then finds the venvs
-if ready; then echo "$dest"; exit 0; fi
+source "$here/../lib/cache.sh"
+cache_claim "$dest" ready
 
 tmp="$dest.partial"
-rm -rf "$tmp" && mkdir -p "$tmp"
 start=$(date +%s)
 echo "nova-lab install: Nova, Placement and Glance into $dest (first use only)" >&2
 # Two venvs because glance and nova pin some libraries differently; built side by side.
@@ -46,9 +41,6 @@ for venv in nova glance; do
   ) &
 done
 for job in $(jobs -p); do wait "$job" || fail "pip install failed (see above)"; done
-# Venvs are not relocatable: their scripts name the interpreter by path. Rewrite them to $dest.
-grep -rlF "$tmp" "$tmp"/*/bin | xargs -r sed -i "s|$tmp|$dest|g"
-touch "$tmp/.complete"
-rm -rf "$dest" && mv "$tmp" "$dest"
+cache_commit "$dest" nova/bin glance/bin
 echo "nova-lab install: done in $(( $(date +%s) - start ))s" >&2
 echo "$dest"

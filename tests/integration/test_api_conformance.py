@@ -1,5 +1,5 @@
-"""Where Masakari's own functional suite (tests/e2e/test_masakari_functional.py) found the API
-behaving unlike Masakari: each difference as a fast test, on the simulator, no operator."""
+"""Where Masakari's own functional suite (test_masakari_functional.py) found the API behaving
+unlike Masakari: each difference as a fast test, on the simulator, no operator."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.control_plane import free_port
+from tests.harness.control_plane import free_port, run_install_script
 
 REPO = Path(__file__).resolve().parents[3]
 INSTALL_SCRIPT = REPO / "hack" / "nova-lab" / "install.sh"
@@ -57,19 +57,13 @@ def install() -> Path:
             "the real-Nova tier needs root (Debian packages, MariaDB and RabbitMQ run as root); "
             'run as root, or deselect the tier with -m "not real_nova"'
         )
-    result = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)],
-        stdout=subprocess.PIPE,
-        text=True,
-        timeout=INSTALL_TIMEOUT,
-        check=False,
-    )
-    if result.returncode != 0:
+    venvs = run_install_script(INSTALL_SCRIPT, INSTALL_TIMEOUT)
+    if venvs is None:
         raise NovaLabError(
-            f"{INSTALL_SCRIPT.relative_to(REPO)} failed (exit {result.returncode}); "
-            "its output is above. The real-Nova tier cannot run without it"
+            f"{INSTALL_SCRIPT.relative_to(REPO)} failed; its output is above. "
+            "The real-Nova tier cannot run without it"
         )
-    return Path(result.stdout.strip().splitlines()[-1])
+    return venvs
 
 
 @dataclass
