@@ -6,7 +6,8 @@ it, which the storm gate's counts need). kopf's indexes were tried as the source
 measured: kopf runs no handler before every indexed object is indexed, and that wait grows with
 the square of the objects (5 minutes for 5,500 on 2 cores, docs/scale.md), during which nothing
 is recovered: an operator restart or a leader change would leave a cloud without recovery for
-minutes. A cache that does not hold recoveries back is still to be built (issue 11).
+minutes. The recoveries read here; the passes that list whole namespaces on timers read the
+watches of kube_cache, which hold nothing back.
 """
 
 from __future__ import annotations
