@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration properties faults crds check-crds chart lint control-plane monitoring-crds promtool helm chromium control-plane-up nova-lab pacemaker-lab demo clean
+.PHONY: all test unit integration properties faults fuzz crds check-crds chart lint control-plane monitoring-crds promtool helm chromium control-plane-up nova-lab pacemaker-lab demo clean
 
 all: test
 
@@ -78,6 +78,14 @@ integration: $(BIN)/.installed control-plane monitoring-crds helm chromium
 properties: $(BIN)/.installed
 	MASAKARI_PROPERTY_EXAMPLES=$(or $(EXAMPLES),2000) $(BIN)/pytest \
 	  tests/unit/test_safety_properties.py --hypothesis-show-statistics $(PYTEST_ARGS)
+
+## Hostile input at length (make test runs a short sample): schemathesis over every route of
+## the API's own OpenAPI document, links included, and hypothesis over crm_mon's output and the
+## alert socket. Prints requests sent, 5xx and crashes (EXAMPLES per operation and mode).
+fuzz: $(BIN)/.installed control-plane
+	MASAKARI_FUZZ_EXAMPLES=$(or $(EXAMPLES),100) $(BIN)/pytest -s \
+	  tests/integration/test_api_fuzz.py tests/unit/test_api_openapi_fuzz.py \
+	  tests/unit/test_pacemaker_fuzz.py $(PYTEST_ARGS)
 
 ## The fault matrix at length (make test runs a short sample of it): three recoveries per row
 ## and the full periods (API server and Nova 60 s, the network to Nova 30 s). Prints a line of

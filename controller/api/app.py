@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from controller.api import hosts, notifications, report, segments, versions
+from controller.api import hosts, notifications, openapi, report, segments, versions
 from controller.api.context import CALLER, CONTEXT, VERSION, Context, store_of
 from controller.api.faults import INTERNAL_ERROR, ApiFault
 from controller.drivers.keystone import Caller, KeystoneUnavailable
@@ -102,9 +102,14 @@ async def readiness(request: web.Request) -> web.Response:
     return web.json_response(state, status=200 if state["ready"] else 503)
 
 
+async def get_openapi(request: web.Request) -> web.Response:
+    # Built from the router on each request (a few ms): what it describes is what is routed.
+    return web.json_response(openapi.document(request.app.router, PUBLIC, _base_url(request)))
+
+
 # Version documents are public (keystoneauth discovers versions before it has a token); so
-# is the health check, as oslo.middleware's is.
-PUBLIC: set[Handler] = {get_versions, get_version_v1, healthcheck, readiness}
+# is the health check, as oslo.middleware's is, and the OpenAPI document (it is the docs).
+PUBLIC: set[Handler] = {get_versions, get_version_v1, healthcheck, readiness, get_openapi}
 
 
 # --- the application --------------------------------------------------------------------------
@@ -140,6 +145,7 @@ def build_app(context: Context) -> web.Application:
     app.router.add_get("/v1/", get_version_v1)
     app.router.add_get("/healthcheck", healthcheck)
     app.router.add_get("/readyz", readiness)
+    app.router.add_get("/openapi.json", get_openapi)  # ours: the API as OpenAPI 3.1
     app.router.add_get("/report", report.get_report)  # ours, not Masakari's: outside /v1
     for prefix in ("/v1", r"/v1/{project_id:[0-9a-f\-]+}"):
         for method, path, handler in ROUTES:

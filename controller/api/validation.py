@@ -2,6 +2,10 @@
 
 Each body is `{"<resource>": {...}}` with additionalProperties false at both levels; a refused
 body gets a 400 whose message names the field, the value and the rule, as Masakari's do.
+
+Every field's check is a Rule that also carries the JSON Schema of what it accepts, built from
+the same bounds and patterns: the published OpenAPI document (openapi.py) is derived from these
+rules, so it cannot drift from what the API enforces.
 """
 
 from __future__ import annotations
@@ -26,6 +30,17 @@ _SHOWN_VALUE = 80
 Check = Callable[[Any], Any]
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A field's check and the JSON Schema of the values it lets through."""
+
+    check: Check
+    schema: Mapping[str, Any]
+
+    def __call__(self, value: Any) -> Any:
+        return self.check(value)
+
+
 class Refused(ValueError):
     """A value breaks a rule; the text says which rule."""
 
@@ -41,7 +56,7 @@ def invalid(name: str, value: Any, reason: str) -> Exception:
     )
 
 
-def boolean(value: Any) -> bool:
+def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value in TRUE_STRINGS:
@@ -61,38 +76,58 @@ def _string(value: Any, low: int, high: int) -> str:
     return value
 
 
-def name(value: Any) -> str:
-    text = _string(value, 1, 255)
-    if text != text.strip() or not text.isprintable():
+def text(low: int, high: int, pattern: re.Pattern[str] | None = None) -> Rule:
+    def check(value: Any) -> str:
+        checked = _string(value, low, high)
+        if pattern is not None and not pattern.match(checked):
+            raise Refused(f"{_shown(value)} does not match '{pattern.pattern}'")
+        return checked
+
+    schema: dict[str, Any] = {"type": "string", "minLength": low, "maxLength": high}
+    if pattern is not None:
+        schema["pattern"] = pattern.pattern
+    return Rule(check, schema)
+
+
+boolean = Rule(
+    _boolean, {"anyOf": [{"type": "boolean"}, {"enum": sorted(TRUE_STRINGS | FALSE_STRINGS)}]}
+)
+_name_length = text(1, 255)
+
+
+def _name(value: Any) -> str:
+    checked: str = _name_length(value)
+    if checked != checked.strip() or not checked.isprintable():
         raise Refused(f"{_shown(value)} has leading/trailing whitespace or unprintable characters")
-    return text
+    return checked
 
 
-def description(value: Any) -> str | None:
-    return None if value is None else _string(value, 0, 4096)
+# The schema's pattern is the whitespace half of the rule; "printable" has no JSON Schema
+# spelling, so the document says it in words.
+name = Rule(
+    _name,
+    {
+        **_name_length.schema,
+        "pattern": r"^\S(.*\S)?$",
+        "description": "printable, without leading or trailing whitespace",
+    },
+)
+_description_text = text(0, 4096)
+description = Rule(
+    lambda value: None if value is None else _description_text(value),
+    {"anyOf": [_description_text.schema, {"type": "null"}]},
+)
+host_type = text(0, 255, _HOST_TYPE)
+hostname = text(1, 255, _HOSTNAME)
 
 
-def host_type(value: Any) -> str:
-    text = _string(value, 0, 255)
-    if not _HOST_TYPE.match(text):
-        raise Refused(f"{_shown(value)} does not match '^[a-zA-Z0-9]*$'")
-    return text
-
-
-def hostname(value: Any) -> str:
-    text = _string(value, 1, 255)
-    if not _HOSTNAME.match(text):
-        raise Refused(f"{_shown(value)} does not match '^[a-zA-Z0-9-._]*$'")
-    return text
-
-
-def one_of(*choices: str) -> Check:
+def one_of(*choices: str) -> Rule:
     def check(value: Any) -> str:
         if value not in choices:
             raise Refused(f"{_shown(value)} is not one of {list(choices)}")
         return str(value)
 
-    return check
+    return Rule(check, {"enum": list(choices)})
 
 
 def date_time(value: Any) -> datetime:
@@ -105,13 +140,18 @@ def date_time(value: Any) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def payload_object(value: Any) -> dict[str, Any]:
+def _payload_object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Refused(f"{_shown(value)} is not of type 'object'")
     for key in value:
         if not _PAYLOAD_KEY.match(key):
-            raise Refused(f"the key {_shown(key)} does not match '^[a-zA-Z0-9-_:. ]{{1,255}}$'")
+            raise Refused(f"the key {_shown(key)} does not match '{_PAYLOAD_KEY.pattern}'")
     return value
+
+
+payload_object = Rule(
+    _payload_object, {"type": "object", "propertyNames": {"pattern": _PAYLOAD_KEY.pattern}}
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +160,7 @@ class Schema:
     empty body is allowed (updates need at least one field, Masakari's anyOf)."""
 
     key: str
-    fields: Mapping[str, Check]
+    fields: Mapping[str, Rule]
     required: frozenset[str] = field(default_factory=frozenset)
     at_least_one: bool = False
 
@@ -154,9 +194,30 @@ class Schema:
                 raise invalid(key, value, str(error)) from None
         return checked
 
+    def json_schema(self) -> dict[str, Any]:
+        """What the inner object may hold, as JSON Schema (the wrapper is the caller's)."""
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {key: dict(rule.schema) for key, rule in self.fields.items()},
+            "additionalProperties": False,
+        }
+        if self.required:
+            schema["required"] = sorted(self.required)
+        if self.at_least_one:
+            schema["minProperties"] = 1
+        return schema
+
+    def body_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {self.key: self.json_schema()},
+            "required": [self.key],
+            "additionalProperties": False,
+        }
+
 
 _RECOVERY_METHODS = one_of(*(method.value for method in RecoveryMethod))
-_SEGMENT_FIELDS: dict[str, Check] = {
+_SEGMENT_FIELDS: dict[str, Rule] = {
     "name": name,
     "description": description,
     "recovery_method": _RECOVERY_METHODS,
@@ -168,10 +229,10 @@ SEGMENT_CREATE_12 = Schema("segment", {**_SEGMENT_FIELDS, "enabled": boolean}, _
 SEGMENT_UPDATE = Schema("segment", _SEGMENT_FIELDS, at_least_one=True)
 SEGMENT_UPDATE_12 = Schema("segment", {**_SEGMENT_FIELDS, "enabled": boolean}, at_least_one=True)
 
-_HOST_FIELDS: dict[str, Check] = {
+_HOST_FIELDS: dict[str, Rule] = {
     "name": name,
     "type": host_type,
-    "control_attributes": lambda value: _string(value, 0, 4096),
+    "control_attributes": text(0, 4096),
     "reserved": boolean,
     "on_maintenance": boolean,
 }
@@ -184,7 +245,7 @@ NOTIFICATION_CREATE = Schema(
     {
         "type": one_of(*NOTIFICATION_TYPES),
         "hostname": hostname,
-        "generated_time": date_time,
+        "generated_time": Rule(date_time, {"type": "string", "format": "date-time"}),
         "payload": payload_object,
     },
     frozenset({"type", "hostname", "generated_time", "payload"}),
@@ -192,16 +253,12 @@ NOTIFICATION_CREATE = Schema(
 
 
 def _uuid(value: Any) -> str:
-    text = _string(value, 32, 36)
+    checked = _string(value, 32, 36)
     try:
-        uuid.UUID(text)
+        uuid.UUID(checked)
     except ValueError:
         raise Refused(f"{_shown(value)} is not a 'uuid'") from None
-    return text
-
-
-def _free(low: int, high: int) -> Check:
-    return lambda value: _string(value, low, high)
+    return checked
 
 
 # masakari/api/validation/schemas/payload.py, per notification type.
@@ -218,12 +275,18 @@ PAYLOADS: dict[str, Schema] = {
     ),
     "PROCESS": Schema(
         "payload",
-        {"process_name": _free(1, 4096), "event": _EVENTS},
+        {"process_name": text(1, 4096), "event": _EVENTS},
         frozenset({"process_name", "event"}),
     ),
     "VM": Schema(
         "payload",
-        {"instance_uuid": _uuid, "vir_domain_event": _free(1, 255), "event": _free(1, 255)},
+        {
+            # uuid.UUID also takes 32 bare hex digits (as Masakari's is_uuid_like does), which
+            # JSON Schema's "uuid" format refuses: the published rule is the looser one.
+            "instance_uuid": Rule(_uuid, {"type": "string", "minLength": 32, "maxLength": 36}),
+            "vir_domain_event": text(1, 255),
+            "event": text(1, 255),
+        },
         frozenset({"instance_uuid", "vir_domain_event", "event"}),
     ),
 }
