@@ -80,10 +80,12 @@ properties: $(BIN)/.installed
 	  tests/unit/test_safety_properties.py --hypothesis-show-statistics $(PYTEST_ARGS)
 
 ## Hostile input at length (make test runs a short sample): schemathesis over every route of
-## the API's own OpenAPI document, links included, and hypothesis over crm_mon's output and the
-## alert socket. Prints requests sent, 5xx and crashes (EXAMPLES per operation and mode).
+## the API's own OpenAPI document, links included (EXAMPLES per operation and mode), and
+## hypothesis over the document's rules, crm_mon's output and the alert socket (UNIT_EXAMPLES
+## per property). Prints requests sent, 5xx and crashes.
 fuzz: $(BIN)/.installed control-plane
-	MASAKARI_FUZZ_EXAMPLES=$(or $(EXAMPLES),100) $(BIN)/pytest -s \
+	MASAKARI_FUZZ_EXAMPLES=$(or $(EXAMPLES),100) \
+	MASAKARI_FUZZ_UNIT_EXAMPLES=$(or $(UNIT_EXAMPLES),5000) $(BIN)/pytest -s \
 	  tests/integration/test_api_fuzz.py tests/unit/test_api_openapi_fuzz.py \
 	  tests/unit/test_pacemaker_fuzz.py $(PYTEST_ARGS)
 

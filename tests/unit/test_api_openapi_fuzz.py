@@ -17,7 +17,7 @@ from controller.api import openapi, validation
 from controller.api.app import PUBLIC, build_app
 from controller.api.faults import ApiFault
 
-EXAMPLES = int(os.environ.get("MASAKARI_FUZZ_EXAMPLES", "500"))
+EXAMPLES = int(os.environ.get("MASAKARI_FUZZ_UNIT_EXAMPLES", "500"))
 DOCUMENT = openapi.document(build_app(None).router, PUBLIC, "http://127.0.0.1:15868")  # type: ignore[arg-type]
 
 

@@ -34,7 +34,7 @@ alerts = test_pacemaker_alerts.alerts  # the fixture: the monitor's socket, list
 DATA = Path(__file__).parent / "data" / "pacemaker"
 HEALTHY = (DATA / "healthy.xml").read_text()
 SAMPLES = sorted(path.read_text() for path in DATA.glob("*.xml"))
-EXAMPLES = int(os.environ.get("MASAKARI_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("MASAKARI_FUZZ_UNIT_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Damaged attribute values. "true" and "false" are left out: a flag switched to the other
