@@ -87,6 +87,7 @@ fuzz: $(BIN)/.installed control-plane
 	MASAKARI_FUZZ_EXAMPLES=$(or $(EXAMPLES),100) \
 	MASAKARI_FUZZ_UNIT_EXAMPLES=$(or $(UNIT_EXAMPLES),5000) $(BIN)/pytest -s \
 	  tests/integration/test_api_fuzz.py tests/unit/test_api_openapi_fuzz.py \
+	  tests/unit/test_api_input_fuzz.py \
 	  tests/unit/test_pacemaker_fuzz.py $(PYTEST_ARGS)
 
 ## The fault matrix at length (make test runs a short sample of it): three recoveries per row

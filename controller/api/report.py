@@ -224,7 +224,11 @@ async def get_report(request: web.Request) -> web.Response:
         reach = window(query.get("window", DEFAULT_WINDOW))
     except ValueError as error:
         raise bad_request(f"Invalid input: {error}") from None
-    since = _moment(query["since"]) if "since" in query else until - reach
+    try:
+        since = _moment(query["since"]) if "since" in query else until - reach
+    except OverflowError:
+        # until=0001-01-01 and a 30-day window: no datetime is that early.
+        raise bad_request("Invalid input: the window reaches back before year 1.") from None
     store = store_of(request)
     contents = await store.view()
     result = build(contents.objects[PLURAL.failure_events].values(), contents.hosts(), since, until)

@@ -136,8 +136,14 @@ def date_time(value: Any) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise Refused(f"{_shown(value)} is not a 'date-time'") from None
-    # Monitors send naive UTC (datetime.utcnow().isoformat()).
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        # Monitors send naive UTC (datetime.utcnow().isoformat()).
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: no datetime holds it.
+        raise Refused(f"{_shown(value)} is not a 'date-time' this API can hold") from None
 
 
 def _payload_object(value: Any) -> dict[str, Any]:

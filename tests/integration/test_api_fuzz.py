@@ -39,7 +39,7 @@ from controller.api.ids import object_uuid
 from controller.microversions import HEADER
 from tests.conftest import Cluster
 from tests.harness.masakari_api import ODD_HOST, THIS_HOST, ApiCloud
-from tests.integration.api_env import objects
+from tests.integration.api_env import call, objects
 
 EXAMPLES = int(os.environ.get("MASAKARI_FUZZ_EXAMPLES", "6"))
 # About 2 s per example of every operation, stateful walk included (measured at 6 and 40).
@@ -293,3 +293,28 @@ def test_hostile_requests_get_faults_and_store_nothing(
     assert tally.server_errors == 0 and tally.crashes == 0, tally.figures()
     assert tally.created, "no request was accepted: the fuzzing never got past validation"
     assert_nothing_left_by_refusals(cluster, namespace, tally)
+
+
+# Found past the fuzzer (it builds neither deep JSON nor times at datetime's ends): each
+# answered 500 before its fix.
+HOSTILE_EXAMPLES = {
+    "JSON nested 50,000 deep (RecursionError in the decoder)": (
+        "POST", "/v1/segments", b"[" * 50_000, "nested too deeply",
+    ),
+    "a generated-since before year 1 in UTC (OverflowError)": (
+        "GET", "/v1/notifications?generated-since=0001-01-01T00:00:00%2B14:00", None,
+        "not an ISO 8601 time",
+    ),
+    "a report window reaching back before year 1 (OverflowError)": (
+        "GET", "/report?until=0001-01-01T00:00:00&format=json", None, "before year 1",
+    ),
+}  # fmt: skip
+
+
+def test_inputs_that_answered_500_get_a_fault_body(api_env: ApiCloud) -> None:
+    # One API for the three (an API's start is most of such a test's time).
+    token = api_env.token()
+    for name, (method, path, raw, words) in HOSTILE_EXAMPLES.items():
+        status, _, body = call(api_env, method, path, token=token, raw=raw)
+        assert status == 400 and list(body) == ["badRequest"], (name, body)
+        assert words in body["badRequest"]["message"], (name, body)
