@@ -65,10 +65,11 @@ class KubeStore:
     async def failure_events(
         self, namespace: str, host: str | None = None, open_only: bool = False
     ) -> list[EventRecord]:
-        selector = f"spec.host={host}" if host else None
-        bodies = await self.kube.list(PLURAL.failure_events, namespace, selector)
-        records = [event_record(b) for b in bodies]
-        return [e for e in records if not open_only or e.status.phase not in TERMINAL]
+        terms = [f"spec.host={host}"] if host else []
+        if open_only:  # an event without a phase selects as "" and is open
+            terms += [f"status.phase!={phase}" for phase in sorted(TERMINAL)]
+        bodies = await self.kube.list(PLURAL.failure_events, namespace, ",".join(terms) or None)
+        return [event_record(b) for b in bodies]
 
     async def host(self, namespace: str, name: str) -> HostRecord | None:
         try:

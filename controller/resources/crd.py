@@ -98,7 +98,9 @@ FAILURE_EVENT = Kind(
         {"name": "Generated", "type": "date", "jsonPath": ".spec.generatedTime", "priority": 1},
         _AGE,
     ],
-    selectable_fields=[".spec.host", ".spec.type"],
+    # .status.phase: a recovery's admission lists the open events, fresh from the API
+    # server, without reading (and parsing) every ended one of the namespace.
+    selectable_fields=[".spec.host", ".spec.type", ".status.phase"],
 )
 
 

@@ -1,0 +1,99 @@
+"""The two stores on a real kube-apiserver: the recoveries' (KubeStore, fresh reads, the open
+events selected by status.phase at the server) and the passes' (CachedStore, from watches):
+the same answers, and the cache following changes made around it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from controller.drivers.kube import Kube, load_client
+from controller.drivers.kube_cache import CachedStore
+from controller.drivers.kube_store import KubeStore
+from tests.conftest import Cluster
+from tests.integration.operator_env import host, host_failure
+
+pytestmark = pytest.mark.integration
+PHASES = {"e-new": None, "e-run": "Running", "e-err": "Error", "e-fin": "Finished",
+          "e-ign": "Ignored", "e-fail": "Failed"}  # fmt: skip
+
+
+def _seed(cluster: Cluster, namespace: str) -> None:
+    documents = [host("c1"), host("c2", "other")]
+    for name in PHASES:
+        documents.append(host_failure(name, "c1"))
+    documents.append(host_failure("e-c2", "c2"))
+    for document in documents:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(document))
+    for name, phase in PHASES.items():
+        if phase is not None:
+            _set_phase(cluster, namespace, name, phase)
+
+
+def _set_phase(cluster: Cluster, namespace: str, name: str, phase: str) -> None:
+    cluster.kubectl(
+        "patch", "failureevent", name, "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": {"phase": phase}}),
+    )  # fmt: skip
+
+
+async def _until(what: str, probe: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not await probe():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {seconds:.0f}s")
+        await asyncio.sleep(0.05)
+
+
+def test_both_stores_answer_alike_and_the_cache_follows(cluster: Cluster, namespace: str) -> None:
+    _seed(cluster, namespace)
+
+    async def scenario() -> dict[str, Any]:
+        kube = Kube(load_client(str(cluster.kubeconfig)))
+        direct = KubeStore(kube)
+        cached = CachedStore(direct)
+        try:
+
+            async def names(store: Any, **query: Any) -> set[str]:
+                return {e.name for e in await store.failure_events(namespace, **query)}
+
+            opened = await names(direct, open_only=True)
+            of_c1 = await names(direct, host="c1", open_only=True)
+            await names(cached)  # the first read starts the watches (and reads direct)
+            cache = cached._namespaces[namespace]
+
+            async def serving() -> bool:
+                return cache.serving()
+
+            await _until("the cache serving", serving)
+            same = {
+                "open": await names(cached, open_only=True) == opened,
+                "c1 open": await names(cached, host="c1", open_only=True) == of_c1,
+                "all": await names(cached) == await names(direct),
+                "segment": [h.name for h in await cached.hosts(namespace, "other")] == ["c2"],
+            }
+            _set_phase(cluster, namespace, "e-run", "Finished")
+
+            async def seen() -> bool:
+                return "e-run" not in await names(cached, open_only=True)
+
+            await _until("a status change reaching the cache", seen)
+            cluster.kubectl("delete", "failureevent", "e-new", "-n", namespace)
+
+            async def gone() -> bool:
+                return "e-new" not in await names(cached)
+
+            await _until("a deletion reaching the cache", gone)
+            return {"opened": opened, "of_c1": of_c1, "same": same}
+        finally:
+            await cached.close()
+
+    found = asyncio.run(scenario())
+    assert found["opened"] == {"e-new", "e-run", "e-err", "e-c2"}
+    assert found["of_c1"] == {"e-new", "e-run", "e-err"}
+    assert all(found["same"].values()), found["same"]
