@@ -69,6 +69,11 @@ def _boolean(value: Any) -> bool:
 def _string(value: Any, low: int, high: int) -> str:
     if not isinstance(value, str):
         raise Refused(f"{_shown(value)} is not of type 'string'")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # JSON's "\ud800" decodes to a lone surrogate; Kubernetes would store U+FFFD instead.
+        raise Refused(f"{_shown(value)} is not valid Unicode (a lone surrogate)") from None
     if len(value) < low:
         raise Refused(f"{_shown(value)} is too short")
     if len(value) > high:
