@@ -139,9 +139,13 @@ class Lifecycle:
         return record.spec.type == FailureType.COMPUTE_HOST and disable is None
 
     async def _context(self, record: EventRecord, cloud: Cloud) -> Context:
-        hosts = {h.name: h for h in await self.store.hosts(record.namespace)}
-        host = hosts.get(record.spec.host)
-        segment = await self.store.segment(record.namespace, host.spec.segment) if host else None
+        # The failed host's segment only: a recovery takes targets and reserved hosts from its
+        # own segment, and listing every Host of a namespace of thousands cost seconds a step.
+        host = await self.store.host(record.namespace, record.spec.host)
+        if host is None:
+            return Context(cloud, {}, None, None)
+        hosts = {h.name: h for h in await self.store.hosts(record.namespace, host.spec.segment)}
+        segment = await self.store.segment(record.namespace, host.spec.segment)
         return Context(cloud, hosts, host, segment)
 
     async def _admit(self, record: EventRecord, context: Context) -> Decision:

@@ -118,6 +118,9 @@ class MemoryStore:
             if host in (None, e.spec.host) and not (open_only and e.status.phase in TERMINAL)
         ]
 
+    async def host(self, namespace: str, name: str) -> HostRecord | None:
+        return self.hosts_.get(name)
+
     async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
         return [h for h in self.hosts_.values() if segment in (None, h.spec.segment)]
 
