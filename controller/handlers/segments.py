@@ -121,7 +121,10 @@ async def _check_capacity(memo: Any, body: kopf.Body) -> None:
             timeout=CONFIG.capacity_interval,
         )
     except (NovaError, TimeoutError) as error:
-        capacity_log.warning("%s/%s: readiness not checked: %s", namespace, name, error)
+        why = (
+            error if isinstance(error, NovaError) else f"no answer in {CONFIG.capacity_interval:g}s"
+        )
+        capacity_log.warning("%s/%s: readiness not checked: %s", namespace, name, why)
         return
     before = runtime.capacity.get(key)
     runtime.capacity[key] = verdict

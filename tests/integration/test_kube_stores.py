@@ -64,7 +64,7 @@ def test_both_stores_answer_alike_and_the_cache_follows(cluster: Cluster, namesp
 
             opened = await names(direct, open_only=True)
             of_c1 = await names(direct, host="c1", open_only=True)
-            await names(cached)  # the first read starts the watches (and reads direct)
+            await names(cached)  # the first read starts the watches, waits for their lists
             cache = cached._namespaces[namespace]
 
             async def serving() -> bool:
