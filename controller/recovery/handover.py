@@ -10,17 +10,22 @@ there. Before it evacuates such an instance it reads the instance's migration re
 - completed, or landed on its destination (Nova shows the instance there, settled) with the
   record still open: the drain moved it. Recorded as such, never evacuated;
 - ended in failure: Nova rolled it back and cleaned its destination: evacuated as usual;
-- open before its switch-over (queued, preparing, running): the guest ran on the failed host,
-  which is fenced by now. Nova may still end the migration by itself (its conductor fails one
-  whose source does not answer), and an evacuation racing that rollback would have both write
-  the instance, so the recovery waits, as long as the drain would have
-  (`maintenance.instanceTimeoutSeconds` from the migration's start). Past that the source will
-  never finish it: evacuated, and a placement plan keeps it off the migration's destination
+- open before its switch-over (queued, preparing, running) off a host fenced for sure (a fencing
+  record, a BMC read Off: `confirmed_off`): evacuated at once. Nova's source compute drives
+  these three states, and its memory is gone: nothing in Nova will ever end them, so waiting
+  only keeps the guest down. A placement plan keeps it off the migration's destination
   (`open_destination`), which may still hold the incoming copy and its resources;
-- open after its switch-over (post-migrating, running (post-copy)): the guest may already run
-  on the destination while Nova still places it on the failed host. Waited for likewise; past
-  the bound the move fails for a person to look at: evacuating would start a second copy of a
-  guest that may be running, on the same disks.
+- otherwise still open (the host only reported down, with fencing.method none; Nova's conductor
+  still checking it, `accepted`; or after its switch-over): Nova may still end it by itself
+  (its conductor fails one whose source does not answer, the destination lands one its source
+  handed over), and an evacuation racing that would have both write the instance, so the
+  recovery waits: at most `NOVA_ENDS_WITHIN` from its first look, and never past the drain's
+  own bound (`maintenance.instanceTimeoutSeconds` from the migration's start). Past that, one
+  before its switch-over is evacuated as above;
+- open after its switch-over (post-migrating, running (post-copy)), past the wait: the guest
+  may already run on the destination while Nova still places it on the failed host. The move
+  fails for a person to look at: evacuating would start a second copy of a guest that may be
+  running, on the same disks.
 
 Masakari has no drain, and ignores every failure of a host on maintenance: nothing to match.
 """
@@ -34,12 +39,25 @@ from enum import StrEnum
 
 from controller.recovery.drain import ENDED_MIGRATION, FAILED_MIGRATION
 from controller.recovery.nova import Migration, Server
+from controller.resources.failure_event import FencingRecord
+from controller.resources.segment import FencingMethod
 
 LIVE_MIGRATION = "live-migration"  # Nova's migration_type
 COMPLETED_MIGRATION = ENDED_MIGRATION - FAILED_MIGRATION
 # Nova's statuses once the guest runs on the destination (libvirt's switch-over done, or
 # post-copy started): the source no longer holds the only copy.
 SWITCHED_OVER = frozenset({"post-migrating", "running (post-copy)"})
+# Nova's statuses written by the source compute, before the switch-over: from the conductor's
+# cast to the source (queued) through the wait on the destination's preparation (preparing) to
+# libvirt's pre-copy (running). With the source off no one in Nova writes the record again.
+SOURCE_DRIVEN = frozenset({"queued", "preparing", "running"})
+# Nova's rpc_response_timeout (60 s by default): what Nova can still do to an open live
+# migration without its source is a call already made that times out or completes within it
+# (the conductor's check of an `accepted` one calls the source; the destination lands a
+# switched-over one in the call its source sent it). Counted from the recovery's first look,
+# which comes after the host stopped answering. Beyond it only a live source moves the record,
+# and with fencing.method none that risk is taken for every instance of the host alike.
+NOVA_ENDS_WITHIN = 60.0
 
 
 class Learned(StrEnum):
@@ -63,20 +81,38 @@ def newest(migrations: Iterable[Migration]) -> Migration | None:
     return max(live, key=lambda m: (m.created_at is not None, m.created_at, m.id), default=None)
 
 
+def confirmed_off(fencing: FencingRecord | None) -> bool:
+    """The failed host was confirmed powered off by its fencing (a fencing record, a BMC read
+    Off), fenced by this event or found off already; fencing.method none confirms only on its
+    monitor's word, which says nothing of the host's memory."""
+    return (
+        fencing is not None
+        and fencing.confirmed_time is not None
+        and fencing.method != FencingMethod.NONE
+    )
+
+
 def patience(migration: Migration | None, timeout: float, now: datetime) -> float:
-    """Seconds left of the drain's bound for the migration, counted from its start; the whole
-    bound when its start is unknown (a guess of "long ago" would evacuate at once)."""
-    if migration is None or migration.created_at is None:
-        return timeout
-    elapsed = (now - migration.created_at).total_seconds()
-    return min(max(timeout - elapsed, 0.0), timeout)
+    """Seconds to wait for the migration to end: what is left of the drain's bound, counted from
+    its start (the whole bound when its start is unknown: a guess of "long ago" would evacuate
+    at once), and no more than Nova takes to end it by itself."""
+    left = timeout
+    if migration is not None and migration.created_at is not None:
+        elapsed = (now - migration.created_at).total_seconds()
+        left = min(max(timeout - elapsed, 0.0), timeout)
+    return min(left, NOVA_ENDS_WITHIN)
 
 
 def learn(
-    server: Server, failed_host: str, migrations: Iterable[Migration], expired: bool
+    server: Server,
+    failed_host: str,
+    migrations: Iterable[Migration],
+    expired: bool,
+    *,
+    host_off: bool,
 ) -> Handover:
     """What the recovery of `failed_host` does with `server`, from its live migrations.
-    `expired`: the bound of `patience` has passed."""
+    `expired`: the bound of `patience` has passed; `host_off`: `confirmed_off`."""
     migration = newest(migrations)
     if migration is None or migration.source_host != failed_host:
         return Handover(Learned.NOTHING)
@@ -99,6 +135,15 @@ def learn(
         # Moved by someone else, or back on the failed host since (a later evacuation or
         # cold migration): not this migration's doing.
         return Handover(Learned.NOTHING, migration)
+    if host_off and migration.status in SOURCE_DRIVEN:
+        # A wait could only show Nova changing the record or the instance, and in these states
+        # only the source does that: the bound would pass with nothing learned, the guest down.
+        return Handover(
+            Learned.EVACUATE,
+            migration,
+            f"its live migration to {dest} ({migration.status}) can never end: {failed_host} "
+            "is fenced, the source's memory with it; evacuated elsewhere",
+        )
     if not expired:
         waiting = f"waiting for its live migration to {dest} ({migration.status})"
         return Handover(Learned.WAIT, migration, waiting)

@@ -127,8 +127,8 @@ class HostFailure:
     placement: PlacementPolicy | None = None
     # The segment's hosts that may take instances (not reserved, on maintenance or failed).
     segment_hosts: list[str] = field(default_factory=list)
-    # The segment's maintenance.instanceTimeoutSeconds: how long a drain's live migration left
-    # open by the failure is waited for before the instance is evacuated (recovery.handover).
+    # The segment's maintenance.instanceTimeoutSeconds: the longest a drain's live migration
+    # left open by the failure is waited for, from its start (recovery.handover.patience).
     live_migration_timeout: float = MaintenancePolicy().instance_timeout_seconds
     _listed: list[Server] | None = field(default=None, init=False, repr=False)
 
@@ -587,7 +587,8 @@ class HostFailure:
         self, move: InstanceMove, server: Server
     ) -> tuple[handover.Handover, Server]:
         """What the instance's live migrations say (recovery.handover), waiting while one may
-        still end; bounded by the drain's own bound for it, counted from its start."""
+        still end (handover.patience); not at all for one only its fenced source could end."""
+        host_off = handover.confirmed_off(self.progress.status.fencing)
         migrations = await self.nova.migrations(server.id)
         bound = handover.patience(
             handover.newest(migrations), self.live_migration_timeout, self.progress.clock()
@@ -596,7 +597,7 @@ class HostFailure:
         waiting = False
         while True:
             expired = self.timing.clock() - start >= bound
-            learned = handover.learn(server, self.host, migrations, expired)
+            learned = handover.learn(server, self.host, migrations, expired, host_off=host_off)
             if learned.learned != Learned.WAIT:
                 if learned.learned == Learned.EVACUATE:
                     self.progress.note(EVACUATE, f"{_name(move)}: {learned.message}")

@@ -16,6 +16,7 @@ from controller.recovery.host_failure import Timing
 from controller.recovery.nova import Flavor, Migration, Server
 from controller.recovery.outcome import Outcome
 from controller.recovery.progress import Progress
+from controller.resources.failure_event import FencingRecord
 from controller.resources.host import DrainMove, DrainMoveStatus, DrainPhase, DrainStatus
 from controller.resources.segment import DrainMode, MaintenancePolicy, PlacementPolicy
 from tests.unit.fake_cluster import Clock
@@ -69,16 +70,65 @@ def _live(status: str, source: str = "h1", age: float = 5, mid: str = "2") -> Mi
 def test_what_the_recovery_learns_from_the_newest_live_migration(
     server: Server, records: list[Migration], expired: bool, learned: Learned
 ) -> None:
-    assert handover.learn(server, "h1", records, expired).learned == learned
+    assert handover.learn(server, "h1", records, expired, host_off=False).learned == learned
 
 
-def test_the_wait_is_the_drains_own_bound_from_the_migrations_start() -> None:
-    assert handover.patience(_live("running", age=100), 600, NOW) == 500
+@pytest.mark.parametrize(
+    ("server", "status", "learned", "past_the_wait"),
+    [
+        # Only the source writes these: off, it never will; nothing to wait for.
+        (_server(), "queued", Learned.EVACUATE, Learned.EVACUATE),
+        (_server(), "preparing", Learned.EVACUATE, Learned.EVACUATE),
+        (_server(), "running", Learned.EVACUATE, Learned.EVACUATE),
+        # The conductor's check may still fail it; the destination may still land it.
+        (_server(), "accepted", Learned.WAIT, Learned.EVACUATE),
+        (_server(), "post-migrating", Learned.WAIT, Learned.UNSURE),
+        (_server(), "running (post-copy)", Learned.WAIT, Learned.UNSURE),
+        # What Nova already did stays decided.
+        (_server("h2", None), "running", Learned.LANDED, Learned.LANDED),
+        (_server(task=None), "completed", Learned.NOTHING, Learned.NOTHING),
+        (_server(task=None), "error", Learned.NOTHING, Learned.NOTHING),
+    ],
+)
+def test_a_fenced_source_ends_no_migration_before_its_switch_over(
+    server: Server, status: str, learned: Learned, past_the_wait: Learned
+) -> None:
+    found = handover.learn(server, "h1", [_live(status)], expired=False, host_off=True)
+    assert found.learned == learned
+    if learned == Learned.EVACUATE:
+        assert "can never end" in found.message
+    late = handover.learn(server, "h1", [_live(status)], expired=True, host_off=True)
+    assert late.learned == past_the_wait
+
+
+def _fencing(method: str, confirmed: bool = True) -> FencingRecord:
+    return FencingRecord(
+        method=method,
+        started_time=NOW - timedelta(seconds=40),
+        requests=1 if method == "pacemaker" else 0,
+        confirmed_time=NOW - timedelta(seconds=10) if confirmed else None,
+        proof="h1 offline and fenced" if confirmed else None,
+    )
+
+
+def test_only_a_fencing_confirms_the_hosts_memory_is_gone() -> None:
+    assert handover.confirmed_off(_fencing("pacemaker"))
+    assert handover.confirmed_off(_fencing("redfish"))  # found Off already: no request
+    assert not handover.confirmed_off(_fencing("pacemaker", confirmed=False))
+    assert not handover.confirmed_off(_fencing("none"))  # the monitor's word
+    assert not handover.confirmed_off(None)
+
+
+def test_the_wait_is_nova_s_own_within_the_drains_bound_from_the_migrations_start() -> None:
+    assert handover.patience(_live("running", age=100), 600, NOW) == handover.NOVA_ENDS_WITHIN
+    assert handover.patience(_live("running", age=590), 600, NOW) == 10
+    assert handover.patience(_live("running", age=10), 30, NOW) == 20
     assert handover.patience(_live("running", age=900), 600, NOW) == 0
-    assert handover.patience(_live("running", age=-30), 600, NOW) == 600  # the cloud's clock
-    assert handover.patience(None, 600, NOW) == 600
+    # The cloud's clock ahead, or the start unknown: never taken for long ago.
+    assert handover.patience(_live("running", age=-30), 30, NOW) == 30
+    assert handover.patience(None, 600, NOW) == handover.NOVA_ENDS_WITHIN
     unknown = Migration("1", "i1", "h1", "h2", "running", "live-migration", None)
-    assert handover.patience(unknown, 600, NOW) == 600
+    assert handover.patience(unknown, 30, NOW) == 30
 
 
 def test_only_an_open_live_migration_off_the_failed_host_keeps_the_plan_off_its_destination() -> (
@@ -235,4 +285,45 @@ def test_a_migration_that_started_long_ago_is_not_waited_for_again() -> None:
     outcome, waited = _recover(nova, clock, store, timeout=600)
     assert outcome.phase == "Finished"
     assert waited < 10
+    assert nova.evacuations == {"uuid-a": 1}
+
+
+def test_a_live_migration_off_a_fenced_host_is_evacuated_on_the_first_look() -> None:
+    """Pacemaker fenced h1: the `running` migration can never end, so no wait; a placement plan
+    keeps the evacuation off its destination all the same."""
+    nova, clock = _cloud("a", "b")
+    nova.live_migration("uuid-a", "h2")
+    store = Store()
+    store.status.fencing = _fencing("pacemaker")
+    outcome, waited = _recover(nova, clock, store, timeout=600, placement=PlacementPolicy())
+    assert (outcome.phase, outcome.reason) == ("Finished", "Recovered")
+    assert waited < 5
+    assert moves(store)["a"] == ("succeeded", "h3")
+    assert nova.evacuations == {"uuid-a": 1, "uuid-b": 1}
+    notes = " ".join(d.message for s in store.status.steps for d in s.progress_details)
+    assert "can never end" in notes, notes
+
+
+def test_a_switched_over_guest_on_a_fenced_host_is_still_left_for_a_person() -> None:
+    nova, clock = _cloud("switched")
+    nova.live_migration("uuid-switched", "h2", status="running (post-copy)")
+    store = Store()
+    store.status.fencing = _fencing("redfish")
+    outcome, waited = _recover(nova, clock, store, timeout=600)
+    assert (outcome.phase, outcome.reason) == ("Error", "EvacuationFailed")
+    assert handover.NOVA_ENDS_WITHIN <= waited < handover.NOVA_ENDS_WITHIN + 10
+    assert moves(store)["switched"] == ("failed", None)
+    assert not nova.evacuations
+
+
+def test_without_a_fencing_the_wait_is_nova_s_not_the_drains_whole_bound() -> None:
+    """fencing.method none: the host only reported down. Nova may still end the migration, but
+    within its own RPC timeout, not the drain's ten minutes."""
+    nova, clock = _cloud("a")
+    nova.live_migration("uuid-a", "h2")
+    store = Store()
+    store.status.fencing = _fencing("none")
+    outcome, waited = _recover(nova, clock, store, timeout=600)
+    assert outcome.phase == "Finished", outcome
+    assert handover.NOVA_ENDS_WITHIN <= waited < handover.NOVA_ENDS_WITHIN + 10
     assert nova.evacuations == {"uuid-a": 1}
