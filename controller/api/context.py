@@ -50,6 +50,9 @@ async def read_body(request: web.Request) -> Any:
         return await request.json()
     except (ValueError, UnicodeDecodeError):
         raise bad_request("Malformed request body: it is not JSON.") from None
+    except LookupError:
+        # Content-Type: application/json; charset=<no such codec>
+        raise bad_request("Malformed request body: unknown charset.") from None
     except RecursionError:
         # "[" * 50000 fits the size limit and exhausts the JSON decoder's recursion.
         raise bad_request("Malformed request body: JSON nested too deeply.") from None

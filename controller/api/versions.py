@@ -29,12 +29,16 @@ def requested(headers: list[str]) -> Version:
     if value.lower() == "latest":
         return MAX_VERSION
     match = _VERSION.match(value)
-    if match is None:
+    try:
+        # int() refuses over 4300 digits (ValueError): no version, however far out of range.
+        asked = (int(match.group(1)), int(match.group(2))) if match else None
+    except ValueError:
+        asked = None
+    if asked is None:
         raise bad_request(
             f"API Version String {value[:40]} is of invalid format. Must be of "
             "format MajorNum.MinorNum."
         )
-    asked = (int(match.group(1)), int(match.group(2)))
     if not MIN_VERSION <= asked <= MAX_VERSION:
         raise ApiFault(
             406,

@@ -35,9 +35,10 @@ def call(
     token: str | None = None,
     version: str | None = None,
     raw: bytes | None = None,
+    content_type: str = "application/json",
 ) -> tuple[int, dict[str, str], Any]:
     """One HTTP request to the API: (status, headers, decoded JSON body or None)."""
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": content_type}
     if token is not None:
         headers["X-Auth-Token"] = token
     if version is not None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.api import validation
+from controller.api import validation, versions
 from controller.api.faults import ApiFault
 
 EXAMPLES = int(os.environ.get("MASAKARI_FUZZ_UNIT_EXAMPLES", "500"))
@@ -99,3 +99,27 @@ def test_a_lone_surrogate_is_refused_not_stored_changed() -> None:
     with pytest.raises(ApiFault, match="Unicode"):
         fields = {"name": "s", "recovery_method": "auto", "service_type": "C"}
         validation.SEGMENT_CREATE_12({"segment": {**fields, "description": "a\ud800"}})
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    header=st.one_of(
+        st.text(max_size=30),
+        st.from_regex(r"\Ainstance-ha (latest|[0-9]{1,30}\.[0-9]{1,30})\Z"),
+        st.integers(4290, 4400).map(lambda digits: "instance-ha 1." + "9" * digits),
+    )
+)
+def test_any_microversion_header_is_a_version_or_a_fault(header: str) -> None:
+    try:
+        version = versions.requested([header])
+    except ApiFault as fault:
+        assert fault.code in (400, 406)
+        return
+    assert versions.MIN_VERSION <= version <= versions.MAX_VERSION
+
+
+def test_a_microversion_of_5000_digits_is_a_bad_request() -> None:
+    """Found by probing past the fuzzer: int() refuses more than 4300 digits with ValueError,
+    and the API answered 500."""
+    with pytest.raises(ApiFault, match="invalid format"):
+        versions.requested(["instance-ha 1." + "9" * 5000])
