@@ -44,7 +44,8 @@ control-plane-up: $(BIN)/.installed control-plane
 
 ## Install what the real-Nova tier runs (as root: MariaDB and RabbitMQ from Debian, Nova,
 ## Placement and Glance venvs in ~/.cache/masakari-operator/nova-lab/, and Masakari 22 for its
-## functional tests, our conformance suite, in .../masakari-functional/). Fast when done.
+## functional tests, our conformance suite, and the real masakari-api that the import test reads,
+## in .../masakari-functional/). Fast when done.
 ## Not root: nothing is installed and the real_nova tests fail unless deselected.
 nova-lab:
 	@if [ "$$(id -u)" = 0 ]; then bash hack/nova-lab/install.sh && \

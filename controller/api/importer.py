@@ -32,7 +32,7 @@ from controller.api.ids import ID, UUID
 from controller.api.main import add_cloud_arguments
 from controller.resources.common import API_VERSION
 
-PAGE = 1000  # Masakari's osapi_max_limit: a longer page is cut to it anyway
+PAGE = 1000  # Masakari's default osapi_max_limit
 MAX_PAGES = 10_000
 SEGMENT_FIELDS = ("name", "description", "recovery_method", "service_type", "enabled")
 HOST_FIELDS = ("name", "type", "control_attributes", "reserved", "on_maintenance")
@@ -45,15 +45,19 @@ class Unimportable(Exception):
 
 
 def pages(get: Get, path: str, key: str) -> Iterator[dict[str, Any]]:
-    """Every record of a list, a page at a time, by Masakari's marker (the integer id)."""
+    """Every record of a list, a page at a time, by Masakari's marker (the integer id).
+
+    Only an empty page ends the list: Masakari cuts every page to its osapi_max_limit, whatever
+    limit was asked, and says nothing of it (no next link), so a short page may not be the last.
+    """
     marker: int | None = None
     for _ in range(MAX_PAGES):
         separator = "&" if "?" in path else "?"
         query = f"{separator}limit={PAGE}" + (f"&marker={marker}" if marker is not None else "")
         records = get(path + query)[key]
-        yield from records
-        if len(records) < PAGE:
+        if not records:
             return
+        yield from records
         marker = records[-1]["id"]
     raise Unimportable(f"{path}: more than {MAX_PAGES} pages")
 

@@ -2,7 +2,9 @@
 # Installs Masakari 22 (whose wheel ships its functional tests, masakari.tests.functional) into a
 # virtualenv of its own in the cache, keyed by the pinned versions, idempotently, and prints the
 # virtualenv's directory. Its own venv: Masakari's dependencies are heavy and pin libraries
-# differently from ours. A warm cache returns at once. Needs no root.
+# differently from ours. requirements.txt freezes a full install (every dependency masakari
+# declares), so the venv also runs a real masakari-api (tests/harness/nova_lab/masakari.py).
+# A warm cache returns at once. Needs no root.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${MASAKARI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/masakari-operator}"

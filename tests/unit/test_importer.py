@@ -73,7 +73,23 @@ def test_pages_follow_the_integer_id_marker() -> None:
         f"/segments?limit={importer.PAGE}",
         f"/segments?limit={importer.PAGE}&marker={importer.PAGE}",
         f"/segments?limit={importer.PAGE}&marker={importer.PAGE * 2}",
+        f"/segments?limit={importer.PAGE}&marker={importer.PAGE * 2 + 1}",
     ]
+
+
+def test_a_page_cut_below_the_limit_asked_is_not_the_last() -> None:
+    # Masakari cuts every page to its osapi_max_limit, whatever limit was asked: a short page
+    # may have more after it (seen on real Masakari 22 with osapi_max_limit = 2).
+    records = [{"id": n, "name": f"s{n}"} for n in (9, 7, 4, 2, 1)]
+
+    def get(path: str) -> dict[str, Any]:
+        marker = int(path.split("marker=")[1]) if "marker=" in path else None
+        after = (
+            records if marker is None else records[[r["id"] for r in records].index(marker) + 1 :]
+        )
+        return {"segments": after[:2]}
+
+    assert list(importer.pages(get, "/segments", "segments")) == records
 
 
 def test_two_names_one_object_name_is_refused() -> None:
