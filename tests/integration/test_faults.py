@@ -157,8 +157,9 @@ def recover(
         if fault is not None:
 
             def moving() -> bool:
-                moves = cloud.status("fev", EVENT).get("instances", [])
-                return any(m["status"] == "ongoing" for m in moves)
+                status = cloud.status("fev", EVENT)
+                assert status.get("phase") not in ENDED, f"ended before the fault: {status}"
+                return any(m["status"] == "ongoing" for m in status.get("instances", []))
 
             wait_for("the first evacuation", moving, 60, 0.05)
             fault(cloud)
