@@ -346,7 +346,7 @@ class NovaLab:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(rabbit / "enabled_plugins"),
             "RABBITMQ_MNESIA_BASE": str(rabbit / "mnesia"),
             "RABBITMQ_LOG_BASE": str(rabbit / "log"),
-            "RABBITMQ_NODENAME": f"nova-lab-{os.getpid()}@localhost",
+            "RABBITMQ_NODENAME": self._rabbitmq_node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.ports.amqp),
             "RABBITMQ_DIST_PORT": str(self.ports.erlang_distribution),
@@ -357,6 +357,23 @@ class NovaLab:
         }
         # The packaged script, not /usr/sbin's wrapper, which would switch to the rabbitmq user.
         self._spawn("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], environment, cwd=rabbit)
+
+    @property
+    def _rabbitmq_node(self) -> str:
+        return f"nova-lab-{os.getpid()}@localhost"
+
+    def queue_consumers(self, queue: str) -> int:
+        """How many consumers RabbitMQ counts on `queue` (0 when it does not exist yet): an RPC
+        server is listening once its topic queue has one."""
+        listed = subprocess.run(
+            ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self._rabbitmq_node, "-q",
+             "list_queues", "name", "consumers"],
+            capture_output=True, text=True, timeout=60, check=True, stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(self.workdir / "rabbit"),
+                 "ERL_EPMD_PORT": str(self.ports.epmd), "LANG": "C.UTF-8"},
+        )  # fmt: skip
+        counts = dict(line.split("\t", 1) for line in listed.stdout.splitlines() if "\t" in line)
+        return int(counts.get(queue, "0"))
 
     def _rabbitmq_answers(self) -> bool:
         # The AMQP listener opens late in the broker's boot; its protocol header answer

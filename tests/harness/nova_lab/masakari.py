@@ -2,8 +2,10 @@
 
 It runs from the virtualenv of hack/masakari-functional/install.sh: that one holds masakari 22
 with every dependency it declares (a frozen full install; `pip check` passes), so it runs the
-services as well as the functional tests. masakari-engine is not started: the API alone
-stores segments, hosts and notifications (a notification then stays `new`).
+services as well as the functional tests. masakari-engine is started only when asked
+(`engine=EngineWaits(...)`): the API alone stores segments, hosts and notifications (a
+notification then stays `new`); with the engine, a host notification runs Masakari's own
+host-failure flow against the lab's Nova.
 
 Configuration, as the verified lab recipe ran it:
 - `auth_strategy = noauth2`: any token "user[:project]" is accepted, "admin" is an admin.
@@ -13,6 +15,8 @@ Configuration, as the verified lab recipe ran it:
   password-style keystoneauth plugin; `lab_token` (runtime/lab_token_auth.py) sends the lab's
   token to Nova's endpoint instead, registered by a dist-info written into the workdir.
 - The API casts a new notification to the engine over the lab's RabbitMQ.
+- The engine shares the API's SQLite files: it writes a notification's status and its TaskFlow
+  progress while the API, with nothing else to do, only reads, so writers never meet.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tests.harness import masakari_functional
@@ -36,6 +40,24 @@ from .lab import RUNTIME, TOKEN, NovaLab, NovaLabError, _write_ini
 #: and the API answered about 6 s after its start.
 COMMAND_TIMEOUT = 120
 READY_TIMEOUT = 60.0
+#: The queue masakari-api casts a notification to (Masakari's `masakari_topic`). A cast before
+#: the engine consumes it is dropped and left to the engine's 120 s periodic retry.
+ENGINE_TOPIC = "ha_engine"
+
+
+@dataclass(frozen=True)
+class EngineWaits:
+    """masakari-engine's waits, Masakari 22's defaults unless given. They dominate its recovery
+    time (wait_period_after_service_update is slept whole after disabling the host), so a
+    bench reports them beside its figures."""
+
+    wait_period_after_service_update: int = 180
+    wait_period_after_evacuation: int = 90
+    verify_interval: int = 1
+    host_failure_recovery_threads: int = 3
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 @dataclass
@@ -44,6 +66,8 @@ class RealMasakari:
     process: subprocess.Popen[bytes]
     log_path: Path
     ready_seconds: float
+    engine: subprocess.Popen[bytes] | None = None
+    engine_waits: EngineWaits | None = None
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -51,15 +75,18 @@ class RealMasakari:
 
 
 @contextlib.contextmanager
-def running_masakari(lab: NovaLab, workdir: Path, max_limit: int = 1000) -> Iterator[RealMasakari]:
+def running_masakari(
+    lab: NovaLab, workdir: Path, max_limit: int = 1000, engine: EngineWaits | None = None
+) -> Iterator[RealMasakari]:
     """masakari-api on a free loopback port with a fresh database; its config, database and
     logs in `workdir`. Stopped (its process group) on exit. `max_limit` is its osapi_max_limit,
-    the length it cuts every list page to."""
+    the length it cuts every list page to. With `engine`, masakari-engine runs beside it with
+    those waits (its log: masakari-engine.log)."""
     begin = time.monotonic()
     venv = masakari_functional.install()
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    config = _write_config(lab, venv, workdir, port, max_limit)
+    config = _write_config(lab, venv, workdir, port, max_limit, engine or EngineWaits())
     environment = {
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
         "PYTHONPATH": f"{RUNTIME}:{_register_plugin(workdir)}",
@@ -85,17 +112,51 @@ def running_masakari(lab: NovaLab, workdir: Path, max_limit: int = 1000) -> Iter
         )  # fmt: skip
     masakari = RealMasakari(f"http://127.0.0.1:{port}/v1", process, log_path, 0.0)
     try:
+        if engine is not None:
+            masakari.engine_waits = engine
+            masakari.engine = _start_engine(venv, config, workdir, environment)
         _wait_until_answering(masakari)
+        if masakari.engine is not None:
+            _wait_for_engine(lab, masakari.engine, workdir / "masakari-engine.log")
         masakari.ready_seconds = time.monotonic() - begin
         yield masakari
     finally:
-        # SIGKILL to the group, worker included: the database is thrown away with workdir.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        # SIGKILL to the groups, workers included: the database is thrown away with workdir.
+        for started in (process, masakari.engine):
+            if started is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(started.pid, signal.SIGKILL)
+                started.wait(timeout=30)
 
 
-def _write_config(lab: NovaLab, venv: Path, workdir: Path, port: int, max_limit: int) -> Path:
+def _start_engine(
+    venv: Path, config: Path, workdir: Path, environment: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    with (workdir / "masakari-engine.log").open("ab") as log:
+        return subprocess.Popen(
+            [str(venv / "bin" / "masakari-engine"), f"--config-file={config}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
+            cwd=workdir, preexec_fn=_die_with_parent,
+        )  # fmt: skip
+
+
+def _wait_for_engine(lab: NovaLab, engine: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        if lab.queue_consumers(ENGINE_TOPIC) > 0:
+            return
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        tail = "\n".join(text.splitlines()[-40:])
+        if engine.poll() is not None:
+            raise NovaLabError(f"masakari-engine exited with {engine.returncode}:\n{tail}")
+        if time.monotonic() > deadline:
+            raise NovaLabError(f"masakari-engine not consuming after {READY_TIMEOUT:.0f}s:\n{tail}")
+        time.sleep(0.5)
+
+
+def _write_config(
+    lab: NovaLab, venv: Path, workdir: Path, port: int, max_limit: int, waits: EngineWaits
+) -> Path:
     config = workdir / "masakari.conf"
     _write_ini(
         config,
@@ -113,6 +174,7 @@ def _write_config(lab: NovaLab, venv: Path, workdir: Path, port: int, max_limit:
                 "os_privileged_user_auth_url": lab.nova_url,
                 "os_region_name": "RegionOne",
                 "nova_catalog_admin_info": "compute:nova:publicURL",
+                **{name: str(value) for name, value in waits.as_dict().items()},
             },
             "wsgi": {"api_paste_config": str(venv / "etc" / "masakari" / "api-paste.ini")},
             "keystone_authtoken": {"auth_type": "lab_token"},
