@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all test unit integration properties faults fuzz crds check-crds chart lint control-plane monitoring-crds promtool helm chromium control-plane-up nova-lab pacemaker-lab demo clean
+.PHONY: all test unit integration properties faults fuzz crds check-crds chart lint control-plane monitoring-crds promtool helm chromium control-plane-up nova-lab pacemaker-lab demo bench clean
 
 all: test
 
@@ -64,6 +64,13 @@ pacemaker-lab:
 ## A host of a simulated cloud dies and the operator recovers it, live (KEEP=1 keeps it up).
 demo: $(BIN)/.installed control-plane
 	$(BIN)/python hack/demo/demo.py $(if $(KEEP),--keep)
+
+## Host recovery on real Nova 34 side by side: the operator, real Masakari 22 (API + engine),
+## the raw evacuate calls; N = 3 and 30, interleaved, timed by one observer polling Nova.
+## Prints a table; writes bench/results/side_by_side.{json,svg}. Root (the lab); about 30 min.
+## BENCH_ARGS, e.g. "--servers 3 --runs 5 --wait-period-after-service-update 180".
+bench: $(BIN)/.installed control-plane nova-lab
+	$(BIN)/python bench/side_by_side.py $(BENCH_ARGS)
 
 ## Every test tier that this machine can run.
 test: $(BIN)/.installed control-plane monitoring-crds helm promtool chromium nova-lab pacemaker-lab

@@ -1,0 +1,236 @@
+"""Host recovery on real Nova 34, side by side: the operator, real Masakari 22, the raw calls.
+
+One lab, one run, the sides interleaved (each round runs the three in a rotated order, so a
+slow minute of the shared machine does not fall on one side only). Every side starts from
+the same state, N servers on a compute whose nova-compute was just SIGKILLed, and is timed by
+the same observer outside it (bench/real_nova_recovery.wait_settled, polling Nova) from the
+kill to every server settled on another host:
+
+- operator: a FailureEvent created as the host monitor would, the operator at its defaults
+  (fencing none: the lab has no Pacemaker);
+- masakari: masakari-api + masakari-engine 22.0.0, a COMPUTE_HOST notification posted to the
+  API as masakari-hostmonitor posts it, the engine's host-failure flow with the waits printed;
+- raw: force down, disable, every evacuate call at once (the physical floor of this lab).
+
+    .venv/bin/python bench/side_by_side.py --servers 3 30 --runs 3     (root; `make bench`)
+
+Prints a table, writes bench/results/side_by_side.json and an SVG chart beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.real_nova_recovery import operator, raw_sdk, wait_settled  # noqa: E402
+from tests.harness import control_plane  # noqa: E402
+from tests.harness.nova_lab import running_nova_backend  # noqa: E402
+from tests.harness.nova_lab.lab import RPC_RESPONSE_TIMEOUT, SERVICE_DOWN_TIME, TOKEN  # noqa: E402
+from tests.harness.nova_lab.masakari import EngineWaits, RealMasakari, running_masakari  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+#: Beyond Masakari's own waits: the F14 hang (rpc_response_timeout) and the evacuations.
+MASAKARI_SLACK = 300
+
+
+def _masakari_call(masakari: RealMasakari, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        masakari.url + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        # noauth2: the token is the user, "admin" an admin; loopback only, not a secret.
+        headers={"X-Auth-Token": TOKEN, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        text = answer.read()
+    return json.loads(text) if text else None
+
+
+def _fresh_segment(masakari: RealMasakari, hosts: list[str]) -> None:
+    """One segment of the lab's hosts, none on maintenance: the previous run's engine left its
+    failed host on maintenance, and Masakari ignores a notification from such a host."""
+    for segment in _masakari_call(masakari, "GET", "/segments")["segments"]:
+        path = f"/segments/{segment['uuid']}/hosts"
+        for host in _masakari_call(masakari, "GET", path)["hosts"]:
+            _masakari_call(masakari, "DELETE", f"{path}/{host['uuid']}")
+        _masakari_call(masakari, "DELETE", f"/segments/{segment['uuid']}")
+    segment = _masakari_call(
+        masakari,
+        "POST",
+        "/segments",
+        {"segment": {"name": "bench", "recovery_method": "auto", "service_type": "COMPUTE"}},
+    )["segment"]
+    for host in hosts:
+        _masakari_call(
+            masakari,
+            "POST",
+            f"/segments/{segment['uuid']}/hosts",
+            {"host": {"name": host, "type": "COMPUTE", "control_attributes": "SSH"}},
+        )
+
+
+def masakari_side(backend: Any, masakari: RealMasakari, servers: int) -> float:
+    backend.reset()
+    failed = backend.hosts[0]
+    ids = backend.boot_servers(failed, servers, metadata={"HA_Enabled": "True"})
+    _fresh_segment(masakari, backend.hosts)
+    backend.kill_host(failed)
+    begin = time.monotonic()
+    # What masakari-hostmonitor posts when Pacemaker reports the node offline.
+    notification = _masakari_call(
+        masakari,
+        "POST",
+        "/notifications",
+        {
+            "notification": {
+                "type": "COMPUTE_HOST",
+                "hostname": failed,
+                "generated_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                "payload": {
+                    "event": "STOPPED",
+                    "host_status": "NORMAL",
+                    "cluster_status": "OFFLINE",
+                },
+            }
+        },
+    )["notification"]
+    assert masakari.engine_waits is not None
+    timeout = masakari.engine_waits.wait_period_after_service_update + MASAKARI_SLACK
+    seconds = wait_settled(backend.compute, ids, failed, begin, timeout, "Masakari")
+    # Its own verdict too: a run it calls failed is not a recovery, however the servers look.
+    deadline = time.monotonic() + 120
+    while True:
+        path = f"/notifications/{notification['notification_uuid']}"
+        status = _masakari_call(masakari, "GET", path)["notification"]["status"]
+        if status in ("finished", "failed", "ignored", "error"):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Masakari's notification still {status}")
+        time.sleep(0.5)
+    if status != "finished":
+        raise SystemExit(f"Masakari's notification ended {status}, see {masakari.log_path.parent}")
+    return seconds
+
+
+def summary(times: list[float], floor: float) -> dict[str, Any]:
+    median = statistics.median(times)
+    return {
+        "runs": [round(t, 2) for t in times],
+        "median": round(median, 2),
+        "min": round(min(times), 2),
+        "max": round(max(times), 2),
+        "x_raw": round(median / floor, 2),
+    }
+
+
+def svg_chart(results: dict[str, Any]) -> str:
+    """Horizontal bars of the medians, drawn by hand: no plotting dependency for one chart."""
+    rows = [
+        (f"N={n} {side}", r["median"]) for n, sides in results.items() for side, r in sides.items()
+    ]
+    widest = max(value for _, value in rows)
+    height = 24 * len(rows) + 30
+    bars = []
+    for index, (label, value) in enumerate(rows):
+        y = 20 + 24 * index
+        width = 500 * value / widest
+        bars.append(
+            f'<text x="150" y="{y + 14}" text-anchor="end">{label}</text>'
+            f'<rect x="160" y="{y}" width="{width:.1f}" height="18" fill="#4a7ab5"/>'
+            f'<text x="{165 + width:.1f}" y="{y + 14}">{value:.2f} s</text>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" '
+        'font-family="sans-serif" font-size="12">'
+        '<text x="10" y="12">kill to every server settled elsewhere, median (real Nova 34)</text>'
+        + "".join(bars)
+        + "</svg>\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--servers", type=int, nargs="+", default=[3, 30])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--wait-period-after-service-update",
+        type=int,
+        default=0,
+        help="masakari-engine's sleep after disabling the host (Masakari's default: 180)",
+    )
+    args = parser.parse_args()
+    waits = EngineWaits(wait_period_after_service_update=args.wait_period_after_service_update)
+    times: dict[int, dict[str, list[float]]] = {n: {} for n in args.servers}
+    with contextlib.ExitStack() as stack:
+        backend = stack.enter_context(running_nova_backend())
+        plane = stack.enter_context(control_plane.running())
+        masakari = stack.enter_context(
+            running_masakari(backend.lab, backend.lab.workdir / "masakari", engine=waits)
+        )
+        print(f"masakari-api + engine ready in {masakari.ready_seconds:.1f}s", flush=True)
+        counter = iter(range(10**6))
+        sides: list[tuple[str, Callable[[int], float]]] = [
+            ("operator", lambda n: operator(backend, plane, next(counter), n)),
+            ("masakari", lambda n: masakari_side(backend, masakari, n)),
+            ("raw", lambda n: raw_sdk(backend, n)),
+        ]
+        for servers in args.servers:
+            for run in range(args.runs):
+                for offset in range(len(sides)):
+                    name, side = sides[(run + offset) % len(sides)]
+                    seconds = side(servers)
+                    times[servers].setdefault(name, []).append(seconds)
+                    print(f"N={servers} run {run + 1} {name}: {seconds:.2f}s", flush=True)
+    results = {
+        str(n): {name: summary(t, statistics.median(by_side["raw"])) for name, t in by_side.items()}
+        for n, by_side in times.items()
+    }
+    print(f"\nreal Nova 34, {args.runs} runs per side, interleaved; from the kill to every server")
+    print("settled elsewhere, polled by one observer outside each side (median, min-max, x raw):")
+    for n, by_side in results.items():
+        for name in ("operator", "masakari", "raw"):
+            r = by_side[name]
+            print(
+                f"  N={n:>3} {name:<9} {r['median']:7.2f}s ({r['min']:.2f}-{r['max']:.2f})"
+                f"  {r['x_raw']:.2f}x"
+            )
+    conditions = {
+        "masakari_engine": waits.as_dict(),
+        "nova": {
+            "rpc_response_timeout": RPC_RESPONSE_TIMEOUT,
+            "service_down_time": SERVICE_DOWN_TIME,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_1m_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+        },
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    print(f"conditions: {json.dumps(conditions)}")
+    RESULTS.mkdir(exist_ok=True)
+    report = {"results": results, "conditions": conditions}
+    (RESULTS / "side_by_side.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "side_by_side.svg").write_text(svg_chart(results))
+    print(f"wrote {RESULTS.relative_to(REPO)}/side_by_side.json and .svg")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
