@@ -73,9 +73,7 @@ async def list_hosts(request: web.Request) -> web.Response:
     }
     view = await store_of(request).view()
     segment = view.segment_by_uuid(segment_id(request))
-    in_segment = [
-        views.host(h, segment, view.events_of_record(h)) for h in view.hosts_of(segment)
-    ]
+    in_segment = [views.host(h, segment, view.events_of_record(h)) for h in view.hosts_of(segment)]
     # Masakari's marker may be any host, of this segment or not.
     every_host = _Rendered(
         view.hosts(), lambda h: views.host(h, view.segment_of(h), view.events_of_record(h))

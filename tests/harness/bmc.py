@@ -153,9 +153,7 @@ def _free_udp_port() -> int:
 
 
 @contextlib.contextmanager
-def running_bmc_lab(
-    hosts: list[str], power: dict[str, str] | None = None
-) -> Iterator[BMCLab]:
+def running_bmc_lab(hosts: list[str], power: dict[str, str] | None = None) -> Iterator[BMCLab]:
     """BMCs for `hosts`, each powered as `power` says ("On" by default)."""
     power = power or {}
     # Random, so that a test finding either in a log line or a message cannot be a coincidence;
