@@ -14,7 +14,8 @@ kill to every server settled on another host:
 
     .venv/bin/python bench/side_by_side.py --servers 3 30 --runs 3     (root; `make bench`)
 
-Prints a table, writes bench/results/side_by_side.json and an SVG chart beside it.
+Prints a table, writes bench/results/side_by_side.json and an SVG chart beside it (`--name`
+for another file, e.g. a run at Masakari's default waits).
 """
 
 from __future__ import annotations
@@ -174,6 +175,9 @@ def main() -> int:
         default=0,
         help="masakari-engine's sleep after disabling the host (Masakari's default: 180)",
     )
+    parser.add_argument(
+        "--name", default="side_by_side", help="the results' file name, without .json/.svg"
+    )
     args = parser.parse_args()
     waits = EngineWaits(wait_period_after_service_update=args.wait_period_after_service_update)
     times: dict[int, dict[str, list[float]]] = {n: {} for n in args.servers}
@@ -226,9 +230,9 @@ def main() -> int:
     print(f"conditions: {json.dumps(conditions)}")
     RESULTS.mkdir(exist_ok=True)
     report = {"results": results, "conditions": conditions}
-    (RESULTS / "side_by_side.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "side_by_side.svg").write_text(svg_chart(results))
-    print(f"wrote {RESULTS.relative_to(REPO)}/side_by_side.json and .svg")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.name}.svg").write_text(svg_chart(results))
+    print(f"wrote {RESULTS.relative_to(REPO)}/{args.name}.json and .svg")
     return 0
 
 
