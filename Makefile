@@ -67,7 +67,7 @@ demo: $(BIN)/.installed control-plane
 
 ## Host recovery on real Nova 34 side by side: the operator, real Masakari 22 (API + engine),
 ## the raw evacuate calls; N = 3 and 30, interleaved, timed by one observer polling Nova.
-## Prints a table; writes bench/results/side_by_side.{json,svg}. Root (the lab); about 30 min.
+## Prints a table; writes bench/results/side_by_side.{json,svg}. Root (the lab); 18 min here.
 ## BENCH_ARGS, e.g. "--servers 3 --runs 5 --wait-period-after-service-update 180".
 bench: $(BIN)/.installed control-plane nova-lab
 	$(BIN)/python bench/side_by_side.py $(BENCH_ARGS)
