@@ -34,6 +34,20 @@ log = logging.getLogger("masakari.api")
 KINDS = {PLURAL.segments: "segments", PLURAL.hosts: "hosts", PLURAL.failure_events: "notifications"}
 
 
+#: Tries of one PUT while the operator keeps writing the object's status: each write in
+#: between costs one more; three in a request's few milliseconds means something is wrong.
+PATCH_ATTEMPTS = 3
+
+
+def _changed_meanwhile() -> ApiFault:
+    return conflict("The object was changed meanwhile; read it again and retry.")
+
+
+def _what_requests_read(plural: str, body: dict[str, Any]) -> tuple[Any, ...]:
+    kept = trim(plural, body)
+    return kept["metadata"].get("uid"), kept["spec"], kept["metadata"].get("annotations")
+
+
 def _invalid(error: Exception) -> ApiFault:
     """The schema's words (which field, which rule), without the object's kind and name."""
     return ApiFault(400, "Invalid input: " + str(error).split(" is invalid: ", 1)[-1])
@@ -189,20 +203,42 @@ class Store:
         return created
 
     async def patch(self, plural: str, body: dict[str, Any], patch: dict[str, Any]) -> Any:
-        """Apply `patch` to the version of the object this request read (409 if it changed)."""
-        patch.setdefault("metadata", {})["resourceVersion"] = body["metadata"]["resourceVersion"]
-        try:
-            patched: dict[str, Any] = await self._call(
-                self.kube.patch(plural, self.namespace, body["metadata"]["name"], patch)
-            )
+        """Apply `patch` over the version of the object this request read.
+
+        Masakari's PUT has no versions, and the operator writes a segment's or a host's
+        status at any time: a write in between that left what the request read alone (spec,
+        Masakari's annotations) is applied over, a few times at most. A change to what it
+        read is a 409: the request's checks were made on the older object."""
+        read = body
+        for _ in range(PATCH_ATTEMPTS):
+            version = read["metadata"]["resourceVersion"]
+            patch.setdefault("metadata", {})["resourceVersion"] = version
+            try:
+                patched: dict[str, Any] = await self._call(
+                    self.kube.patch(plural, self.namespace, body["metadata"]["name"], patch)
+                )
+            except Gone:
+                raise not_found("The object was deleted meanwhile.") from None
+            except Conflict:
+                read = await self._reread(plural, body)
+                continue
+            except Invalid as error:
+                raise _invalid(error) from None
             self.contents.apply(plural, "MODIFIED", patched)
             return patched
+        raise _changed_meanwhile()
+
+    async def _reread(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The object now, if only what a request does not read of it changed since `body`."""
+        try:
+            fresh: dict[str, Any] = await self._call(
+                self.kube.get(plural, self.namespace, body["metadata"]["name"])
+            )
         except Gone:
             raise not_found("The object was deleted meanwhile.") from None
-        except Conflict:
-            raise conflict("The object was changed meanwhile; read it again and retry.") from None
-        except Invalid as error:
-            raise _invalid(error) from None
+        if _what_requests_read(plural, fresh) != _what_requests_read(plural, body):
+            raise _changed_meanwhile()
+        return fresh
 
     async def delete(self, plural: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(Gone):

@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 
 from controller.api.contents import Contents
+from controller.api.faults import ApiFault
+from controller.api.store import Store
 from controller.drivers import informer
 from controller.drivers.kube import PLURAL, Kube, load_client
 from tests.conftest import Cluster
 from tests.harness import control_plane
 from tests.harness.masakari_api import ApiCloud, api_cloud
 from tests.integration.api_env import call
-from tests.integration.operator_env import host_failure
+from tests.integration.operator_env import host_failure, segment
 from tests.integration.test_api_errors import notification, setup_segment
 
 pytestmark = pytest.mark.integration
@@ -214,3 +216,32 @@ def test_watches_the_api_server_ends_resume_from_their_version_losing_nothing(
     assert resumed
     assert held == {f"ev{number}" for number in range(1, 6)}
     assert lists == 1  # every watch resumed where the last ended: no list again
+
+
+def test_a_put_applies_over_status_writes_but_not_over_spec_changes(
+    cluster: Cluster, namespace: str
+) -> None:
+    """The request read the segment from memory; the operator wrote its status since (what
+    made Masakari's own `test_update_with_host` fail with a 409 once in CI)."""
+    kube = Kube(load_client(str(cluster.kubeconfig)))
+    store = Store(kube, namespace)
+
+    def kubectl_patch(what: str, *extra: str) -> None:
+        cluster.kubectl(
+            "patch", "failoversegment", "seg", "-n", namespace, "--type=merge", "-p", what, *extra
+        )  # fmt: skip
+
+    async def scenario() -> tuple[dict[str, Any], int, str]:
+        read = await store.create(PLURAL.segments, "seg", "seg", segment())
+        kubectl_patch('{"status": {"hosts": 2}}', "--subresource=status")
+        updated = await store.patch(PLURAL.segments, read, {"spec": {"description": "mine"}})
+        kubectl_patch('{"spec": {"description": "theirs"}}')
+        with pytest.raises(ApiFault) as refused:
+            await store.patch(PLURAL.segments, updated, {"spec": {"description": "late"}})
+        now = await kube.get(PLURAL.segments, namespace, "seg")
+        return updated, refused.value.code, now["spec"]["description"]
+
+    updated, refused, description = asyncio.run(scenario())
+    assert updated["spec"]["description"] == "mine"
+    assert refused == 409
+    assert description == "theirs"
