@@ -108,7 +108,7 @@ def duplicate_of(report: Report, others: list[Report]) -> Report | None:
             continue
         same_payload = other.spec.payload == report.spec.payload
         close = abs(report.spec.generated_time - other.spec.generated_time) <= DUPLICATE_WINDOW
-        if same_payload and close:
+        if same_payload and close and not _came_back_between(other, report, others):
             return other
         still_recovering = (
             report.spec.type == FailureType.COMPUTE_HOST
@@ -118,6 +118,23 @@ def duplicate_of(report: Report, others: list[Report]) -> Report | None:
         if still_recovering:
             return other
     return None
+
+
+def _came_back_between(earlier: Report, later: Report, others: list[Report]) -> bool:
+    """The earlier report ended without acting (Ignored: its host came back, or was never
+    confirmed off) and the host reported started before the later one: the later one is a new
+    failure of a flapping host, not the same one again. Were it a duplicate, the host, down for
+    good after the flap, would never be recovered. An earlier report that acted stays the
+    original, as in Masakari: one recovery for a host that fell twice within the window."""
+    if earlier.phase != EventPhase.IGNORED or earlier.spec.type != FailureType.COMPUTE_HOST:
+        return False
+    return any(
+        other.spec.type == FailureType.COMPUTE_HOST
+        and other.spec.host == later.spec.host
+        and other.spec.payload.event == "STARTED"
+        and earlier.spec.generated_time < other.spec.generated_time <= later.spec.generated_time
+        for other in others
+    )
 
 
 def started_since(report: Report, others: list[Report]) -> Report | None:

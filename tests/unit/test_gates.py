@@ -191,3 +191,21 @@ def test_reports_created_in_the_same_second_have_one_original() -> None:
         decide(reports[n], others=[r for m, r in reports.items() if m != n])[0] for n in names
     ]
     assert verdicts == [Verdict.PROCEED, Verdict.IGNORE, Verdict.IGNORE]
+
+
+def test_a_failure_after_the_host_came_back_is_new_when_the_first_moved_nothing() -> None:
+    """Defect 9 (issue 16, flapping): down, up, down within the 180 s window. The first report
+    ended Ignored without acting (its host back before it was admitted or confirmed off,
+    HostRecovered), the host reported started, then failed again: the second failure was taken
+    for a duplicate of the first, and the host, down for good, was never recovered."""
+    first = report("first", at=T0, phase="Ignored")
+    up = report("up", at=T0 + timedelta(seconds=8), payload={"event": "STARTED"}, phase="Finished")
+    again = report("again", at=T0 + timedelta(seconds=15))
+    assert decide(again, others=[first, up]) == PASSED
+    # Without a return in between, it is the same failure reported again.
+    assert decide(again, others=[first]) == (Verdict.IGNORE, "Duplicate")
+    # A first report that acted (instances moved) stays the original, as in Masakari: the
+    # host came back and fell again within the window, one recovery covers it.
+    for acted in ("Finished", "Failed"):
+        recovered = report("first", at=T0, phase=acted)
+        assert decide(again, others=[recovered, up]) == (Verdict.IGNORE, "Duplicate")
