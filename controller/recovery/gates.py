@@ -108,7 +108,9 @@ def duplicate_of(report: Report, others: list[Report]) -> Report | None:
             continue
         same_payload = other.spec.payload == report.spec.payload
         close = abs(report.spec.generated_time - other.spec.generated_time) <= DUPLICATE_WINDOW
-        if same_payload and close and not _came_back_between(other, report, others):
+        if _came_back_between(other, report, others):
+            continue
+        if same_payload and close:
             return other
         still_recovering = (
             report.spec.type == FailureType.COMPUTE_HOST
@@ -121,12 +123,13 @@ def duplicate_of(report: Report, others: list[Report]) -> Report | None:
 
 
 def _came_back_between(earlier: Report, later: Report, others: list[Report]) -> bool:
-    """The earlier report ended without acting (Ignored: its host came back, or was never
-    confirmed off) and the host reported started before the later one: the later one is a new
-    failure of a flapping host, not the same one again. Were it a duplicate, the host, down for
-    good after the flap, would never be recovered. An earlier report that acted stays the
+    """The earlier report was never admitted (it waits as New, or ended Ignored: its host came
+    back, or was never confirmed off) and the host reported started before the later one: the
+    later one is a new failure of a flapping host, not the same one again. Were it a duplicate,
+    the host, down for good after the flap, would never be recovered: the earlier one ends
+    HostRecovered (`started_since`) or has ended. An admitted earlier report stays the
     original, as in Masakari: one recovery for a host that fell twice within the window."""
-    if earlier.phase != EventPhase.IGNORED or earlier.spec.type != FailureType.COMPUTE_HOST:
+    if earlier.phase in ADMITTED or earlier.spec.type != FailureType.COMPUTE_HOST:
         return False
     return any(
         other.spec.type == FailureType.COMPUTE_HOST

@@ -209,3 +209,20 @@ def test_a_failure_after_the_host_came_back_is_new_when_the_first_moved_nothing(
     for acted in ("Finished", "Failed"):
         recovered = report("first", at=T0, phase=acted)
         assert decide(again, others=[recovered, up]) == (Verdict.IGNORE, "Duplicate")
+
+
+def test_a_failure_after_the_host_came_back_is_new_when_the_first_still_waits() -> None:
+    """Defect 10 (issue 16, flapping while the segment is paused): the first STOPPED waited as
+    New, the host reported started, then failed again. The second was taken for a duplicate of
+    the first, still open; the first, once let through, ended HostRecovered (the host had come
+    back after it): nothing recovered the host that was down for good."""
+    first = report("first", at=T0, phase="New")
+    up = report("up", at=T0 + timedelta(seconds=8), payload={"event": "STARTED"}, phase="Finished")
+    again = report("again", at=T0 + timedelta(seconds=15))
+    paused = segment(storm={"pauseRequests": ["carol: switch upgrade"]})
+    assert decide(again, seg=paused, others=[first, up]) == (Verdict.WAIT, "RecoveryPaused")
+    assert decide(again, others=[first, up]) == PASSED
+    assert decide(first, others=[up, again]) == (Verdict.IGNORE, "HostRecovered")
+    # An admitted first report stays the original: it acts for the host, as long as it is open.
+    running = report("first", at=T0, phase="Running")
+    assert decide(again, others=[running, up]) == (Verdict.IGNORE, "Duplicate")
