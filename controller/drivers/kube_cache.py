@@ -118,13 +118,16 @@ class NamespaceCache:
         hosts: dict[str, HostRecord] = self.records[PLURAL.hosts]
         return [h for h in hosts.values() if segment is None or h.spec.segment == segment]
 
-    def failure_events(self, host: str | None, open_only: bool) -> list[EventRecord]:
+    def failure_events(
+        self, host: str | None, open_only: bool, instance: str | None = None
+    ) -> list[EventRecord]:
         events: dict[str, EventRecord] = self.records[PLURAL.failure_events]
         return [
             e
             for e in events.values()
             if (host is None or e.spec.host == host)
             and (not open_only or e.status.phase not in TERMINAL)
+            and (instance is None or e.spec.payload.instance_uuid == instance)
         ]
 
 
@@ -161,12 +164,16 @@ class CachedStore:
         return await self.direct.hosts(namespace, segment)
 
     async def failure_events(
-        self, namespace: str, host: str | None = None, open_only: bool = False
+        self,
+        namespace: str,
+        host: str | None = None,
+        open_only: bool = False,
+        instance: str | None = None,
     ) -> list[EventRecord]:
         cache = await self._cache(namespace)
         if cache.serving():
-            return cache.failure_events(host, open_only)
-        return await self.direct.failure_events(namespace, host, open_only)
+            return cache.failure_events(host, open_only, instance)
+        return await self.direct.failure_events(namespace, host, open_only, instance)
 
     async def host(self, namespace: str, name: str) -> HostRecord | None:
         return await self.direct.host(namespace, name)

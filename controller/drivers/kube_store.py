@@ -63,9 +63,15 @@ class KubeStore:
             return None
 
     async def failure_events(
-        self, namespace: str, host: str | None = None, open_only: bool = False
+        self,
+        namespace: str,
+        host: str | None = None,
+        open_only: bool = False,
+        instance: str | None = None,
     ) -> list[EventRecord]:
         terms = [f"spec.host={host}"] if host else []
+        if instance:
+            terms.append(f"spec.payload.instance_uuid={instance}")
         if open_only:  # an event without a phase selects as "" and is open
             terms += [f"status.phase!={phase}" for phase in sorted(TERMINAL)]
         bodies = await self.kube.list(PLURAL.failure_events, namespace, ",".join(terms) or None)

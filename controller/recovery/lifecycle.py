@@ -380,9 +380,11 @@ class Lifecycle:
         window = timedelta(seconds=segment.instance_failure.restart_window_seconds)
         since = record.spec.generated_time - window
         instance = record.spec.payload.instance_uuid
+        if not instance:
+            return 0
         return sum(
             1
-            for e in await self.store.failure_events(record.namespace)
+            for e in await self.store.failure_events(record.namespace, instance=instance)
             if e.name != record.name
             and e.spec.type == FailureType.VM
             and e.spec.payload.instance_uuid == instance

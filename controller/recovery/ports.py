@@ -172,9 +172,14 @@ class Store(Protocol):
     async def failure_event(self, namespace: str, name: str) -> EventRecord | None: ...
 
     async def failure_events(
-        self, namespace: str, host: str | None = None, open_only: bool = False
+        self,
+        namespace: str,
+        host: str | None = None,
+        open_only: bool = False,
+        instance: str | None = None,
     ) -> list[EventRecord]:
-        """The namespace's events, or its host's; `open_only`: those not ended."""
+        """The namespace's events, or its host's, or its instance's (their payload's
+        instance_uuid); `open_only`: those not ended."""
         ...
 
     async def host(self, namespace: str, name: str) -> HostRecord | None: ...

@@ -99,8 +99,9 @@ FAILURE_EVENT = Kind(
         _AGE,
     ],
     # .status.phase: a recovery's admission lists the open events, fresh from the API
-    # server, without reading (and parsing) every ended one of the namespace.
-    selectable_fields=[".spec.host", ".spec.type", ".status.phase"],
+    # server, without reading (and parsing) every ended one of the namespace; the instance:
+    # an instance failure counts its instance's recent restarts the same way.
+    selectable_fields=[".spec.host", ".spec.type", ".status.phase", ".spec.payload.instance_uuid"],
 )
 
 

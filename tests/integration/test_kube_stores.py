@@ -17,8 +17,11 @@ from controller.drivers.kube_cache import CachedStore
 from controller.drivers.kube_store import KubeStore
 from tests.conftest import Cluster
 from tests.integration.operator_env import host, host_failure
+from tests.integration.test_crds_on_apiserver import VM_PAYLOAD
 
 pytestmark = pytest.mark.integration
+INSTANCE_A, INSTANCE_B = "a" * 32, "b" * 32
+VM_EVENTS = {"vm-a1": INSTANCE_A, "vm-a2": INSTANCE_A, "vm-b": INSTANCE_B}
 PHASES = {"e-new": None, "e-run": "Running", "e-err": "Error", "e-fin": "Finished",
           "e-ign": "Ignored", "e-fail": "Failed"}  # fmt: skip
 
@@ -28,6 +31,10 @@ def _seed(cluster: Cluster, namespace: str) -> None:
     for name in PHASES:
         documents.append(host_failure(name, "c1"))
     documents.append(host_failure("e-c2", "c2"))
+    for name, instance in VM_EVENTS.items():
+        document = host_failure(name, "c1")
+        document["spec"].update(type="VM", payload={**VM_PAYLOAD, "instance_uuid": instance})
+        documents.append(document)
     for document in documents:
         cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(document))
     for name, phase in PHASES.items():
@@ -64,6 +71,7 @@ def test_both_stores_answer_alike_and_the_cache_follows(cluster: Cluster, namesp
 
             opened = await names(direct, open_only=True)
             of_c1 = await names(direct, host="c1", open_only=True)
+            of_a = await names(direct, instance=INSTANCE_A)
             await names(cached)  # the first read starts the watches, waits for their lists
             cache = cached._namespaces[namespace]
 
@@ -75,6 +83,7 @@ def test_both_stores_answer_alike_and_the_cache_follows(cluster: Cluster, namesp
                 "open": await names(cached, open_only=True) == opened,
                 "c1 open": await names(cached, host="c1", open_only=True) == of_c1,
                 "all": await names(cached) == await names(direct),
+                "instance a": await names(cached, instance=INSTANCE_A) == of_a,
                 "segment": [h.name for h in await cached.hosts(namespace, "other")] == ["c2"],
             }
             _set_phase(cluster, namespace, "e-run", "Finished")
@@ -89,11 +98,12 @@ def test_both_stores_answer_alike_and_the_cache_follows(cluster: Cluster, namesp
                 return "e-new" not in await names(cached)
 
             await _until("a deletion reaching the cache", gone)
-            return {"opened": opened, "of_c1": of_c1, "same": same}
+            return {"opened": opened, "of_c1": of_c1, "of_a": of_a, "same": same}
         finally:
             await cached.close()
 
     found = asyncio.run(scenario())
-    assert found["opened"] == {"e-new", "e-run", "e-err", "e-c2"}
-    assert found["of_c1"] == {"e-new", "e-run", "e-err"}
+    assert found["opened"] == {"e-new", "e-run", "e-err", "e-c2", *VM_EVENTS}
+    assert found["of_c1"] == {"e-new", "e-run", "e-err", *VM_EVENTS}
+    assert found["of_a"] == {"vm-a1", "vm-a2"}
     assert all(found["same"].values()), found["same"]

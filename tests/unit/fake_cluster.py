@@ -110,12 +110,18 @@ class MemoryStore:
         return self.events.get(name)
 
     async def failure_events(
-        self, namespace: str, host: str | None = None, open_only: bool = False
+        self,
+        namespace: str,
+        host: str | None = None,
+        open_only: bool = False,
+        instance: str | None = None,
     ) -> list[EventRecord]:
         return [
             e
             for e in self.events.values()
-            if host in (None, e.spec.host) and not (open_only and e.status.phase in TERMINAL)
+            if host in (None, e.spec.host)
+            and not (open_only and e.status.phase in TERMINAL)
+            and instance in (None, e.spec.payload.instance_uuid)
         ]
 
     async def host(self, namespace: str, name: str) -> HostRecord | None:
