@@ -48,6 +48,10 @@ class _NodeWatch:
     fences_while_up: frozenset[tuple[object, ...]] = frozenset()
     down_since: float | None = None  # set while a STOPPED report waits for fencing
     episode: str | None = None  # set once STOPPED was reported, until STARTED
+    # The bucket of the last unfenced failure reported, and how many were named after it: a
+    # node that flaps within one bucket gets `lost-<bucket>`, then `lost-<bucket>-2`, ...
+    lost_bucket: str | None = None
+    lost_in_bucket: int = 0
 
 
 def _fence_key(event: FenceEvent) -> tuple[object, ...]:
@@ -177,6 +181,13 @@ class FailureDetector:
         elif not state.stonith_enabled or now - down_since >= self.fencing_timeout:
             bucket = int(down_since // self.episode_bucket * self.episode_bucket)
             episode = "lost-" + _utc(bucket).strftime("%Y%m%d-%H%M%S")
+            # A second failure in the bucket named like the first would meet the first's
+            # object and go unreported. Every monitor that saw both counts alike.
+            if episode == watch.lost_bucket:
+                watch.lost_in_bucket += 1
+                episode = f"{episode}-{watch.lost_in_bucket}"
+            else:
+                watch.lost_bucket, watch.lost_in_bucket = episode, 1
             host_status = "UNKNOWN"
         else:
             return None

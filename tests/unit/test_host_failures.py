@@ -133,3 +133,31 @@ def test_lost_remote_node_is_reported_when_fenced() -> None:
     (fencing,) = fenced.fencing_of("remote1")
     assert fencing.completed is not None
     assert report.episode == fencing.completed.strftime("fenced-%Y%m%d-%H%M%S")
+
+
+def test_a_node_flapping_within_one_bucket_gives_each_failure_its_own_report() -> None:
+    """Issue 16, flapping, with no fencing to name failures by: down, up, down within one
+    minute. Both failures were named after the same `--episode-bucket` window, so the second
+    report had the first one's name: its create met the first object ("already reported") and
+    the failure that lasted was never reported. Every monitor that saw both numbers the second
+    alike, so their reports of it still collide with each other."""
+    healthy, offline = sample("healthy"), sample("member-offline-no-fencing")
+    episodes = []
+    for local, offset in (("node1", 0.0), ("node3", 0.4)):
+        clock = Clock(1_800_000_010.0 + offset)
+        detector = FailureDetector(local, samples=2, episode_bucket=60, clock=clock)
+        feed(detector, clock, healthy, healthy)
+        (first,) = feed(detector, clock, offline, offline)
+        (back,) = feed(detector, clock, healthy, healthy)
+        (second,) = feed(detector, clock, offline, offline)
+        (again,) = feed(detector, clock, healthy, healthy)
+        assert [r.event for r in (first, back, second, again)] == [
+            HostEvent.STOPPED,
+            HostEvent.STARTED,
+            HostEvent.STOPPED,
+            HostEvent.STARTED,
+        ]
+        assert clock.now - 1_800_000_000.0 < 60  # all within one bucket
+        assert first.episode == back.episode != second.episode == again.episode
+        episodes.append((first.episode, second.episode))
+    assert episodes[0] == episodes[1]
