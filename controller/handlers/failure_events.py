@@ -18,7 +18,10 @@ def _open(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") not in TERMINAL
 
 
-@kopf.on.create(GROUP, VERSION, "failureevents")
+# Only open events: one first seen already ended (restored from a backup, left by a migration
+# or an earlier installation) is history, never written; patching each once on sight was a
+# storm of thousands of concurrent PATCHes at scale. A report is always created open.
+@kopf.on.create(GROUP, VERSION, "failureevents", when=_open)
 async def received(
     spec: kopf.Spec,
     labels: kopf.Labels,
