@@ -116,7 +116,7 @@ async def _check_capacity(memo: Any, body: kopf.Body) -> None:
                 spec,
                 hosts,
                 utcnow(),
-                LISTINGS.servers(namespace, outcome.cloud.nova),
+                LISTINGS.listing(namespace, outcome.cloud.nova),
             ),
             timeout=CONFIG.capacity_interval,
         )

@@ -8,8 +8,11 @@ follow the recovery method, as a recovery would use them:
 - auto: the segment's hosts in service (reserved hosts are kept out of Nova's scheduler);
 - reserved_host: only the reserved hosts available (the others lose, never receive);
 - auto_priority, rh_priority: both.
-Instances are the ones a recovery would evacuate (`select_for_evacuation`), with their
-priorities. Anti-affinity groups are not counted: the check may be optimistic for them.
+Instances are the ones a recovery would evacuate (`select_for_evacuation`, with their images
+when the segment selects or ranks by image), with their priorities. Anti-affinity groups count
+as in the recovery's plan: a member never goes to a host that holds another member (moving or
+left behind), so a segment whose loss would put two members on one host is not ready, and the
+verdict names the group. Soft anti-affinity is a preference, not a rule: not counted.
 With placement boundary Aggregates or Region the check still counts the segment's own hosts:
 conservative, since the recovery may find room outside.
 """
@@ -19,13 +22,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
+from controller.recovery import images as image_rules
 from controller.recovery.instances import instance_priority, select_for_evacuation
 from controller.recovery.nova import (
     RESOURCE_CLASSES,
     HostResources,
     Server,
+    ServerGroup,
     flavor_resources,
 )
 from controller.recovery.placement import Candidate, Instance, SegmentHost, readiness
@@ -71,6 +77,8 @@ def evaluate(
     resources: Iterable[HostResources],
     servers: Iterable[Server],
     now: datetime,
+    server_groups: Iterable[ServerGroup] = (),
+    images: image_rules.Images | None = None,
 ) -> CapacityStatus:
     """The segment's readiness on this snapshot. A host without a resource provider gives no
     room (Nova could not schedule to it either)."""
@@ -80,24 +88,35 @@ def evaluate(
     for server in servers:
         if server.host is not None:
             by_host.setdefault(server.host, []).append(server)
+    groups_of: dict[str, list[str]] = {}
+    names = {}
+    for group in server_groups:
+        if group.policy == "anti-affinity":
+            names[group.id] = f"{group.name} ({group.id})" if group.name else group.id
+            for member in group.members:
+                groups_of.setdefault(member, []).append(group.id)
     receives_service = spec.recovery_method in _TO_SERVICE
+    ha_key = spec.host_failure.ha_enabled_metadata_key
     segment: dict[str, SegmentHost] = {}
     for host in counted:
         nova_host = host.nova_host
         provider = rooms.get(nova_host)
         receives = receives_service if not host.spec.reserved else True
+        on_host = by_host.get(nova_host, [])
+        holds = {g for s in on_host for g in groups_of.get(s.id, ())}
         room = (
-            Candidate.of(provider)
+            Candidate.of(provider, holds)
             if provider is not None and receives
-            else Candidate(nova_host, dict.fromkeys(RESOURCE_CLASSES, 0))
+            else Candidate(nova_host, dict.fromkeys(RESOURCE_CLASSES, 0), holds=frozenset(holds))
         )
-        moving = select_for_evacuation(by_host.get(nova_host, ()), spec.host_failure).evacuate
+        moving = select_for_evacuation(on_host, spec.host_failure, images).evacuate
         instances = tuple(
             Instance(
                 s.id,
                 s.name,
                 flavor_resources(s.flavor),
-                instance_priority(s, spec.placement, spec.host_failure.ha_enabled_metadata_key),
+                instance_priority(s, spec.placement, ha_key, images),
+                tuple(groups_of.get(s.id, ())),
             )
             for s in moving
         )
@@ -111,27 +130,41 @@ def evaluate(
         worst_loss=list(verdict.lost),
         unplaced_instances=verdict.unplaced,
         shortfall={rc: n for rc, n in verdict.shortfall.items() if n},
+        separated_groups=[names[g] for g in verdict.separated],
         # Whole seconds, as the API server keeps it: an unchanged check reads back equal.
         observed_at=now.replace(microsecond=0),
     )
 
 
+@dataclass(frozen=True)
+class Listing:
+    """Every server of the cloud, and every server group (anti-affinity)."""
+
+    servers: list[Server]
+    server_groups: list[ServerGroup]
+
+
+async def _list(nova: Nova) -> Listing:
+    servers, groups = await asyncio.gather(nova.all_servers(), nova.server_groups())
+    return Listing(servers, groups)
+
+
 class Listings:
-    """The listing of every server, shared by the checks of one namespace's segments within
-    `max_age` seconds: it is the cloud's every server whichever segment asks, so ten segments
-    checked together cost one listing, not ten. A failed listing is shared too, and retried by
-    the first check after `max_age`."""
+    """The listing of every server and server group, shared by the checks of one namespace's
+    segments within `max_age` seconds: it is the cloud's whichever segment asks, so ten
+    segments checked together cost one listing, not ten. A failed listing is shared too, and
+    retried by the first check after `max_age`."""
 
     def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_age = max_age
         self._clock = clock
-        self._made: dict[str, tuple[float, asyncio.Future[list[Server]]]] = {}
+        self._made: dict[str, tuple[float, asyncio.Future[Listing]]] = {}
 
-    async def servers(self, namespace: str, nova: Nova) -> list[Server]:
+    async def listing(self, namespace: str, nova: Nova) -> Listing:
         now = self._clock()
         made = self._made.get(namespace)
         if made is None or now - made[0] > self._max_age:
-            made = (now, asyncio.ensure_future(nova.all_servers()))
+            made = (now, asyncio.ensure_future(_list(nova)))
             self._made[namespace] = made
         # Shielded: one check cancelled (its timeout) does not cancel the others' listing.
         return await asyncio.shield(made[1])
@@ -145,16 +178,22 @@ async def check(
     spec: FailoverSegmentSpec,
     hosts: list[HostRecord],
     now: datetime,
-    servers: Awaitable[list[Server]] | None = None,
+    listing: Awaitable[Listing] | None = None,
 ) -> CapacityStatus:
-    """One Placement read of the counted hosts and one listing of every server (`servers`, a
-    shared one, or Nova's own), together."""
+    """One Placement read of the counted hosts and one listing of every server and server
+    group (`listing`, a shared one, or Nova's own), together; then, when the segment selects
+    or ranks by image, each distinct image of the counted hosts' servers (an image Glance does
+    not give counts as unknown: its instances need room)."""
     counted = checked_hosts(spec, hosts)
     resources, listed = await asyncio.gather(
         nova.host_resources(sorted({h.nova_host for h in counted})),
-        servers if servers is not None else nova.all_servers(),
+        listing if listing is not None else _list(nova),
     )
-    return evaluate(spec, counted, resources, listed, now)
+    found: image_rules.Images = {}
+    if image_rules.needed(spec.host_failure, spec.placement):
+        on_hosts = {h.nova_host for h in counted}
+        found = await image_rules.read(nova, [s for s in listed.servers if s.host in on_hosts])
+    return evaluate(spec, counted, resources, listed.servers, now, listed.server_groups, found)
 
 
 def condition(capacity: CapacityStatus) -> tuple[bool, str, str]:
@@ -168,10 +207,16 @@ def condition(capacity: CapacityStatus) -> tuple[bool, str, str]:
             f"can lose {k} host(s) of {capacity.hosts_checked}; worst loss ({lost}) fits",
         )
     short = ", ".join(f"{rc} {n}" for rc, n in capacity.shortfall.items()) or "nothing"
+    apart = (
+        f"; anti-affinity group(s) {', '.join(capacity.separated_groups)} would need a host "
+        "without a member"
+        if capacity.separated_groups
+        else ""
+    )
     return (
         False,
         "InsufficientCapacity",
         f"cannot lose {k} host(s) of {capacity.hosts_checked}: {capacity.unplaced_instances} "
         f"instance(s) of {', '.join(capacity.worst_loss)} would find no room (short of "
-        f"{short})",
+        f"{short}){apart}",
     )

@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from controller.recovery import handover
+from controller.recovery import handover, images
 from controller.recovery.handover import Learned
 from controller.recovery.instances import instance_priority, select_for_evacuation
 from controller.recovery.nova import (
     Conflict,
+    Image,
     NotFound,
     NovaError,
     NoValidHost,
@@ -131,6 +132,10 @@ class HostFailure:
     # left open by the failure is waited for, from its start (recovery.handover.patience).
     live_migration_timeout: float = MaintenancePolicy().instance_timeout_seconds
     _listed: list[Server] | None = field(default=None, init=False, repr=False)
+    # What Glance said of each image, read once per attempt (controller.recovery.images).
+    _images: dict[str, Image | images.Unreadable] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def run(self) -> Outcome:
         try:
@@ -166,7 +171,8 @@ class HostFailure:
             return any(m.status != MoveStatus.IGNORED for m in self.progress.status.instances)
         await self.progress.begin(PREPARE, f"listing instances on {self.host}", persist=False)
         self._listed = await self.nova.servers_on_host(self.host)
-        selection = select_for_evacuation(self._listed, self.policy)
+        found = await self._read_images(self._listed, PREPARE)
+        selection = select_for_evacuation(self._listed, self.policy, found)
         moves = [self._new_move(s, MoveStatus.PENDING) for s in selection.evacuate]
         for server, why in selection.left:
             move = self._new_move(server, MoveStatus.IGNORED)
@@ -180,6 +186,18 @@ class HostFailure:
             return False
         await self.progress.end(PREPARE, StepState.SUCCESS, message, persist=False)
         return True
+
+    async def _read_images(self, servers: list[Server], step: str) -> images.Images:
+        """The images of `servers` not read yet in this attempt, when the segment's selection
+        or priorities name one; one that Glance does not give is noted on `step`."""
+        if not images.needed(self.policy, self.placement or PlacementPolicy()):
+            return self._images
+        before = set(self._images)
+        self._images = await images.read(self.nova, servers, self._images)
+        fresh = [s for s in servers if s.image_id not in before]
+        for line in images.unreadable(self._images, fresh):
+            self.progress.note(step, line)
+        return self._images
 
     def _new_move(self, server: Server, status: MoveStatus) -> InstanceMove:
         return InstanceMove(
@@ -274,12 +292,13 @@ class HostFailure:
         # keeps the target it was sent to.
         on_host = [s for s in servers if s.id in remaining and s.host == self.host]
         groups, holds = await self._anti_affinity(server_groups, {s.id for s in on_host})
+        found = await self._read_images(on_host, EVACUATE)
         instances = [
             Instance(
                 s.id,
                 s.name,
                 flavor_resources(s.flavor),
-                instance_priority(s, policy, self.policy.ha_enabled_metadata_key),
+                instance_priority(s, policy, self.policy.ha_enabled_metadata_key, found),
                 groups.get(s.id, ()),
             )
             for s in on_host
@@ -424,12 +443,13 @@ class HostFailure:
         )
         up = {s.host for s in services if s.is_up and not s.forced_down}
         rooms = {r.host: Candidate.of(r) for r in provided if r.host in up}
+        found = await self._read_images(servers, EVACUATE)
         left = order(
             Instance(
                 s.id,
                 s.name,
                 flavor_resources(s.flavor),
-                instance_priority(s, policy, self.policy.ha_enabled_metadata_key),
+                instance_priority(s, policy, self.policy.ha_enabled_metadata_key, found),
             )
             for s in servers
             if s.id in moves and s.host == self.host

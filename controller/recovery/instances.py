@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from controller.recovery.images import Images, exclusion, image_of, rule_matches
 from controller.recovery.nova import Server
 from controller.resources.segment import HostFailurePolicy, PlacementPolicy
 
@@ -28,14 +29,21 @@ class Selection:
     left: list[tuple[Server, str]]
 
 
-def select_for_evacuation(servers: Iterable[Server], policy: HostFailurePolicy) -> Selection:
+def select_for_evacuation(
+    servers: Iterable[Server], policy: HostFailurePolicy, images: Images | None = None
+) -> Selection:
+    """`images`: what Glance said of the servers' images (controller.recovery.images); an
+    image not in it is unknown, and unknown never excludes."""
     ha_enabled: list[Server] = []
     others: list[Server] = []
     left: list[tuple[Server, str]] = []
     excluded_projects = set(policy.exclude_projects)
     for server in sorted(servers, key=lambda s: (s.name, s.id)):
+        by_image = exclusion(image_of(server, images or {}), policy)
         if server.project_id in excluded_projects:
             left.append((server, f"project {server.project_id} is excluded (excludeProjects)"))
+        elif by_image is not None:
+            left.append((server, by_image))
         elif policy.exclude_metadata_key and flag(server.metadata, policy.exclude_metadata_key):
             left.append((server, f"metadata {policy.exclude_metadata_key} excludes it"))
         elif policy.ignore_instances_in_error_state and server.vm_state == "error":
@@ -53,10 +61,13 @@ def select_for_evacuation(servers: Iterable[Server], policy: HostFailurePolicy) 
 _PRIORITY_LIMIT = 1000
 
 
-def instance_priority(server: Server, placement: PlacementPolicy, ha_enabled_key: str) -> int:
+def instance_priority(
+    server: Server, placement: PlacementPolicy, ha_enabled_key: str, images: Images | None = None
+) -> int:
     """Where an instance stands when room is short: its metadata priority (an integer; anything
     else counts 0), else the first of the priority rules it matches, else 0; HA-enabled ones
-    before the others of the same priority."""
+    before the others of the same priority. A rule about the image never matches an image
+    that is not in `images` or could not be read."""
     value = 0
     raw = server.metadata.get(placement.priority_metadata_key)
     if raw is not None:
@@ -65,10 +76,9 @@ def instance_priority(server: Server, placement: PlacementPolicy, ha_enabled_key
         except ValueError:
             value = 0
     else:
+        image = image_of(server, images or {})
         for rule in placement.priority_rules:
-            if (rule.flavor is None or rule.flavor == server.flavor.name) and (
-                rule.project is None or rule.project == server.project_id
-            ):
+            if rule_matches(rule, server, image):
                 value = rule.priority
                 break
     value = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, value))

@@ -79,6 +79,18 @@ class Server:
     # Nova's fault message of a server in ERROR, e.g. "No valid host was found..." after an
     # evacuation the scheduler could not place (Nova accepts it, then fails it).
     fault: str | None = None
+    # The Glance image it was booted from; None when booted from a volume (Nova shows none).
+    image_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    """A Glance image as selection and priority rules read it: its own properties (Glance's
+    base attributes, such as name and status, left out) and its tags."""
+
+    id: str
+    properties: Mapping[str, str] = field(default_factory=dict)
+    tags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

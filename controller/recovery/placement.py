@@ -75,6 +75,9 @@ class Plan:
 
     targets: dict[str, str]  # instance id -> host
     unplaced: dict[str, str]  # instance id -> why
+    # Unplaced instances that had room but only on hosts holding a member of their anti-affinity
+    # groups: instance id -> those groups.
+    separated: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def load(self, instances: Iterable[Instance]) -> dict[str, dict[str, int]]:
         """What the plan adds to each host, per resource class."""
@@ -134,6 +137,7 @@ def plan(
     spread = strategy == PlacementStrategy.SPREAD
     targets: dict[str, str] = {}
     unplaced: dict[str, str] = {}
+    separated: dict[str, tuple[str, ...]] = {}
     for instance in order(instances):
         asked = [instance.request.get(rc, 0) for rc in RESOURCE_CLASSES]
         a0, a1, a2 = asked
@@ -160,44 +164,48 @@ def plan(
             if best is None or (left > best_left if spread else left < best_left):
                 best, best_left = host, left
         if best is None:
-            unplaced[instance.id] = _why(instance, asked, hosts, no)
+            unplaced[instance.id], apart = _why(instance, asked, hosts, no)
+            if apart:
+                separated[instance.id] = apart
             continue
         for index, amount in enumerate(asked):
             best.free[index] -= amount
         best.holds |= groups
         targets[instance.id] = best.name
-    return Plan(targets, unplaced)
+    return Plan(targets, unplaced, separated)
 
 
 def _why(
     instance: Instance, asked: list[int], hosts: list[_Host], refused: AbstractSet[str]
-) -> str:
-    """The resource the instance lacks, as a person reading the FailureEvent needs it."""
+) -> tuple[str, tuple[str, ...]]:
+    """The resource the instance lacks, as a person reading the FailureEvent needs it, and the
+    anti-affinity groups that kept it from the hosts with room (when they did)."""
     if not hosts:
-        return "no live host to go to"
+        return "no live host to go to", ()
     open_hosts = [h for h in hosts if h.name not in refused]
     if not open_hosts:
-        return f"Nova refused every host it was planned on ({', '.join(sorted(refused))})"
+        return f"Nova refused every host it was planned on ({', '.join(sorted(refused))})", ()
     too_big = []
     for i, rc in enumerate(RESOURCE_CLASSES):
         largest = max(h.limit[i] for h in open_hosts)
         if asked[i] > largest:
             too_big.append(f"{rc}: needs {asked[i]}, more than one host gives ({largest})")
     if too_big:
-        return "does not fit: " + "; ".join(too_big)
+        return "does not fit: " + "; ".join(too_big), ()
     short = [
         f"{rc}: needs {asked[i]}, at most {most} free on a host"
         for i, rc in enumerate(RESOURCE_CLASSES)
         if asked[i] > (most := max(h.free[i] for h in open_hosts))
     ]
     if short:
-        return "does not fit: " + "; ".join(short)
-    groups = set(instance.anti_affinity)
+        return "does not fit: " + "; ".join(short), ()
+    groups = tuple(sorted(set(instance.anti_affinity)))
     roomy = [h for h in open_hosts if all(f >= a for f, a in zip(h.free, asked, strict=True))]
     if roomy and groups:
-        return f"anti-affinity ({', '.join(sorted(groups))}): every host with room holds a member"
+        why = f"anti-affinity ({', '.join(groups)}): every host with room holds a member"
+        return why, tuple(g for g in groups if any(g in h.holds for h in roomy))
     asking = ", ".join(f"{rc} {asked[i]}" for i, rc in enumerate(RESOURCE_CLASSES))
-    return f"does not fit: no host has {asking} free together"
+    return f"does not fit: no host has {asking} free together", ()
 
 
 @dataclass(frozen=True)
@@ -209,11 +217,14 @@ class Readiness:
     lost: tuple[str, ...]  # the hosts whose loss hurts most (none when there are too few)
     unplaced: int  # instances of those hosts that would have no room
     shortfall: dict[str, int]  # per resource class, what those instances ask for
+    # Anti-affinity groups whose members of those hosts found room only beside another member.
+    separated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SegmentHost:
-    """One host of a segment as readiness sees it: its room and what runs on it."""
+    """One host of a segment as readiness sees it: its room (with the anti-affinity groups
+    that have a member on it, moving or not) and what would move off it."""
 
     room: Candidate
     instances: tuple[Instance, ...]
@@ -265,7 +276,10 @@ def _verdict(
         if instance.id in result.unplaced:
             for rc in RESOURCE_CLASSES:
                 shortfall[rc] += instance.request.get(rc, 0)
-    return Readiness(tolerated, not result.unplaced, lost, len(result.unplaced), shortfall)
+    separated = tuple(sorted({g for groups in result.separated.values() for g in groups}))
+    return Readiness(
+        tolerated, not result.unplaced, lost, len(result.unplaced), shortfall, separated
+    )
 
 
 def _worse(one: Readiness, other: Readiness) -> bool:

@@ -1,6 +1,7 @@
 """What the recovery domain needs from the world, in one place: the ports its drivers implement.
 
-- `Nova`: the compute API (controller.drivers.nova.openstack over openstacksdk);
+- `Nova`: the compute API, with Placement's and Glance's reads
+  (controller.drivers.nova.openstack over openstacksdk);
 - `PacemakerCluster` and `ClusterFencing`: the cluster that fences a host and records it
   (controller.drivers.pacemaker.cluster over crm_mon/crm_attribute/stonith_admin);
 - `PowerControl`: the hosts' BMCs, for the redfish and ipmi fencing methods
@@ -29,6 +30,7 @@ from controller.recovery.nova import (
     ComputeService,
     HostCapacity,
     HostResources,
+    Image,
     Migration,
     Server,
     ServerGroup,
@@ -110,6 +112,11 @@ class Nova(Protocol):
     async def host_resources(self, hosts: Collection[str]) -> list[HostResources]:
         """Placement's inventories and usages of each of `hosts` (service host names) that has
         a resource provider; a host without one is left out."""
+        ...
+
+    async def image(self, image_id: str) -> Image:
+        """The Glance image (GET /v2/images/{id}) with its properties and tags; NotFound when
+        Glance has none (deleted), other NovaErrors as for Nova's own calls."""
         ...
 
 

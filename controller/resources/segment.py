@@ -20,6 +20,29 @@ class RecoveryMethod(StrEnum):
     RH_PRIORITY = "rh_priority"
 
 
+class ImageProperty(Model):
+    """A Glance image property an instance's image must carry (its image as Glance holds it
+    now, read once per recovery attempt; an instance booted from a volume has no image here)."""
+
+    key: str = Field(min_length=1, max_length=255, description="The property's name.")
+    value: str | None = Field(
+        default=None,
+        max_length=255,
+        description="Its value, compared as text; absent: any value (the key alone).",
+    )
+
+
+# Said once for every image-based field: what an unreadable image or a volume does.
+_IMAGE_READS = (
+    " The image is read from Glance once per recovery attempt, and only when the segment names an "
+    "image property or tag. An instance booted from a volume has no image here (its volume's "
+    "image metadata is Cinder's, not read): it has no properties and no tags. An image Glance "
+    "cannot give (an error, a deleted image) is unknown: its instances are never excluded or "
+    "prioritized by it, they are evacuated with the priority the other rules give, and the "
+    "event's PrepareHAEnabledInstancesTask says which image could not be read."
+)
+
+
 class HostFailurePolicy(Model):
     """How a failed host's instances are evacuated (Masakari's [host_failure] options)."""
 
@@ -51,6 +74,18 @@ class HostFailurePolicy(Model):
         description="Projects (ids) whose instances are never evacuated: e.g. Octavia's service "
         "project, whose amphorae Octavia fails over itself. Their owner is what tells them "
         "apart; their metadata is Octavia's, not the cloud operator's.",
+    )
+    exclude_image_properties: list[ImageProperty] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Instances whose image carries any of these properties are never "
+        "evacuated: service VMs whose image says what they are, whoever owns them." + _IMAGE_READS,
+    )
+    exclude_image_tags: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Instances whose image has any of these Glance tags are never evacuated "
+        "(e.g. amphora, the tag Octavia boots its amphorae from)." + _IMAGE_READS,
     )
     add_reserved_host_to_aggregate: bool = Field(
         default=False,
@@ -103,6 +138,18 @@ class PriorityRule(Model):
     project: str | None = Field(
         default=None, min_length=1, max_length=64, description="The instance's project id."
     )
+    image_property: ImageProperty | None = Field(
+        default=None,
+        description="A property of the instance's Glance image; never matches an instance "
+        "whose image could not be read or that was booted from a volume.",
+    )
+    image_tag: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="A Glance tag of the instance's image; never matches an instance whose "
+        "image could not be read or that was booted from a volume.",
+    )
     priority: int = Field(
         ge=-1000, le=1000, description="Higher priorities are planned first and keep room."
     )
@@ -154,8 +201,9 @@ class PlacementPolicy(Model):
     priority_rules: list[PriorityRule] = Field(
         default_factory=list,
         max_length=32,
-        description="Priorities by flavor and project, for instances whose metadata names "
-        "none: the first rule that matches gives it; no match is 0.",
+        description="Priorities by flavor, project, image property and image tag, for "
+        "instances whose metadata names none: the first rule that matches gives it; no match "
+        "is 0." + _IMAGE_READS,
     )
 
 
@@ -620,6 +668,13 @@ class CapacityStatus(Model):
         default_factory=dict,
         description="Per resource class (VCPU, MEMORY_MB, DISK_GB), what those instances ask "
         "for: the room missing at least.",
+    )
+    separated_groups: list[Annotated[str, Field(max_length=255)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Anti-affinity server groups (name, then id) of the worst loss whose "
+        "members would find room only on a host that already holds a member: Nova never "
+        "puts two on one host, so they count as without room.",
     )
     observed_at: datetime | None = Field(
         default=None, description="When Placement and the servers were read."

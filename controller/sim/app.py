@@ -1,7 +1,7 @@
 """The simulator's HTTP server: Keystone under /identity, Nova under /compute, Placement under
-/placement, control under /_sim. One middleware does what Nova's and Keystone's pipelines do
-before a handler runs: injected faults, token check, microversion negotiation, and error bodies
-in Nova's format (Placement's in controller.sim.placement).
+/placement, Glance under /image, control under /_sim. One middleware does what Nova's and
+Keystone's pipelines do before a handler runs: injected faults, token check, microversion
+negotiation, and error bodies in Nova's format (Placement's in controller.sim.placement).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aiohttp import web
 
 from controller.microversions import HEADER, asked_for
 from controller.sim import cloud as sim_cloud
-from controller.sim import compute, control, keystone, placement
+from controller.sim import compute, control, glance, keystone, placement
 from controller.sim import topology as topo
 from controller.sim.state import (
     MAX_MICROVERSION,
@@ -225,6 +225,7 @@ def build_app(spec: topo.Topology, options: Options) -> web.Application:
     classify("identity", app.router.add_get("/identity/v3/auth/tokens", validate_token))
     compute.add_routes(app, classify)
     placement.add_routes(app, classify)
+    glance.add_routes(app, classify)
     control.add_routes(app)
 
     # Built inside the running loop: the cloud schedules its timers on it.

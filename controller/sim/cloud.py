@@ -83,6 +83,7 @@ class Server:
     locked: bool = False
     locked_reason: str | None = None
     fault: str | None = None
+    image_id: str | None = None  # Glance's (controller.sim.glance); None: booted from a volume
     evacuations: int = 0
     #: Evacuations accepted while nova-compute still ran on the source: the instance may
     #: still run there, which a recovery that fenced first never causes (goal: none).
@@ -287,6 +288,7 @@ class Cloud:
             elif s.state == "error":
                 server.vm_state = "error"
             server.locked = s.locked
+            server.image_id = s.image
         by_name = {server.name: server.id for server in self.servers.values()}
         for sg in spec.server_groups:
             group = self.create_server_group(sg.name, sg.policy, sg.project_id)

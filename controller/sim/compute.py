@@ -136,7 +136,8 @@ def _server_view(server: sim_cloud.Server, ctx: sim_cloud.Context) -> dict[str, 
         "user_id": server.project_id,
         "metadata": server.metadata,
         "flavor": flavor,
-        "image": "",
+        # Nova's view: "" for a server booted from a volume.
+        "image": {"id": server.image_id, "links": []} if server.image_id else "",
         "addresses": {},
         "created": sim_cloud.iso(server.created),
         "updated": sim_cloud.iso(server.updated),
@@ -207,6 +208,7 @@ async def create_server(request: web.Request) -> web.Response:
         zone.split(":", 1)[1], str(spec.get("name", "server")), flavor,
         dict(spec.get("metadata") or {}), ctx.project_id,
     )  # fmt: skip
+    server.image_id = str(spec["imageRef"]).rsplit("/", 1)[-1] if spec.get("imageRef") else None
     if group is not None:  # a forced host skips the filters; the membership is recorded
         group.members.append(server.id)
     return web.json_response({"server": {"id": server.id, "links": []}}, status=202)

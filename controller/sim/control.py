@@ -7,7 +7,10 @@ simulator listens on loopback).
   POST   /_sim/hosts/{host}/kill          the host dies: its nova-compute stops reporting
   POST   /_sim/hosts/{host}/revive        it reports again and cleans up evacuations from it
   POST   /_sim/servers                    boot servers: {"host", "count", "metadata",
-                                          "stopped", "flavor", "project_id"} -> {"ids": [...]}
+                                          "stopped", "flavor", "project_id", "image"}
+                                          -> {"ids": [...]}
+  POST   /_sim/images                     add a Glance image: {"id", "name", "properties",
+                                          "tags"} -> {"id"}
   GET    /_sim/evacuations                {"evacuations": {server id: times evacuated},
                                           "unfenced": {server id: times evacuated while
                                           nova-compute still ran on its source}}
@@ -42,7 +45,7 @@ from controller.sim.state import SIM, RouteFault
 
 ROUTE_CLASSES = frozenset(
     {"*", "identity", "versions", "services", "servers", "actions", "flavors", "aggregates",
-     "migrations", "hypervisors"}
+     "migrations", "hypervisors", "images"}
 )  # fmt: skip
 
 
@@ -93,8 +96,23 @@ async def boot_servers(request: web.Request) -> web.Response:
         )  # fmt: skip
         if spec.get("stopped"):
             server.vm_state, server.power_state = "stopped", sim_cloud.POWER_SHUTDOWN
+        server.image_id = str(spec["image"]) if spec.get("image") else None
         ids.append(server.id)
     return web.json_response({"ids": ids})
+
+
+async def add_image(request: web.Request) -> web.Response:
+    sim = request.app[SIM]
+    body: dict[str, Any] = await request.json()
+    try:
+        image = topo.ImageSpec.model_validate(
+            {"id": body.get("id") or sim.cloud.new_uuid()}
+            | {k: v for k, v in body.items() if k != "id"}
+        )
+    except ValidationError as exc:
+        return _error(400, f"bad image: {exc}")
+    sim.images[image.id] = image
+    return web.json_response({"id": image.id})
 
 
 async def evacuations(request: web.Request) -> web.Response:
@@ -185,6 +203,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/_sim/hosts/{host}/kill", kill_host)
     app.router.add_post("/_sim/hosts/{host}/revive", revive_host)
     app.router.add_post("/_sim/servers", boot_servers)
+    app.router.add_post("/_sim/images", add_image)
     app.router.add_get("/_sim/evacuations", evacuations)
     app.router.add_get("/_sim/servers/{id}/evacuations", server_evacuations)
     app.router.add_get("/_sim/moves", moves)

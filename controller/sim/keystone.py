@@ -1,7 +1,8 @@
 """Keystone v3, as much as openstacksdk and a token-validating service need.
 
 Password authentication issues a token (X-Subject-Token) with the roles of the user in its
-project and a service catalog (identity, compute, placement); GET /v3/auth/tokens validates one.
+project and a service catalog (identity, compute, placement, image); GET /v3/auth/tokens
+validates one.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class Keystone:
                     _service("identity", "keystone", f"{base_url}/identity"),
                     _service("compute", "nova", f"{base_url}/compute/v2.1"),
                     _service("placement", "placement", f"{base_url}/placement"),
+                    _service("image", "glance", f"{base_url}/image"),
                     *(_service(entry.type, entry.name, entry.url) for entry in extra or []),
                 ]
         return {"token": body}

@@ -65,11 +65,17 @@ class Sim:
     network: sim_network.Network = field(default_factory=sim_network.Network)
     requests: Counter[str] = field(default_factory=Counter)
     rng: random.Random = field(default_factory=random.Random)
+    #: Glance's images by id (controller.sim.glance): the topology's, and those added since.
+    images: dict[str, topo.ImageSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.images = {image.id: image for image in self.spec.images}
 
     def load(self, spec: topo.Topology) -> None:
         """Start over from `spec`. Tokens survive, so connected clients keep working."""
         cloud = sim_cloud.Cloud(spec, seed=self.seed, timing=self.timing)  # may refuse spec
         self.spec, self.cloud = spec, cloud
+        self.images = {image.id: image for image in spec.images}
         self.keystone.load_users(spec.users)
 
 

@@ -1,4 +1,5 @@
-"""The cloud a simulator starts with: hosts, flavors, aggregates, servers and Keystone users.
+"""The cloud a simulator starts with: hosts, flavors, aggregates, images, servers and Keystone
+users.
 
 A topology is a YAML document; `host_groups` generate many identical hosts (and their servers)
 so a 5,000-host cloud fits in a few lines.
@@ -74,11 +75,23 @@ class AggregateSpec(_Strict):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
+class ImageSpec(_Strict):
+    """A Glance image: its own properties (beside Glance's base attributes) and tags."""
+
+    id: str
+    name: str = "image"
+    properties: dict[str, str] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+
+
 class ServerSpec(_Strict):
     name: str
     host: str
     flavor: str = "m1.tiny"
     id: str | None = None
+    image: str | None = Field(
+        default=None, description="the id of its image; none: booted from a volume"
+    )
     metadata: dict[str, str] = Field(default_factory=dict)
     state: Literal["active", "stopped", "error"] = "active"
     locked: bool = False
@@ -124,6 +137,7 @@ class Topology(_Strict):
     hosts: list[HostSpec] = Field(default_factory=list)
     host_groups: list[HostGroupSpec] = Field(default_factory=list)
     aggregates: list[AggregateSpec] = Field(default_factory=list)
+    images: list[ImageSpec] = Field(default_factory=list)
     servers: list[ServerSpec] = Field(default_factory=list)
     server_groups: list[ServerGroupSpec] = Field(default_factory=list)
     catalog: list[CatalogEntrySpec] = Field(default_factory=list)

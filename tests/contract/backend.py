@@ -15,6 +15,7 @@ class NovaBackend(Protocol):
     clouds_yaml: Path  # a clouds.yaml that the driver loads
     cloud: str  # the cloud's name in it
     hosts: list[str]  # nova-compute hosts, at least three, all up and enabled after reset()
+    boot_image: str  # the Glance image boot_servers boots from
 
     def boot_servers(
         self,
@@ -26,6 +27,11 @@ class NovaBackend(Protocol):
     ) -> list[str]:
         """Create `count` servers on `host` and wait until they are ACTIVE (or SHUTOFF when
         stopped); returns their ids."""
+        ...
+
+    def create_image(self, properties: dict[str, str], tags: list[str]) -> str:
+        """Register an image (no data needed) with these properties and tags in Glance;
+        returns its id. reset() removes it."""
         ...
 
     def kill_host(self, host: str) -> None:

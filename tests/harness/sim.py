@@ -144,6 +144,7 @@ class SimBackend:
     sim: Sim
     name: str = "sim"
     hosts: list[str] = field(default_factory=lambda: ["compute1", "compute2", "compute3"])
+    boot_image: str = "sim-boot-image"
 
     @property
     def clouds_yaml(self) -> Path:
@@ -161,8 +162,18 @@ class SimBackend:
         metadata: dict[str, str] | None = None,
         stopped: bool = False,
     ) -> list[str]:
-        body = {"host": host, "count": count, "metadata": metadata or {}, "stopped": stopped}
+        body = {
+            "host": host,
+            "count": count,
+            "metadata": metadata or {},
+            "stopped": stopped,
+            "image": self.boot_image,
+        }
         return list(self.sim.control("POST", "servers", body)["ids"])
+
+    def create_image(self, properties: dict[str, str], tags: list[str]) -> str:
+        body = {"name": "contract", "properties": properties, "tags": tags}
+        return str(self.sim.control("POST", "images", body)["id"])
 
     def kill_host(self, host: str) -> None:
         self.sim.control("POST", f"hosts/{host}/kill")
@@ -176,6 +187,7 @@ class SimBackend:
     def reset(self) -> None:
         self.sim.control("PUT", "faults", {})
         self.sim.control("POST", "reset")
+        self.sim.control("POST", "images", {"id": self.boot_image, "name": "boot"})
 
 
 @contextlib.contextmanager

@@ -85,3 +85,41 @@ def test_a_segment_with_room_is_ready_and_says_so_no_more_once_its_hosts_fill_up
     assert not [
         c for c in cloud.status("fseg", "rack-a")["conditions"] if c["type"] == "CapacityReady"
     ]
+
+
+def test_a_segment_whose_loss_would_stack_anti_affinity_members_is_not_ready(
+    cloud_factory: Any,
+) -> None:
+    # Plenty of room, but "db" has a member on every host: whichever host is lost, its member
+    # could only go beside another member, which Nova's scheduler refuses.
+    spec = {
+        **topology(
+            [{"name": name, "vcpus": 16} for name in HOSTS],
+            [s for name in HOSTS for s in servers([f"{name}-db"], name, flavor="m1.tiny")],
+        ),
+        "server_groups": [{"name": "db", "members": [f"{name}-db" for name in HOSTS]}],
+    }
+    cloud = cloud_factory(spec, env=FAST)
+    cloud.apply(segment("rack-a"), *(host(name, "rack-a") for name in HOSTS))
+    status = _capacity(cloud, False)
+    capacity = status["capacity"]
+    assert capacity["unplacedInstances"] == 1
+    [named] = capacity["separatedGroups"]
+    assert named.startswith("db ("), capacity
+    condition = _condition(status)
+    print(condition["message"])
+    assert (condition["status"], condition["reason"]) == ("False", "InsufficientCapacity")
+    assert named in condition["message"]
+    # A fourth host free of the group: any loss has somewhere to go.
+    cloud.apply(host("compute4", "rack-a"))
+    cloud.sim.control(
+        "POST",
+        "topology",
+        {
+            **spec,
+            "hosts": [{"name": name, "vcpus": 16} for name in [*HOSTS, "compute4"]],
+        },
+    )
+    status = _capacity(cloud, True)
+    assert status["capacity"]["hostsChecked"] == 4
+    assert not status["capacity"].get("separatedGroups")

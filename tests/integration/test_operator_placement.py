@@ -97,3 +97,69 @@ def test_an_aggregates_boundary_without_aggregates_is_refused_by_the_api_server(
     assert "boundary Aggregates needs at least one aggregate" in result.stderr
     good = segment("rack-c", placement={"boundary": "Aggregates", "aggregates": ["rack-c"]})
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(good))
+
+
+def test_selection_and_priority_by_image_from_the_simulators_glance(cloud_factory: Any) -> None:
+    # Room on compute2 for 4 of the 6 to move: the amphora is left by its image's tag, the two
+    # of the "database" image go first by an image property, two of the four plain ones fit.
+    images = [
+        {"id": "img-amphora", "tags": ["amphora"]},
+        {"id": "img-db", "properties": {"service_tier": "database"}},
+        {"id": "img-plain", "properties": {"os_distro": "ubuntu"}},
+    ]
+    booted = [
+        *servers(["amp"], "compute1", image="img-amphora", **TINY),
+        # Named to come first: without the image rule the plain ones would take the room.
+        *servers(["z-db0", "z-db1"], "compute1", image="img-db", **TINY),
+        *servers([f"a-plain{i}" for i in range(2)], "compute1", image="img-plain", **TINY),
+        *servers([f"a-volume{i}" for i in range(2)], "compute1", **TINY),  # no image
+    ]
+    cloud = cloud_factory({**topology([*RACK_A, RACK_B], booted), "images": images})
+    _apply(
+        cloud,
+        ["compute1", "compute2"],
+        retry={"maxAttempts": 1},
+        hostFailure={"excludeImageTags": ["amphora"]},
+        placement={
+            "priorityRules": [
+                {"imageProperty": {"key": "service_tier", "value": "database"}, "priority": 100}
+            ]
+        },
+    )
+    cloud.apply(host("compute3", "rack-b"))
+    cloud.sim.control("POST", "hosts/compute1/kill")
+    cloud.apply(host_failure("c1", "compute1"))
+    status = cloud.wait_phase("fev", "c1", ENDED, 90)
+    moves = {m["instanceName"]: m for m in status["instances"]}
+    print({name: (m["status"], m.get("destinationHost")) for name, m in moves.items()})
+    assert moves["amp"]["status"] == "ignored"
+    assert moves["amp"]["message"] == "image img-amphora has tag amphora (excludeImageTags)"
+    for name in ("z-db0", "z-db1"):
+        assert (moves[name]["status"], moves[name]["destinationHost"]) == ("succeeded", "compute2")
+    others = [m for name, m in moves.items() if name.startswith("a-")]
+    assert sorted(m["status"] for m in others) == ["failed", "failed", "succeeded", "succeeded"]
+    evacuated = cloud.sim.control("GET", "evacuations")["evacuations"]
+    assert len(evacuated) == 4, evacuated
+    # Glance reads: three distinct images, once per recovery (and per readiness check).
+    print("glance reads:", cloud.sim.control("GET", "stats")["requests"].get("images"))
+
+
+def test_glance_down_never_excludes_an_instance_and_the_event_says_so(
+    cloud_factory: Any,
+) -> None:
+    booted = servers(["amp"], "compute1", image="img-amphora", **TINY)
+    images = [{"id": "img-amphora", "tags": ["amphora"]}]
+    cloud = cloud_factory({**topology([*RACK_A, RACK_B], booted), "images": images})
+    _apply(cloud, ["compute1", "compute2"], hostFailure={"excludeImageTags": ["amphora"]})
+    # Every Glance read fails (503, retried by the driver, then given up on).
+    cloud.sim.control("PUT", "faults", {"routes": {"images": {"error_rate": 1.0, "status": 503}}})
+    cloud.sim.control("POST", "hosts/compute1/kill")
+    cloud.apply(host_failure("c1", "compute1"))
+    status = cloud.wait_phase("fev", "c1", ENDED, 120)
+    assert (status["phase"], status["reason"]) == ("Finished", "Recovered"), status
+    [move] = status["instances"]
+    assert (move["status"], move["destinationHost"]) == ("succeeded", "compute2")
+    [prepare] = [s for s in status["steps"] if s["name"] == "PrepareHAEnabledInstancesTask"]
+    said = [d["message"] for d in prepare["progressDetails"]]
+    print("\n".join(said))
+    assert any("image img-amphora not read from Glance" in m and "503" in m for m in said), said

@@ -18,12 +18,14 @@ from controller.recovery.nova import (
     Flavor,
     HostCapacity,
     HostResources,
+    Image,
     Inventory,
     Migration,
     NotFound,
     NoValidHost,
     Server,
     ServerGroup,
+    Unavailable,
 )
 
 SMALL = Flavor("small", vcpus=1, ram_mb=512, disk_gb=1)
@@ -58,6 +60,8 @@ class FakeNova:
         self.live_endings: dict[str, tuple[datetime, str]] = {}
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._counts: Counter[str] = Counter()
+        self.images: dict[str, Image] = {}  # Glance's; an id not here is NotFound
+        self.failing_images: set[str] = set()  # image ids whose reads fail (Glance down)
 
     # -- test set-up ---------------------------------------------------------------------
 
@@ -311,3 +315,11 @@ class FakeNova:
 
     async def server_groups(self) -> list[ServerGroup]:
         return list(self.server_groups_)
+
+    async def image(self, image_id: str) -> Image:
+        self._call("image", image_id)
+        if image_id in self.failing_images:
+            raise Unavailable(f"get image {image_id}: HTTP 503 (gave up after 5 attempts)")
+        if image_id not in self.images:
+            raise NotFound(f"get image {image_id}: HTTP 404")
+        return self.images[image_id]

@@ -19,6 +19,7 @@ from controller.recovery.nova import (
     HostResources,
     Inventory,
     Server,
+    ServerGroup,
 )
 from controller.recovery.ports import HostRecord, Nova
 from controller.recovery.segments import summarize
@@ -198,7 +199,7 @@ def test_check_reads_placement_once_and_lists_servers_once() -> None:
 
 
 class Counting:
-    """The two reads `check` may make, counted."""
+    """The three reads `check` makes on a segment that names no image, counted."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -211,12 +212,16 @@ class Counting:
         self.calls.append("servers")
         return servers("c1", 2)
 
+    async def server_groups(self) -> list[ServerGroup]:
+        self.calls.append("groups")
+        return []
+
 
 async def _check_reads_placement_once_and_lists_servers_once() -> None:
     nova = Counting()
     hosts = [record("c1"), record("c2"), record("c3", phase=HostPhase.MAINTENANCE)]
     verdict = await capacity.check(cast(Nova, nova), segment(), hosts, T0)
-    assert sorted(nova.calls) == ["placement", "servers"]
+    assert sorted(nova.calls) == ["groups", "placement", "servers"]
     assert verdict.hosts_checked == 2 and verdict.ready
 
 
@@ -238,14 +243,14 @@ async def _segments_share_one_listing() -> None:
     listings = capacity.Listings(30, clock)
     spec, hosts = segment(), [record("c1"), record("c2")]
     for _ in range(3):  # three segments of one namespace
-        await capacity.check(nova, spec, hosts, T0, listings.servers("ns", nova))
-    assert counting.calls.count("servers") == 1
+        await capacity.check(nova, spec, hosts, T0, listings.listing("ns", nova))
+    assert counting.calls.count("servers") == counting.calls.count("groups") == 1
     assert counting.calls.count("placement") == 3
     # Another namespace is another cloud: its own listing.
-    await listings.servers("other", nova)
+    await listings.listing("other", nova)
     assert counting.calls.count("servers") == 2
     clock.now = 31
-    await capacity.check(nova, spec, hosts, T0, listings.servers("ns", nova))
+    await capacity.check(nova, spec, hosts, T0, listings.listing("ns", nova))
     assert counting.calls.count("servers") == 3
 
 

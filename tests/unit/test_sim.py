@@ -111,7 +111,7 @@ def test_keystone_issues_validates_and_refuses_tokens(clean: Sim) -> None:
     token = body["token"]
     assert (token["user"]["name"], token["project"]["name"]) == ("demo", "demo")
     assert [r["name"] for r in token["roles"]] == ["member"]
-    assert {s["type"] for s in token["catalog"]} == {"identity", "compute", "placement"}
+    assert {s["type"] for s in token["catalog"]} == {"identity", "compute", "placement", "image"}
     assert _http("GET", url, headers={"X-Auth-Token": admin, "X-Subject-Token": "nope"})[0] == 404
     assert _http("GET", url, headers={"X-Subject-Token": demo})[0] == 401
     assert _http("GET", url, headers={"X-Auth-Token": demo, "X-Subject-Token": admin})[0] == 403

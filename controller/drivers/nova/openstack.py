@@ -41,6 +41,7 @@ from openstack import exceptions as sdk_exceptions
 
 from controller import metrics
 from controller.drivers.lease import NotLeading
+from controller.drivers.nova.glance import image_from_body
 from controller.recovery.nova import (
     Aggregate,
     ComputeService,
@@ -48,6 +49,7 @@ from controller.recovery.nova import (
     Flavor,
     HostCapacity,
     HostResources,
+    Image,
     Inventory,
     Migration,
     NotFound,
@@ -311,6 +313,8 @@ class OpenStackNova:
             metadata=dict(raw.metadata or {}),
             project_id=raw.project_id,
             fault=str(fault.get("message")) if fault else None,
+            # Nova shows "" (no image) for a server booted from a volume.
+            image_id=(raw.image or {}).get("id") or None,
         )
 
     async def servers_on_host(self, host: str) -> list[Server]:
@@ -533,3 +537,16 @@ class OpenStackNova:
         # Two reads per host, at most max_concurrency at a time (the driver's slots).
         found = await asyncio.gather(*(one(h, p) for h, p in sorted(providers.items())))
         return [r for r in found if r is not None]
+
+    # --- glance ----------------------------------------------------------------------------------
+
+    async def image(self, image_id: str) -> Image:
+        def read() -> Mapping[str, Any]:
+            # Raw JSON: the sdk's Image maps each known property to an attribute of its own and
+            # keeps only the rest in `properties`; the rules want them all alike.
+            response = self._conn.image.get(f"/images/{image_id}")
+            sdk_exceptions.raise_from_response(response)
+            body: Mapping[str, Any] = response.json()
+            return body
+
+        return image_from_body(await self._call(f"get image {image_id}", read))

@@ -12,13 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from openstack.exceptions import BadRequestException, ConflictException, NotFoundException
+from openstack.exceptions import (
+    BadRequestException,
+    ConflictException,
+    NotFoundException,
+    raise_from_response,
+)
 
 from controller.drivers.nova.openstack import connect
 
 from .lab import TOKEN, NovaLab, NovaLabError, install
 
 CLOUD = "nova-lab"
+_CONTRACT_IMAGE = "contract-"  # the names of images the contract tests create; reset() deletes
 # Bounds on the harness's own waits; a clean cloud normally takes a few seconds.
 BOOT_TIMEOUT = 120.0
 REVIVE_TIMEOUT = 90.0
@@ -33,11 +39,13 @@ class NovaLabBackend:
     name: str = "nova"
     cloud: str = CLOUD
     hosts: list[str] = field(default_factory=list)
+    boot_image: str = ""
     _connection: Any = None
     compute: Any = None
 
     def __post_init__(self) -> None:
         self.hosts = list(self.lab.hosts)
+        self.boot_image = self.lab.image_id
         # The driver's own connection (clouds.yaml only, compute microversion pinned like it).
         self._connection, _secrets = connect(self.clouds_yaml, self.cloud)
         self.compute = self._connection.compute
@@ -75,6 +83,19 @@ class NovaLabBackend:
             self._wait_for_status(host, ids, "SHUTOFF")
         return ids
 
+    def create_image(self, properties: dict[str, str], tags: list[str]) -> str:
+        # Glance's own create: an image's properties sit beside its base attributes.
+        body = {
+            "name": f"{_CONTRACT_IMAGE}{len(properties)}",
+            "disk_format": "raw",
+            "container_format": "bare",
+            "tags": tags,
+            **properties,
+        }
+        response = self._connection.image.post("/images", json=body)
+        raise_from_response(response)
+        return str(response.json()["id"])
+
     def kill_host(self, host: str) -> None:
         self.lab.kill_compute(host)
 
@@ -90,6 +111,9 @@ class NovaLabBackend:
     def reset(self) -> None:
         deadline = time.monotonic() + RESET_TIMEOUT
         self._delete_all_servers(deadline)
+        for image in self._connection.image.images():
+            if (image.name or "").startswith(_CONTRACT_IMAGE):
+                self._connection.image.delete_image(image)
         self._delete_aggregates()
         self._revive([h for h in self.hosts if not self.lab.compute_running(h)], deadline)
         for host in self.hosts:
@@ -195,6 +219,8 @@ def clouds_yaml(lab: NovaLab) -> dict[str, Any]:
                 "compute_endpoint_override": lab.nova_url,
                 # No Keystone catalog: Placement is reached directly (the driver's placement reads).
                 "placement_endpoint_override": f"http://127.0.0.1:{lab.ports.placement}",
+                # And Glance (the driver's image reads).
+                "image_endpoint_override": f"http://127.0.0.1:{lab.ports.glance}",
                 "region_name": "RegionOne",
             }
         }
