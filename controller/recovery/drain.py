@@ -1,19 +1,23 @@
 """The decisions of a maintenance drain: pure, no I/O, table-tested.
 
-A drain empties a host on maintenance by live migration (its segment's spec.maintenance). The
-orchestration (controller.recovery.host_drain) asks, in this order:
+A drain empties a host on maintenance by live migration, and cold migration for its stopped
+instances where the segment says so (its spec.maintenance). The orchestration
+(controller.recovery.host_drain) asks, in this order:
 
 1. `wanted`: should a drain run on the host now? Only while the host is on maintenance, its
    segment drains, and nothing says the host failed (a recovery holds it, its service is down
    or forced down, its phase is Recovering or Failed): a live migration needs a live source,
    and a failed host is the recovery's. Otherwise a running drain stops starting moves
    (`STOP` when maintenance ended, `HAND_OVER` when the host failed).
-2. `begin`: which instances, found on the host when it starts: running ones (active, paused)
-   are live-migrated, the others are left as configured.
+2. `begin` and `kind_for`: which instances, found on the host when it starts, and how: running
+   ones (active, paused) are live-migrated; stopped ones cold-migrated (stoppedInstances
+   ColdMigrate) or left (Leave); any other state is left, Nova moves it neither way.
 3. `next_moves`: which pending instances start now, within the per-host and per-segment bounds.
-4. `in_flight`: before every live-migration call (a resumed drain, a retry), whether Nova still
-   runs an earlier one: then it is followed, never started twice.
-5. `after_failure`: a failed attempt is retried up to `attempts`, then reported (or the
+4. `in_flight`: before every migration call (a resumed drain, a retry), whether Nova still
+   runs an earlier one, of either kind: then it is followed, never started twice. A cold
+   migration Nova landed waits for its confirmation (`to_confirm`): it is confirmed, not
+   started again.
+5. `after_failure`: a failed attempt is retried up to `attempts`, then reported (or a running
    instance stopped, with LiveMigrateOrStop); a migration is never forced past the scheduler.
 6. `outcome`: the phase once nothing is pending or ongoing.
 
@@ -38,14 +42,32 @@ from controller.resources.host import (
     DrainPhase,
     DrainStatus,
     HostPhase,
+    MigrationKind,
 )
-from controller.resources.segment import DrainMode, MaintenancePolicy
+from controller.resources.segment import DrainMode, MaintenancePolicy, StoppedInstances
 
 # Vm states Nova live-migrates (nova/compute/api.py live_migrate's check_instance_state).
 LIVE_MIGRATABLE = frozenset({"active", "paused"})
-# Live-migration records in these states are over; any other state means Nova still runs it.
-ENDED_MIGRATION = frozenset({"completed", "done", "error", "failed", "cancelled"})
-FAILED_MIGRATION = frozenset({"error", "failed", "cancelled"})
+# Nova cold-migrates active and stopped ones (resize's check_instance_state); a drain takes only
+# the stopped ones that way, the running ones keep running through a live migration.
+COLD_MIGRATABLE = frozenset({"stopped"})
+# Task states of a cold migration under way: the conductor's prep to the destination's finish.
+RESIZING = frozenset({"resize_prep", "resize_migrating", "resize_migrated", "resize_finish"})
+# Nova's migration_type of each kind (a cold migration keeps its flavor: not "resize").
+MIGRATION_TYPE = {MigrationKind.LIVE: "live-migration", MigrationKind.COLD: "migration"}
+# Migration records in these states are over; any other state means Nova still runs it. A cold
+# one "finished" (landed, VERIFY_RESIZE) or "confirming" is open: its source still holds it.
+ENDED_MIGRATION = frozenset(
+    {"completed", "done", "confirmed", "error", "failed", "cancelled", "reverted"}
+)
+# "reverted": a cold migration someone took back, the instance on its source again.
+FAILED_MIGRATION = frozenset({"error", "failed", "cancelled", "reverted"})
+# Records of a migration that moved the instance: a cold one has landed once "finished" (its
+# guest on the destination; the confirmation only frees what the source holds).
+LANDED = {
+    MigrationKind.LIVE: frozenset({"completed", "done"}),
+    MigrationKind.COLD: frozenset({"finished", "confirming", "confirmed"}),
+}
 # A migration record's creation time is the cloud's clock, a move's start the operator's.
 CLOCK_SKEW = timedelta(seconds=15)
 OPEN = frozenset({DrainMoveStatus.PENDING, DrainMoveStatus.ONGOING})
@@ -140,12 +162,36 @@ def standby_allowed(
     return current(drain, since) and drain is not None and drain.phase in ENDED_DRAIN
 
 
+def kind_for(server: Server, policy: MaintenancePolicy) -> MigrationKind | None:
+    """How the drain moves the instance in its current state, or None: left on the host."""
+    if server.vm_state in LIVE_MIGRATABLE:
+        return MigrationKind.LIVE
+    if (
+        server.vm_state in COLD_MIGRATABLE
+        and policy.stopped_instances == StoppedInstances.COLD_MIGRATE
+    ):
+        return MigrationKind.COLD
+    return None
+
+
+def left_because(server: Server) -> str:
+    if server.vm_state in COLD_MIGRATABLE:
+        return f"{server.vm_state}: not running, left on the host (stoppedInstances Leave)"
+    return f"{server.vm_state}: Nova migrates it neither live nor cold, left on the host"
+
+
 def begin(servers: Iterable[Server], policy: MaintenancePolicy, now: datetime) -> DrainStatus:
     moves = []
     for server in sorted(servers, key=lambda s: (s.name, s.id)):
-        if server.vm_state in LIVE_MIGRATABLE:
+        kind = kind_for(server, policy)
+        if kind is not None:
             moves.append(
-                DrainMove(instance_uuid=server.id, name=server.name, status=DrainMoveStatus.PENDING)
+                DrainMove(
+                    instance_uuid=server.id,
+                    name=server.name,
+                    status=DrainMoveStatus.PENDING,
+                    kind=kind,
+                )
             )
         else:
             moves.append(
@@ -154,7 +200,7 @@ def begin(servers: Iterable[Server], policy: MaintenancePolicy, now: datetime) -
                     name=server.name,
                     status=DrainMoveStatus.LEFT,
                     end_time=now,
-                    message=f"{server.vm_state}: not running, left on the host",
+                    message=left_because(server),
                 )
             )
     return DrainStatus(
@@ -185,38 +231,55 @@ def next_moves(drain: DrainStatus, slots: Slots, running: Iterable[str] = ()) ->
 
 
 def in_flight(server: Server, move: DrainMove, migrations: Iterable[Migration]) -> bool:
-    """Does Nova still run a live migration of it, asked for by this move or not?"""
-    if server.task_state == "migrating":
+    """Does Nova still run a migration of it, of either kind, asked for by this move or not?
+    Either kind: an instance stopped or started since its move was planned changes the kind
+    the next attempt asks for, and Nova must not get a second migration of any kind."""
+    if server.task_state == "migrating" or server.task_state in RESIZING:
         return True
     since = move.start_time - CLOCK_SKEW if move.start_time is not None else None
     return any(
-        m.migration_type == "live-migration"
+        m.migration_type in MIGRATION_TYPE.values()
         and m.status not in ENDED_MIGRATION
         and (since is None or (m.created_at is not None and m.created_at >= since))
         for m in migrations
     )
 
 
-def attempt_failed(server: Server, move: DrainMove, migrations: Iterable[Migration]) -> str | None:
-    """Nova's word that the move's latest live migration failed, or None. Only the newest
-    live-migration record since the move started counts: an earlier attempt's failure is
-    not this one's."""
-    if server.task_state is not None or move.start_time is None:
+def _newest_since(
+    move: DrainMove, migrations: Iterable[Migration], kind: MigrationKind
+) -> Migration | None:
+    """The newest record of `kind` since the move started: an earlier attempt's is not this
+    one's."""
+    if move.start_time is None:
         return None
     since = move.start_time - CLOCK_SKEW
     records = [
         m
         for m in migrations
-        if m.migration_type == "live-migration" and m.created_at is not None
+        if m.migration_type == MIGRATION_TYPE[kind] and m.created_at is not None
         and m.created_at >= since
     ]  # fmt: skip
-    if not records:
+    return max(records, key=lambda m: (m.created_at or since, m.id), default=None)
+
+
+def to_confirm(server: Server, move: DrainMove, migrations: Iterable[Migration]) -> bool:
+    """Did Nova land the move's cold migration, waiting for its confirmation (VERIFY_RESIZE)?
+    Only this move's: a resize someone else left unconfirmed is theirs."""
+    if server.vm_state != "resized" or server.task_state is not None:
+        return False
+    newest = _newest_since(move, migrations, MigrationKind.COLD)
+    return newest is not None and newest.status == "finished"
+
+
+def attempt_failed(server: Server, move: DrainMove, migrations: Iterable[Migration]) -> str | None:
+    """Nova's word that the move's latest migration (of its kind) failed, or None."""
+    if server.task_state is not None:
         return None
-    newest = max(records, key=lambda m: (m.created_at or since, m.id))
-    if newest.status not in FAILED_MIGRATION:
+    newest = _newest_since(move, migrations, move.kind)
+    if newest is None or newest.status not in FAILED_MIGRATION:
         return None
     target = f" to {newest.dest_host}" if newest.dest_host else ""
-    return f"live migration{target} ended {newest.status}"
+    return f"{move.kind} migration{target} ended {newest.status}"
 
 
 class Next(StrEnum):
@@ -228,7 +291,7 @@ class Next(StrEnum):
 def after_failure(move: DrainMove, policy: MaintenancePolicy) -> Next:
     if move.attempts < policy.attempts:
         return Next.RETRY
-    if policy.drain == DrainMode.LIVE_MIGRATE_OR_STOP:
+    if policy.drain == DrainMode.LIVE_MIGRATE_OR_STOP and move.kind == MigrationKind.LIVE:
         return Next.STOP_INSTANCE
     return Next.GIVE_UP
 

@@ -1,9 +1,10 @@
-"""A host that failed under a live migration: what its recovery does with the instance.
+"""A host that failed under a drain's migration: what its recovery does with the instance.
 
-A maintenance drain (controller.recovery.drain) live-migrates instances off a host; when the
-host dies mid-drain, its recovery (controller.recovery.host_failure) takes over what is still
-there. Before it evacuates such an instance it reads the instance's migration records, and
-`learn` decides from the newest live migration (an older one was overtaken by it):
+A maintenance drain (controller.recovery.drain) live-migrates instances off a host (and
+cold-migrates its stopped ones, where the segment says so); when the host dies mid-drain, its
+recovery (controller.recovery.host_failure) takes over what is still there. Before it evacuates
+such an instance it reads the instance's migration records, and `learn` decides from the newest
+live or cold migration (an older one was overtaken by it). For a live one:
 
 - none, one off another host, or one that ended while the instance is back on the failed host:
   nothing to learn, the instance is evacuated as usual;
@@ -27,6 +28,22 @@ there. Before it evacuates such an instance it reads the instance's migration re
   fails for a person to look at: evacuating would start a second copy of a guest that may be
   running, on the same disks.
 
+For a cold one (`_learn_cold`) the instance's host says everything: Nova's source hands the
+instance over (sets its host to the destination) only after its disk is copied and its guest
+powered off, and only then does the destination spawn it. So:
+
+- ended in failure (or reverted), or someone else's record: evacuated as usual;
+- the instance on the migration's destination (landed, "finished" waiting for its confirmation,
+  or the destination still finishing it): the drain moved it, never evacuated. Its resize
+  stays unconfirmed: Nova confirms on the source, which is gone (docs/resources.md says what to
+  do once it is back);
+- still on the failed host with the record open (pre-migrating, migrating, or post-migrating
+  just before the hand-over): the guest runs nowhere, and only the source moves these steps on.
+  Off a host fenced for sure: evacuated at once (reset from its resize task first, landing
+  stopped as it was), away from the destination, which holds the resources claimed for it and
+  perhaps part of its disk. Otherwise the same bounded wait as a live one (a source that still
+  runs may yet hand it over), then evacuated: never UNSURE, as no guest ran on the destination.
+
 Masakari has no drain, and ignores every failure of a host on maintenance: nothing to match.
 """
 
@@ -37,12 +54,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from controller.recovery.drain import ENDED_MIGRATION, FAILED_MIGRATION
+from controller.recovery.drain import ENDED_MIGRATION, FAILED_MIGRATION, RESIZING
 from controller.recovery.nova import Migration, Server
 from controller.resources.failure_event import FencingRecord
 from controller.resources.segment import FencingMethod
 
 LIVE_MIGRATION = "live-migration"  # Nova's migration_type
+COLD_MIGRATION = "migration"
 COMPLETED_MIGRATION = ENDED_MIGRATION - FAILED_MIGRATION
 # Nova's statuses once the guest runs on the destination (libvirt's switch-over done, or
 # post-copy started): the source no longer holds the only copy.
@@ -76,9 +94,20 @@ class Handover:
 
 
 def newest(migrations: Iterable[Migration]) -> Migration | None:
-    """The instance's latest live migration: records without a time sort first."""
-    live = [m for m in migrations if m.migration_type == LIVE_MIGRATION]
-    return max(live, key=lambda m: (m.created_at is not None, m.created_at, m.id), default=None)
+    """The instance's latest live or cold migration: records without a time sort first."""
+    moves = [m for m in migrations if m.migration_type in (LIVE_MIGRATION, COLD_MIGRATION)]
+    return max(moves, key=lambda m: (m.created_at is not None, m.created_at, m.id), default=None)
+
+
+def migrating(server: Server) -> bool:
+    """Nova shows a live or cold migration of it under way."""
+    return server.task_state == "migrating" or server.task_state in RESIZING
+
+
+def move_type(handover: Handover) -> str:
+    """The recovery's name (a FailureEvent move's type) for the migration that moved it."""
+    cold = handover.migration is not None and handover.migration.migration_type == COLD_MIGRATION
+    return "cold_migration" if cold else "live_migration"
 
 
 def confirmed_off(fencing: FencingRecord | None) -> bool:
@@ -116,9 +145,11 @@ def learn(
     migration = newest(migrations)
     if migration is None or migration.source_host != failed_host:
         return Handover(Learned.NOTHING)
-    dest = migration.dest_host or "a host Nova had not picked yet"
     if migration.status in FAILED_MIGRATION:
         return Handover(Learned.NOTHING, migration)
+    if migration.migration_type == COLD_MIGRATION:
+        return _learn_cold(server, failed_host, migration, expired, host_off=host_off)
+    dest = migration.dest_host or "a host Nova had not picked yet"
     settled_elsewhere = server.host != failed_host and server.task_state is None
     # Landed even with the record still open: the destination moves the instance to itself
     # (post_live_migration_at_destination) before the source marks the record completed, and
@@ -161,9 +192,45 @@ def learn(
     )
 
 
+def _learn_cold(
+    server: Server, failed_host: str, migration: Migration, expired: bool, *, host_off: bool
+) -> Handover:
+    dest = migration.dest_host or "a host Nova had not picked yet"
+    if server.host != failed_host:
+        if server.host == migration.dest_host:
+            unconfirmed = "" if migration.status == "confirmed" else ", its resize unconfirmed"
+            return Handover(
+                Learned.LANDED,
+                migration,
+                f"cold-migrated to {server.host} before {failed_host} failed{unconfirmed}: "
+                "not evacuated",
+            )
+        return Handover(Learned.NOTHING, migration)  # moved by someone else since
+    if migration.status in ENDED_MIGRATION:
+        return Handover(Learned.NOTHING, migration)  # back on the failed host since
+    if host_off:
+        return Handover(
+            Learned.EVACUATE,
+            migration,
+            f"its cold migration to {dest} ({migration.status}) can never end: {failed_host} "
+            "is fenced and had not handed it over; evacuated elsewhere",
+        )
+    if not expired:
+        return Handover(
+            Learned.WAIT,
+            migration,
+            f"waiting for its cold migration to {dest} ({migration.status})",
+        )
+    return Handover(
+        Learned.EVACUATE,
+        migration,
+        f"its cold migration to {dest} never ended ({migration.status}): evacuated elsewhere",
+    )
+
+
 def open_destination(migrations: Iterable[Migration], failed_host: str) -> str | None:
-    """The destination of a live migration off `failed_host` that never ended, if any: a
-    placement plan keeps the instance off it."""
+    """The destination of a live or cold migration off `failed_host` that never ended, if
+    any: a placement plan keeps the instance off it."""
     migration = newest(migrations)
     if (
         migration is None

@@ -1,13 +1,16 @@
-"""Maintenance drains: a host on maintenance emptied by live migration, beside the host pass.
+"""Maintenance drains: a host on maintenance emptied by migration, beside the host pass.
 
 The host pass (recovery.host_sync) asks `Drains.reconcile` after planning each host; the
-decisions are controller.recovery.drain's. One task per draining host starts live migrations
-within the segment's bounds and follows each until Nova lands it elsewhere or says it failed.
+decisions are controller.recovery.drain's. One task per draining host starts migrations (live
+ones, and cold ones for stopped instances where the segment says so) within the segment's
+bounds and follows each until Nova lands it elsewhere or says it failed. A cold migration Nova
+landed (VERIFY_RESIZE) is confirmed by the drain, once: after that Nova's record is no longer
+"finished", and only a "finished" one is confirmed.
 
 Crash safety is the recovery's: every move is written to the Host's `status.drain` (ongoing,
 its attempt counted, its start time) before Nova is asked, and before asking again (a resumed
-drain, a retry after a timeout) Nova's migration records are read: a live migration still
-running is followed, never started a second time.
+drain, a retry after a timeout) Nova's migration records are read: a migration still running,
+of either kind, is followed, never started a second time.
 
 A start holds the host's lock (HostLocks, shared with recoveries) for the write and the call
 only: a recovery of the host waits seconds at most, and once it holds the lock nothing more
@@ -28,7 +31,13 @@ from controller.recovery.drain import Next, Slots, Want
 from controller.recovery.nova import NotFound, NovaError, Server
 from controller.recovery.ports import DrainSignals, HostStore, Nova
 from controller.recovery.progress import utcnow
-from controller.resources.host import DrainMove, DrainMoveStatus, DrainPhase, DrainStatus
+from controller.resources.host import (
+    DrainMove,
+    DrainMoveStatus,
+    DrainPhase,
+    DrainStatus,
+    MigrationKind,
+)
 from controller.resources.segment import MaintenancePolicy
 
 if TYPE_CHECKING:  # host_sync runs the drains: it imports this module
@@ -233,25 +242,30 @@ class Drains:
         except NotFound:
             await self._finish(run, move, DrainMoveStatus.GONE, None, "deleted")
             return
-        if server.host != run.nova_host and server.task_state is None:
-            if move.status == DrainMoveStatus.ONGOING:
+        ongoing = move.status == DrainMoveStatus.ONGOING
+        # Off the host and settled; a cold migration of this move's still to be confirmed.
+        if _settled_off(server, run) and not (ongoing and server.vm_state == "resized"):
+            if ongoing:
                 await self._finish(run, move, DrainMoveStatus.SUCCEEDED, server.host, None)
             else:
                 await self._finish(run, move, DrainMoveStatus.GONE, None, f"on {server.host}")
             return
         # A first attempt has nothing of this drain's in flight (another's shows in the
         # server's task state): one Nova read less per instance, measured on real Nova.
-        asked = move.attempts > 0 or move.status == DrainMoveStatus.ONGOING
+        asked = move.attempts > 0 or ongoing
         migrations = await run.nova.migrations(move.instance_uuid) if asked else []
         if not decide.in_flight(server, move, migrations):
-            if move.status == DrainMoveStatus.ONGOING:
+            if ongoing:
                 failure = decide.attempt_failed(server, move, migrations)
                 if failure is not None:  # ended while no one followed it
                     await self._failed(run, move, failure)
                     return
-            if server.vm_state not in decide.LIVE_MIGRATABLE:
-                await self._finish(run, move, DrainMoveStatus.LEFT, None, server.vm_state)
+            kind = decide.kind_for(server, run.policy)
+            if kind is None:
+                why = decide.left_because(server)
+                await self._finish(run, move, DrainMoveStatus.LEFT, None, why)
                 return
+            move.kind = kind  # started or stopped since the drain began: written with the ask
             refused = await self._ask(run, move)
             if refused:
                 await self._failed(run, move, refused)
@@ -267,7 +281,11 @@ class Drains:
         epoch = self.locks.epoch
         lock = self.locks.lock(run.namespace, run.host)
         try:
-            await asyncio.wait_for(lock.acquire(), LOCK_PATIENCE)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the drain
+            # stopped: shutdown, leadership lost) that comes as the lock is granted, and the
+            # move went on asking Nova and writing a status the next run had moved past.
+            async with asyncio.timeout(LOCK_PATIENCE):
+                await lock.acquire()
         except TimeoutError:
             return ""  # the next round tries again
         try:
@@ -280,7 +298,10 @@ class Drains:
             move.start_time, move.end_time, move.message = self.clock(), None, None
             await self._write(run)
             try:
-                await run.nova.live_migrate(move.instance_uuid)
+                if move.kind == MigrationKind.COLD:
+                    await run.nova.cold_migrate(move.instance_uuid)
+                else:
+                    await run.nova.live_migrate(move.instance_uuid)
             except NovaError as error:
                 return str(error)
             return None
@@ -302,11 +323,15 @@ class Drains:
             except NotFound:
                 await self._finish(run, move, DrainMoveStatus.GONE, None, "deleted")
                 return
-            if server.host != run.nova_host and server.task_state is None:
+            if _settled_off(server, run) and server.vm_state != "resized":
                 await self._finish(run, move, DrainMoveStatus.SUCCEEDED, server.host, None)
                 return
             if server.task_state is None:
                 migrations = await run.nova.migrations(move.instance_uuid)
+                if decide.to_confirm(server, move, migrations):
+                    # The record leaves "finished" with this call: never confirmed twice.
+                    await run.nova.confirm_resize(move.instance_uuid)
+                    continue
                 failure = decide.attempt_failed(server, move, migrations)
                 if failure is not None:
                     await self._failed(run, move, failure)
@@ -324,15 +349,19 @@ class Drains:
         return run.want == Want.HAND_OVER
 
     async def _handed_over(self, run: _Run, move: DrainMove) -> None:
-        """The host failed under a live migration: landed if Nova completed it, otherwise
-        the instance is its recovery's, which may have to evacuate it."""
+        """The host failed under a migration: landed if Nova completed it (a cold one once
+        on its destination, confirmed or not: the disk is there, the guest never ran on both),
+        otherwise the instance is its recovery's, which may have to evacuate it
+        (recovery.handover)."""
         for m in await run.nova.migrations(move.instance_uuid):
             since = (move.start_time or self.clock()) - decide.CLOCK_SKEW
-            done = m.status in ("completed", "done") and m.migration_type == "live-migration"
-            if done and m.created_at is not None and m.created_at >= since:
-                await self._finish(run, move, DrainMoveStatus.SUCCEEDED, m.dest_host, None)
+            recent = m.created_at is not None and m.created_at >= since
+            ours = recent and m.migration_type == decide.MIGRATION_TYPE[move.kind]
+            if ours and m.status in decide.LANDED[move.kind]:
+                why = _unconfirmed(m.status, run.host)
+                await self._finish(run, move, DrainMoveStatus.SUCCEEDED, m.dest_host, why)
                 return
-        why = "the host failed during its live migration: left to the recovery"
+        why = f"the host failed during its {move.kind} migration: left to the recovery"
         await self._finish(run, move, DrainMoveStatus.CANCELLED, None, why)
 
     async def _failed(self, run: _Run, move: DrainMove, why: str) -> None:
@@ -397,6 +426,17 @@ def _policy_of(drain: DrainStatus, policy: MaintenancePolicy | None) -> Maintena
     """A resumed drain keeps its mode; bounds and timeouts are the segment's current ones."""
     base = policy or MaintenancePolicy()
     return base.model_copy(update={"drain": drain.mode})
+
+
+def _settled_off(server: Server, run: _Run) -> bool:
+    return server.host != run.nova_host and server.task_state is None
+
+
+def _unconfirmed(status: str, host: str) -> str | None:
+    """Nova confirms a resize on its source: with the source dead, it waits for it."""
+    if status in ("finished", "confirming"):
+        return f"cold-migrated, its resize not confirmed: confirm it once {host} is back"
+    return None
 
 
 def _move(drain: DrainStatus, instance: str) -> DrainMove:

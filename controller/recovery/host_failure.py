@@ -51,7 +51,6 @@ from controller.resources.segment import (
 DISABLE = "DisableComputeServiceTask"
 # An instance move's type, as Masakari's vmoves name them (InstanceMove's default is the first).
 EVACUATION = "evacuation"
-LIVE_MIGRATION = "live_migration"
 PREPARE = "PrepareHAEnabledInstancesTask"
 EVACUATE = "EvacuateInstancesTask"
 
@@ -371,11 +370,11 @@ class HostFailure:
         return {k: tuple(v) for k, v in of.items()}, holds
 
     async def _away_from_live_migrations(self, servers: list[Server]) -> dict[str, set[str]]:
-        """For an instance a drain's live migration was moving when the host failed, the
-        migration's destination: it may still hold the incoming copy. Only servers Nova shows
+        """For an instance a drain's migration (live or cold) was moving when the host failed,
+        the migration's destination: it may still hold the incoming copy. Only servers Nova shows
         migrating are read: one read per such instance, none for the others. (Reserved hosts
         need no such care: disabled in Nova, no live migration goes to one.)"""
-        migrating = [s for s in servers if s.task_state == "migrating"]
+        migrating = [s for s in servers if handover.migrating(s)]
         records = await asyncio.gather(*(self.nova.migrations(s.id) for s in migrating))
         away: dict[str, set[str]] = {}
         for server, migrations in zip(migrating, records, strict=True):
@@ -578,7 +577,7 @@ class HostFailure:
             if move.attempts == 0 and _maybe_live_migrated(server, self.host):
                 learned, server = await self._after_live_migration(move, server)
                 if learned.learned == Learned.LANDED:
-                    await self._landed_by_live_migration(move, server, learned.message)
+                    await self._landed_by_drain(move, server, learned)
                     return
                 if learned.learned == Learned.UNSURE:
                     raise NovaError(learned.message)
@@ -631,12 +630,12 @@ class HostFailure:
             server = await self.nova.server(server.id)
             migrations = await self.nova.migrations(server.id)
 
-    async def _landed_by_live_migration(
-        self, move: InstanceMove, server: Server, message: str
+    async def _landed_by_drain(
+        self, move: InstanceMove, server: Server, learned: handover.Handover
     ) -> None:
         """The drain moved it: recorded as its move, under the move's type, never evacuated."""
-        move.type = LIVE_MIGRATION
-        await self._finish(move, MoveStatus.SUCCEEDED, server.host, message)
+        move.type = handover.move_type(learned)
+        await self._finish(move, MoveStatus.SUCCEEDED, server.host, learned.message)
 
     async def _start_evacuation(
         self, move: InstanceMove, server: Server, target: str | None
@@ -771,9 +770,7 @@ def _maybe_live_migrated(server: Server, failed_host: str) -> bool:
     """Worth reading its migrations before the first evacuation: a live migration runs (Nova
     shows it migrating), or it left the failed host by itself since it was listed. Any other
     instance costs no read."""
-    return server.task_state == "migrating" or (
-        server.host != failed_host and server.task_state is None
-    )
+    return handover.migrating(server) or (server.host != failed_host and server.task_state is None)
 
 
 def _name(move: InstanceMove) -> str:

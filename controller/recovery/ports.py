@@ -83,6 +83,16 @@ class Nova(Protocol):
         checks the rest later: follow it in `migrations` (type "live-migration")."""
         ...
 
+    async def cold_migrate(self, server_id: str) -> None:
+        """Start a cold migration (Nova's "migrate"); the scheduler picks the host. Nova lands
+        it in VERIFY_RESIZE on its destination (record type "migration", status "finished"),
+        where it stays until `confirm_resize`."""
+        ...
+
+    async def confirm_resize(self, server_id: str) -> None:
+        """Confirm a server in VERIFY_RESIZE: Nova frees what its source still holds."""
+        ...
+
     async def stop_server(self, server_id: str) -> None: ...
 
     async def start_server(self, server_id: str) -> None: ...

@@ -166,8 +166,8 @@ class InstanceMove(Model):
     type: str = Field(
         default="evacuation",
         max_length=32,
-        description="evacuation (host failure), or live_migration: moved by the host's "
-        "maintenance drain before the host failed, not evacuated.",
+        description="evacuation (host failure), or live_migration / cold_migration: moved by "
+        "the host's maintenance drain before the host failed, not evacuated.",
     )
     status: MoveStatus = Field(description="pending, ongoing, succeeded, failed or ignored.")
     source_host: str | None = Field(default=None, max_length=255, description="Host it left.")

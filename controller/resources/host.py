@@ -242,13 +242,18 @@ class DrainPhase(StrEnum):
 
 class DrainMoveStatus(StrEnum):
     PENDING = "pending"
-    ONGOING = "ongoing"  # a live migration was asked for (written before asking)
+    ONGOING = "ongoing"  # a migration was asked for (written before asking)
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # every attempt failed: still on the host
     STOPPED = "stopped"  # LiveMigrateOrStop: stopped on the host after its attempts
-    LEFT = "left"  # not running: left on the host (stoppedInstances: Leave)
+    LEFT = "left"  # not moved by either kind of migration: left on the host (stoppedInstances)
     GONE = "gone"  # deleted, or moved by someone else
     CANCELLED = "cancelled"  # never started: maintenance ended or the host failed
+
+
+class MigrationKind(StrEnum):
+    LIVE = "live"  # running: os-migrateLive
+    COLD = "cold"  # stopped, stoppedInstances ColdMigrate: migrate, then confirmResize
 
 
 class DrainMove(Model):
@@ -257,12 +262,17 @@ class DrainMove(Model):
     instance_uuid: str = Field(max_length=64, description="Nova server id.")
     name: str | None = Field(default=None, max_length=255, description="Server name.")
     status: DrainMoveStatus = Field(description="Where its move is.")
-    attempts: int = Field(default=0, ge=0, description="Live migrations asked for.")
+    kind: MigrationKind = Field(
+        default=MigrationKind.LIVE,
+        description="live: a live migration of a running instance; cold: a cold migration "
+        "(stopped, with the segment's stoppedInstances ColdMigrate).",
+    )
+    attempts: int = Field(default=0, ge=0, description="Migrations asked for.")
     destination: str | None = Field(
         default=None, max_length=255, description="The host it landed on."
     )
     start_time: datetime | None = Field(
-        default=None, description="When its latest live migration was asked for."
+        default=None, description="When its latest migration was asked for."
     )
     end_time: datetime | None = Field(default=None, description="When its move ended.")
     message: str | None = Field(

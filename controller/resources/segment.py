@@ -449,6 +449,7 @@ class StoppedInstances(StrEnum):
     """What a drain does with instances that are not running (they cannot be live-migrated)."""
 
     LEAVE = "Leave"
+    COLD_MIGRATE = "ColdMigrate"
 
 
 class MaintenancePolicy(Model):
@@ -491,7 +492,10 @@ class MaintenancePolicy(Model):
     stopped_instances: StoppedInstances = Field(
         default=StoppedInstances.LEAVE,
         description="Instances not running (stopped, in error): Leave keeps them on the host, "
-        "recorded as left.",
+        "recorded as left. ColdMigrate moves the stopped ones (Nova's migrate, its resize "
+        "confirmed once Nova lands it, the instance still stopped), within the same bounds, "
+        "attempts and timeout as live migrations; instances in any other state (suspended, "
+        "error, shelved) Nova moves neither way: they are left.",
     )
 
 

@@ -38,6 +38,8 @@ POWER_SHUTDOWN = 4
 #: Nova's evacuate / stop / start state checks (nova/compute/api.py check_instance_state).
 EVACUABLE_VM_STATES = frozenset({"active", "stopped", "error"})
 STOPPABLE_VM_STATES = frozenset({"active", "error"})
+#: A server's status from its vm_state, where the two differ by more than case.
+STATUSES = {"active": "ACTIVE", "stopped": "SHUTOFF", "error": "ERROR", "resized": "VERIFY_RESIZE"}
 
 
 class ApiError(Exception):
@@ -56,6 +58,7 @@ class Timing:
     evacuation_seconds: float = 0.5
     power_seconds: float = 0.2
     live_migration_seconds: float = 0.5
+    cold_migration_seconds: float = 0.5
 
 
 @dataclass(slots=True)
@@ -89,6 +92,7 @@ class Server:
     #: still run there, which a recovery that fenced first never causes (goal: none).
     unfenced_evacuations: int = 0
     live_migrations: int = 0  # completed ones: with evacuations, the times the server moved
+    cold_migrations: int = 0  # landed on their destination (VERIFY_RESIZE), confirmed or not
     #: Bumped by every task, so a stale completion callback can tell it was overtaken.
     task_seq: int = 0
 
@@ -96,9 +100,9 @@ class Server:
     def status(self) -> str:
         if self.task_state in ("rebuilding", "rebuild_spawning"):
             return "REBUILD"
-        return {"active": "ACTIVE", "stopped": "SHUTOFF", "error": "ERROR"}.get(
-            self.vm_state, self.vm_state.upper()
-        )
+        if self.task_state is not None and self.task_state.startswith("resize_"):
+            return "RESIZE"
+        return STATUSES.get(self.vm_state, self.vm_state.upper())
 
 
 @dataclass(slots=True)
@@ -237,12 +241,14 @@ class Cloud:
         self.stalled_evacuations: set[str] = set()
         #: Servers whose next live migrations fail, by how many more fail (< 0: every one).
         self.failing_live_migrations: dict[str, int] = {}
+        #: Likewise for cold migrations (they fail before the copy, nothing moved).
+        self.failing_cold_migrations: dict[str, int] = {}
         self._load(spec)
 
     # --- loading -------------------------------------------------------------------------
 
     @staticmethod
-    def _later(delay: float, callback: Callable[[], None]) -> None:
+    def later(delay: float, callback: Callable[[], None]) -> None:
         asyncio.get_running_loop().call_later(delay, callback)
 
     def new_uuid(self) -> str:
@@ -264,7 +270,7 @@ class Cloud:
                 host.alive = False
                 host.last_report = now - 2 * self.timing.service_down_time - 1
             if h.dies_after_seconds is not None:
-                self._later(h.dies_after_seconds, functools.partial(self.kill_host, h.name))
+                self.later(h.dies_after_seconds, functools.partial(self.kill_host, h.name))
         for g in spec.host_groups:
             flavor = self.flavor(g.flavor)
             for i in range(1, g.count + 1):
@@ -449,7 +455,7 @@ class Cloud:
             raise ApiError(409, f"Instance {server.id} is locked")
 
     @staticmethod
-    def _check_state(server: Server, action: str, vm_states: frozenset[str]) -> None:
+    def check_state(server: Server, action: str, vm_states: frozenset[str]) -> None:
         if server.vm_state not in vm_states or server.task_state is not None:
             attribute, state = (
                 ("task_state", server.task_state)
@@ -476,12 +482,12 @@ class Cloud:
                 server.updated = self.clock()
                 done(server)
 
-        self._later(seconds, finish)
+        self.later(seconds, finish)
 
     def stop(self, server_id: str, ctx: Context) -> None:
         server = self.server(server_id, ctx)
         self._check_lock(server, ctx)
-        self._check_state(server, "stop", STOPPABLE_VM_STATES)
+        self.check_state(server, "stop", STOPPABLE_VM_STATES)
 
         def stopped(s: Server) -> None:
             s.vm_state, s.power_state = "stopped", POWER_SHUTDOWN
@@ -491,7 +497,7 @@ class Cloud:
     def start(self, server_id: str, ctx: Context) -> None:
         server = self.server(server_id, ctx)
         self._check_lock(server, ctx)
-        self._check_state(server, "start", frozenset({"stopped"}))
+        self.check_state(server, "start", frozenset({"stopped"}))
 
         def started(s: Server) -> None:
             s.vm_state, s.power_state = "active", POWER_RUNNING
@@ -529,7 +535,7 @@ class Cloud:
         server = self.server(server_id, ctx)
         if target == server.host:
             raise ApiError(400, "The target host can't be the same one.")
-        self._check_state(server, "evacuate", EVACUABLE_VM_STATES)
+        self.check_state(server, "evacuate", EVACUABLE_VM_STATES)
         source = self.hosts[server.host]
         if self.service_state(source) == "up":
             raise ApiError(400, f"Compute service of {source.name} is still in use.")
@@ -547,7 +553,7 @@ class Cloud:
         server.task_state = "rebuilding"
         server.task_seq += 1
         server.updated = now
-        dest = self._select_destination(server, source, target, force)
+        dest = self.select_destination(server, source, target, force)
         if dest is None:
             # The conductor's NoValidHost: the migration fails, the server goes to ERROR on its
             # source host (nova/conductor/manager.py rebuild_instance).
@@ -596,7 +602,7 @@ class Cloud:
             host.status == "enabled" and self.service_state(host, now) == "up" and host.fits(flavor)
         )
 
-    def _select_destination(
+    def select_destination(
         self, server: Server, source: Host, target: str | None, force: bool
     ) -> Host | None:
         now = self.clock()
@@ -645,7 +651,7 @@ class Cloud:
         if named is not None and not self.schedulable(named, server.flavor, self.clock()):
             # Nova 34 checks a named destination before it answers (found on the lab).
             raise ApiError(400, "No valid host was found.")
-        self._check_state(server, "os-migrateLive", frozenset({"active", "paused"}))
+        self.check_state(server, "os-migrateLive", frozenset({"active", "paused"}))
         source = self.hosts[server.host]
         if self.service_state(source) != "up":
             raise ApiError(400, f"Compute service of {source.name} is unavailable at this time.")
@@ -659,7 +665,7 @@ class Cloud:
         dest = (
             None
             if target == source.name
-            else self._select_destination(server, source, target, False)
+            else self.select_destination(server, source, target, False)
         )
         if dest is None:
             migration.status = "error"
@@ -696,7 +702,7 @@ class Cloud:
             server.live_migrations += 1
             migration.status = "completed"
 
-        self._later(self.timing.live_migration_seconds, finish)
+        self.later(self.timing.live_migration_seconds, finish)
 
     # --- server groups ---------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from controller.sim import cloud as sim_cloud
+from controller.sim import cold_migration
 from controller.sim.state import SIM
 
 PREFIX = "/compute/v2.1"
@@ -236,6 +237,12 @@ async def server_action(request: web.Request) -> web.Response:
             raise sim_cloud.ApiError(400, "The simulator live-migrates from 2.30 on, unforced.")
         cloud.live_migrate(server_id, ctx, args.get("host"))
         return web.Response(status=202)
+    if action == "migrate":
+        cold_migration.migrate(cloud, server_id, ctx, args.get("host"))
+        return web.Response(status=202)
+    if action == "confirmResize":
+        cold_migration.confirm_resize(cloud, server_id, ctx)
+        return web.Response(status=204)
     if action == "os-stop":
         cloud.stop(server_id, ctx)
     elif action == "os-start":

@@ -16,11 +16,13 @@ simulator listens on loopback).
                                           nova-compute still ran on its source}}
   GET    /_sim/servers/{id}/evacuations   {"evacuations": n}
   GET    /_sim/moves                      {"moves": {server id: evacuations + completed
-                                          live migrations}}
+                                          live migrations + landed cold migrations}}
   GET    /_sim/faults, PUT /_sim/faults   {"routes": {class: {"error_rate", "latency",
                                           "status"}}, "fail_evacuation": [server ids],
                                           "fail_live_migration": {server id: how many of its
                                           next live migrations fail, < 0: all},
+                                          "fail_cold_migration": {likewise, for cold
+                                          migrations},
                                           "stall_evacuation": [server ids whose next rebuild
                                           never ends], "outage": {"mode": "refuse" | "hang",
                                           "seconds"} (controller/sim/network.py)}
@@ -131,7 +133,7 @@ async def server_evacuations(request: web.Request) -> web.Response:
 
 async def moves(request: web.Request) -> web.Response:
     servers = request.app[SIM].cloud.servers.values()
-    counts = {s.id: s.evacuations + s.live_migrations for s in servers}
+    counts = {s.id: s.evacuations + s.live_migrations + s.cold_migrations for s in servers}
     return web.json_response({"moves": {k: v for k, v in counts.items() if v}})
 
 
@@ -153,6 +155,7 @@ def _faults_view(request: web.Request) -> web.Response:
             "routes": {name: asdict(fault) for name, fault in sim.faults.routes.items()},
             "fail_evacuation": sorted(sim.cloud.failing_evacuations),
             "fail_live_migration": sim.cloud.failing_live_migrations,
+            "fail_cold_migration": sim.cloud.failing_cold_migrations,
             "stall_evacuation": sorted(sim.cloud.stalled_evacuations),
             "outage": sim.network.view(),
         }
@@ -174,6 +177,8 @@ async def set_faults(request: web.Request) -> web.Response:
     sim.cloud.failing_evacuations = set(body.get("fail_evacuation", []))
     failing = body.get("fail_live_migration", {})
     sim.cloud.failing_live_migrations = {str(k): int(v) for k, v in failing.items()}
+    failing = body.get("fail_cold_migration", {})
+    sim.cloud.failing_cold_migrations = {str(k): int(v) for k, v in failing.items()}
     sim.cloud.stalled_evacuations = set(body.get("stall_evacuation", []))
     if outage := body.get("outage"):
         try:

@@ -100,6 +100,16 @@ class FakeNova:
     ) -> None:
         """A drain's live migration of the server off its host, as the host failed under it:
         an open one leaves the server `migrating`; a completed one moved it to `dest`."""
+        server = self._drain_record(server_id, dest, status, "live-migration", created_at)
+        if status == "completed":
+            self.live_moves[server_id] += 1
+            self.servers[server_id] = dataclasses.replace(server, host=dest)
+        elif status not in ("error", "failed", "cancelled"):
+            self.servers[server_id] = dataclasses.replace(server, task_state="migrating")
+
+    def _drain_record(
+        self, server_id: str, dest: str, status: str, kind: str, created_at: datetime | None
+    ) -> Server:
         server = self.servers[server_id]
         self.migrations_.append(
             Migration(
@@ -108,15 +118,23 @@ class FakeNova:
                 source_host=server.host,
                 dest_host=dest,
                 status=status,
-                migration_type="live-migration",
+                migration_type=kind,
                 created_at=created_at or self.clock(),
             )
         )
-        if status == "completed":
-            self.live_moves[server_id] += 1
-            self.servers[server_id] = dataclasses.replace(server, host=dest)
-        elif status not in ("error", "failed", "cancelled"):
-            self.servers[server_id] = dataclasses.replace(server, task_state="migrating")
+        return server
+
+    def cold_migration(self, server_id: str, dest: str, status: str = "migrating") -> None:
+        """A drain's cold migration of the (stopped) server off its host, as the host failed
+        under it: before its hand-over the server stays on the host, resizing; from
+        "finished" on it is the destination's, VERIFY_RESIZE."""
+        server = self._drain_record(server_id, dest, status, "migration", None)
+        if status in ("finished", "confirming"):
+            self.servers[server_id] = dataclasses.replace(
+                server, host=dest, vm_state="resized", status="VERIFY_RESIZE"
+            )
+        elif status not in ("error", "failed", "reverted"):
+            self.servers[server_id] = dataclasses.replace(server, task_state="resize_migrating")
 
     def _end_live_migration(self, server_id: str, status: str) -> None:
         record = next(

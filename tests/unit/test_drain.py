@@ -1,6 +1,7 @@
-"""The decisions of a maintenance drain (controller.recovery.drain), table-tested, and a
-property over any sequence of drain rounds: no instance ever has two live migrations at once,
-the bounds hold, and nothing moves off a host that is not on maintenance."""
+"""The decisions of a maintenance drain (controller.recovery.drain), table-tested, and
+properties: over any sequence of drain rounds no instance ever has two live migrations at once,
+the bounds hold, and nothing moves off a host that is not on maintenance; over any migration
+records, an open migration of either kind is always seen before another is asked for."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from controller.resources.host import (
     DrainPhase,
     DrainStatus,
     HostPhase,
+    MigrationKind,
 )
-from controller.resources.segment import DrainMode, MaintenancePolicy
+from controller.resources.segment import DrainMode, MaintenancePolicy, StoppedInstances
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 UP = ComputeService("s1", "c1", "up", "disabled", False)
@@ -29,6 +31,9 @@ FORCED = ComputeService("s1", "c1", "down", "disabled", True)
 LIVE = MaintenancePolicy(drain=DrainMode.LIVE_MIGRATE)
 OR_STOP = MaintenancePolicy(drain=DrainMode.LIVE_MIGRATE_OR_STOP, attempts=2)
 OFF = MaintenancePolicy()
+COLD = MaintenancePolicy(
+    drain=DrainMode.LIVE_MIGRATE_OR_STOP, stopped_instances=StoppedInstances.COLD_MIGRATE
+)
 
 
 def _server(sid: str, vm_state: str = "active", task: str | None = None) -> Server:
@@ -118,6 +123,29 @@ def test_begin_moves_running_instances_and_leaves_the_others() -> None:
     assert started.phase == DrainPhase.DRAINING and started.mode == DrainMode.LIVE_MIGRATE
 
 
+def test_begin_cold_migrates_the_stopped_ones_where_the_segment_says_so() -> None:
+    servers = [
+        _server("a"),
+        _server("b", "stopped"),
+        _server("c", "suspended"),
+        _server("d", "error"),
+        _server("e", "paused"),
+    ]
+    started = drain.begin(servers, COLD, NOW)
+    assert [(m.instance_uuid, m.status, m.kind) for m in started.instances] == [
+        ("a", DrainMoveStatus.PENDING, MigrationKind.LIVE),
+        ("b", DrainMoveStatus.PENDING, MigrationKind.COLD),
+        ("c", DrainMoveStatus.LEFT, MigrationKind.LIVE),
+        ("d", DrainMoveStatus.LEFT, MigrationKind.LIVE),
+        ("e", DrainMoveStatus.PENDING, MigrationKind.LIVE),
+    ]
+    left = {m.instance_uuid: m.message for m in started.instances}
+    assert "neither live nor cold" in (left["c"] or "")
+    assert "stoppedInstances Leave" in (
+        drain.begin([servers[1]], LIVE, NOW).instances[0].message or ""
+    )
+
+
 @pytest.mark.parametrize(
     ("statuses", "slots", "expected"),
     [
@@ -154,11 +182,46 @@ def _record(status: str, created: datetime, kind: str = "live-migration") -> Mig
         (None, [_record("error", NOW)], False),
         (None, [_record("running", NOW - timedelta(hours=1))], False),  # an older move's
         (None, [_record("running", NOW, "evacuation")], False),
+        # Cold ones: under way, landed but unconfirmed, being confirmed; over once confirmed.
+        ("resize_migrating", [], True),
+        ("resize_prep", [], True),
+        (None, [_record("pre-migrating", NOW, "migration")], True),
+        (None, [_record("finished", NOW, "migration")], True),
+        (None, [_record("confirming", NOW, "migration")], True),
+        (None, [_record("confirmed", NOW, "migration")], False),
+        (None, [_record("reverted", NOW, "migration")], False),
+        (None, [_record("error", NOW, "migration")], False),
     ],
 )
 def test_in_flight(task: str | None, records: list[Migration], flying: bool) -> None:
     move = DrainMove(instance_uuid="i0", status=DrainMoveStatus.ONGOING, start_time=NOW)
     assert drain.in_flight(_server("i0", task=task), move, records) is flying
+
+
+def test_a_cold_migration_is_confirmed_only_when_this_move_s_landed() -> None:
+    move = DrainMove(
+        instance_uuid="i0", status=DrainMoveStatus.ONGOING, start_time=NOW, kind="cold"
+    )
+    resized = _server("i0", "resized")
+    assert drain.to_confirm(resized, move, [_record("finished", NOW, "migration")])
+    # Already being confirmed (this drain asked, then crashed): never asked twice.
+    assert not drain.to_confirm(resized, move, [_record("confirming", NOW, "migration")])
+    # Someone else's resize, left unconfirmed before this move started: theirs.
+    old = _record("finished", NOW - timedelta(hours=1), "migration")
+    assert not drain.to_confirm(resized, move, [old])
+    assert not drain.to_confirm(_server("i0", "stopped"), move, [_record("finished", NOW)])
+    # A cold attempt fails by its own record, not by a live one's.
+    assert drain.attempt_failed(_server("i0", "stopped"), move, [_record("error", NOW)]) is None
+    failed = drain.attempt_failed(
+        _server("i0", "stopped"), move, [_record("error", NOW, "migration")]
+    )
+    assert failed == "cold migration to c2 ended error"
+
+
+def test_a_cold_move_that_fails_every_attempt_is_given_up_not_stopped() -> None:
+    move = DrainMove(instance_uuid="i0", status=DrainMoveStatus.ONGOING, kind="cold")
+    move.attempts = COLD.attempts
+    assert drain.after_failure(move, COLD) == Next.GIVE_UP
 
 
 def test_a_failed_attempt_is_retried_then_given_up_or_stopped() -> None:
@@ -277,3 +340,62 @@ def test_a_maintenance_of_unknown_start_keeps_its_ended_drain() -> None:
     assert drain.wanted(_view(current=ENDED_EARLIER, since=since), LIVE) == Want.NOTHING
     entering = maintenance_since(HostStatus(phase=HostPhase.ACTIVE), NOW)
     assert drain.wanted(_view(current=ENDED_EARLIER, since=entering), LIVE) == Want.DRAIN
+
+
+RECORD = st.builds(
+    Migration,
+    id=st.sampled_from(["1", "2", "3"]),
+    server_id=st.just("i0"),
+    source_host=st.just("c1"),
+    dest_host=st.sampled_from(["c2", None]),
+    status=st.sampled_from(
+        [
+            *sorted(drain.ENDED_MIGRATION),
+            *("queued", "preparing", "running", "post-migrating", "accepted"),
+            *("pre-migrating", "migrating", "finished", "confirming"),
+        ]
+    ),
+    migration_type=st.sampled_from(["live-migration", "migration", "evacuation", "resize"]),
+    created_at=st.one_of(
+        st.none(), st.integers(-3600, 60).map(lambda s: NOW + timedelta(seconds=s))
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    records=st.lists(RECORD, max_size=5),
+    task=st.sampled_from([None, "migrating", *sorted(drain.RESIZING), "powering-off"]),
+    vm_state=st.sampled_from(["active", "stopped", "resized", "paused", "error"]),
+    kind=st.sampled_from(list(MigrationKind)),
+    started=st.booleans(),
+)
+def test_an_open_migration_of_either_kind_is_never_asked_again(
+    records: list[Migration], task: str | None, vm_state: str, kind: MigrationKind, started: bool
+) -> None:
+    """host_drain asks Nova for a migration only when `in_flight` says none runs and, for a
+    cold one, confirms only what `to_confirm` names. Whatever Nova's records say: a migration
+    of this move's still open (of either kind, the kind may have changed since) or under way
+    in the server's task state stops a new one; and what is to be confirmed is never also
+    asked for again."""
+    move = DrainMove(
+        instance_uuid="i0",
+        status=DrainMoveStatus.ONGOING if started else DrainMoveStatus.PENDING,
+        start_time=NOW if started else None,
+        kind=kind,
+    )
+    server = _server("i0", vm_state, task)
+    since = NOW - drain.CLOCK_SKEW
+    open_ = [
+        m
+        for m in records
+        if m.migration_type in ("live-migration", "migration")
+        and m.status not in drain.ENDED_MIGRATION
+        and (not started or (m.created_at is not None and m.created_at >= since))
+    ]
+    asks = not drain.in_flight(server, move, records)
+    if open_ or task == "migrating" or task in drain.RESIZING:
+        assert not asks, "a second migration of one instance"
+    if drain.to_confirm(server, move, records):
+        assert not asks, "confirmed and migrated again"
+        assert drain.attempt_failed(server, move, records) is None

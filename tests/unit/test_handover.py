@@ -5,6 +5,7 @@ of a host on maintenance whose drain is unfinished (controller.recovery.drain.un
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,6 +35,44 @@ def _server(host: str = "h1", task: str | None = "migrating") -> Server:
 def _live(status: str, source: str = "h1", age: float = 5, mid: str = "2") -> Migration:
     created = NOW - timedelta(seconds=age)
     return Migration(mid, "i1", source, "h2", status, "live-migration", created)
+
+
+def _cold(status: str, source: str = "h1") -> Migration:
+    return Migration("2", "i1", source, "h2", status, "migration", NOW - timedelta(seconds=5))
+
+
+def _stopped(host: str = "h1", task: str | None = "resize_migrating") -> Server:
+    vm_state = "resized" if host == "h2" and task is None else "stopped"
+    return Server("i1", "vm", "SHUTOFF", vm_state, task, 4, host, False, Flavor("m1", 1, 512, 1))
+
+
+@pytest.mark.parametrize(
+    ("server", "record", "expired", "host_off", "learned"),
+    [
+        # Before the source handed it over, the guest runs nowhere: evacuated at once off a
+        # fenced host, after Nova's bounded wait otherwise; never UNSURE.
+        (_stopped(task="resize_prep"), _cold("pre-migrating"), False, True, Learned.EVACUATE),
+        (_stopped(), _cold("migrating"), False, True, Learned.EVACUATE),
+        (_stopped(), _cold("post-migrating"), False, True, Learned.EVACUATE),
+        (_stopped(), _cold("migrating"), False, False, Learned.WAIT),
+        (_stopped(), _cold("post-migrating"), True, False, Learned.EVACUATE),
+        # Handed over: on its destination, finishing, landed or confirmed: the drain's.
+        (_stopped("h2", "resize_finish"), _cold("post-migrating"), False, True, Learned.LANDED),
+        (_stopped("h2", None), _cold("finished"), False, False, Learned.LANDED),
+        (_stopped("h2", None), _cold("confirming"), True, True, Learned.LANDED),
+        # Rolled back, reverted, or moved on by someone else: evacuated as usual.
+        (_stopped(task=None), _cold("error"), False, True, Learned.NOTHING),
+        (_stopped(task=None), _cold("reverted"), False, True, Learned.NOTHING),
+        (_stopped("h3", None), _cold("finished"), False, True, Learned.NOTHING),
+        (_stopped(task=None), _cold("confirmed"), False, True, Learned.NOTHING),
+        (_stopped(), _cold("migrating", source="h3"), True, True, Learned.NOTHING),
+    ],
+)
+def test_what_the_recovery_learns_from_a_cold_migration(
+    server: Server, record: Migration, expired: bool, host_off: bool, learned: Learned
+) -> None:
+    found = handover.learn(server, "h1", [record], expired, host_off=host_off)
+    assert found.learned == learned, found
 
 
 @pytest.mark.parametrize(
@@ -316,14 +355,53 @@ def test_a_switched_over_guest_on_a_fenced_host_is_still_left_for_a_person() -> 
     assert not nova.evacuations
 
 
-def test_without_a_fencing_the_wait_is_nova_s_not_the_drains_whole_bound() -> None:
+@pytest.mark.parametrize("cold", [False, True])
+def test_without_a_fencing_the_wait_is_nova_s_not_the_drains_whole_bound(cold: bool) -> None:
     """fencing.method none: the host only reported down. Nova may still end the migration, but
-    within its own RPC timeout, not the drain's ten minutes."""
+    within its own RPC timeout, not the drain's ten minutes. A cold one too: a source that
+    still runs may yet hand the instance over (without the wait it was evacuated at once,
+    racing it); a stopped instance lands stopped."""
     nova, clock = _cloud("a")
-    nova.live_migration("uuid-a", "h2")
+    if cold:
+        _stop(nova, "a")
+        nova.cold_migration("uuid-a", "h2")
+    else:
+        nova.live_migration("uuid-a", "h2")
     store = Store()
     store.status.fencing = _fencing("none")
     outcome, waited = _recover(nova, clock, store, timeout=600)
     assert outcome.phase == "Finished", outcome
     assert handover.NOVA_ENDS_WITHIN <= waited < handover.NOVA_ENDS_WITHIN + 10
     assert nova.evacuations == {"uuid-a": 1}
+    assert nova.servers["uuid-a"].vm_state == ("stopped" if cold else "active")
+
+
+def _stop(nova: FakeNova, *names: str) -> None:
+    for name in names:
+        server = nova.servers[f"uuid-{name}"]
+        nova.servers[server.id] = dataclasses.replace(server, vm_state="stopped", status="SHUTOFF")
+
+
+def test_a_cold_migration_off_a_fenced_host_is_evacuated_at_once_stopped_off_its_destination() -> (
+    None
+):
+    """The drain was copying a stopped instance's disk when h1 was fenced: nothing in Nova will
+    hand it over, the guest runs nowhere. Evacuated at once (reset from its resize task),
+    away from the destination that holds its claim, and stopped as it was. The one Nova
+    had landed on h2 (unconfirmed) is the drain's: not evacuated."""
+    nova, clock = _cloud("copying", "landed", "plain")
+    _stop(nova, "copying", "landed")
+    nova.cold_migration("uuid-copying", "h2")
+    nova.cold_migration("uuid-landed", "h2", status="finished")
+    store = Store()
+    store.status.fencing = _fencing("pacemaker")
+    outcome, waited = _recover(nova, clock, store, timeout=600, placement=PlacementPolicy())
+    assert (outcome.phase, outcome.reason) == ("Finished", "Recovered"), outcome
+    assert waited < 5
+    result = moves(store)
+    assert result["copying"] == ("succeeded", "h3")
+    assert nova.servers["uuid-copying"].vm_state == "stopped"
+    assert ("reset_state", "uuid-copying", "error") in nova.calls
+    assert "landed" not in result  # on h2 already: never listed among h1's
+    assert "uuid-landed" not in nova.evacuations
+    assert nova.evacuations == {"uuid-copying": 1, "uuid-plain": 1}

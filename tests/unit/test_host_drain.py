@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from controller.recovery.drain import HostView, Want
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.recovery.drain import ENDED_MIGRATION, HostView, Want
 from controller.recovery.host_drain import Drains
 from controller.recovery.host_sync import HostLocks
 from controller.recovery.nova import ComputeService, Conflict, Flavor, Migration, Server
 from controller.resources.host import DrainPhase, DrainStatus, HostPhase
-from controller.resources.segment import DrainMode, MaintenancePolicy
+from controller.resources.segment import DrainMode, MaintenancePolicy, StoppedInstances
 
 UP = ComputeService("s1", "c1", "up", "disabled", False)
 POLICY = MaintenancePolicy(
@@ -275,3 +279,175 @@ async def _an_instance_the_recovery_evacuates_is_not_counted_as_live_migrated() 
     assert "left to the recovery" in (move.message or "")
     assert nova.calls.count("live_migrate i0") == 1
     assert signals.reasons[-1] == "DrainHandedOver"
+
+
+# --- cold migrations ------------------------------------------------------------------------
+
+COLD_POLICY = MaintenancePolicy(
+    drain=DrainMode.LIVE_MIGRATE,
+    stopped_instances=StoppedInstances.COLD_MIGRATE,
+    concurrency_per_host=2,
+    attempts=10,
+    instance_timeout_seconds=10,
+)
+
+
+class Killed(BaseException):
+    """The operator dies: not an error any handler of the drain catches."""
+
+
+class ColdNova(Nova):
+    """Stopped instances whose cold migrations Nova moves one step on every read of the server
+    (pre-migrating, migrating, finished; confirming, confirmed), as Nova's conductor, source
+    and destination do. Asserts what a drain must never do: a second migration of an instance
+    while one is open, a confirmation of a record that is not "finished"."""
+
+    def __init__(self, count: int, failing: dict[str, int] | None = None) -> None:
+        super().__init__(count)
+        for sid, server in self.servers.items():
+            self.servers[sid] = dataclasses.replace(server, status="SHUTOFF", vm_state="stopped")
+        self.failing = dict(failing or {})
+        self.landed: dict[str, int] = {}
+        self.kill_at: tuple[int, bool] | None = None  # (nth call, act before dying)
+        self.count = 0
+        self.on_kill: Callable[[], None] = lambda: None
+
+    def _tick(self, call: str) -> bool:
+        """Counts the call; True if the operator dies at it after Nova acted."""
+        self.count += 1
+        if self.kill_at is None or self.kill_at[0] != self.count:
+            return False
+        self.on_kill()  # every task of the drain ends with this one
+        if not self.kill_at[1]:
+            raise Killed(call)
+        return True
+
+    def _open(self, server_id: str) -> list[Migration]:
+        return [
+            m for m in self.records if m.server_id == server_id and m.status not in ENDED_MIGRATION
+        ]
+
+    def _set(self, record: Migration, status: str) -> None:
+        self.records[self.records.index(record)] = dataclasses.replace(record, status=status)
+
+    async def cold_migrate(self, server_id: str) -> None:
+        dies = self._tick(f"cold_migrate {server_id}")
+        self.calls.append(f"cold_migrate {server_id}")
+        assert not self._open(server_id), f"a second migration of {server_id}"
+        server = self.servers[server_id]
+        assert (server.vm_state, server.task_state) == ("stopped", None), server
+        self.servers[server_id] = dataclasses.replace(server, task_state="resize_prep")
+        record = Migration(
+            str(len(self.records)), server_id, "c1", "c2", "pre-migrating", "migration",
+            datetime.now(UTC),
+        )  # fmt: skip
+        self.records.append(record)
+        if dies:
+            raise Killed(server_id)
+
+    async def confirm_resize(self, server_id: str) -> None:
+        dies = self._tick(f"confirm {server_id}")
+        self.calls.append(f"confirm {server_id}")
+        (record,) = self._open(server_id)
+        assert record.status == "finished", f"confirmed twice: {record}"
+        self._set(record, "confirming")
+        if dies:
+            raise Killed(server_id)
+
+    async def migrations(self, server_id: str) -> list[Migration]:
+        self._tick(f"migrations {server_id}")
+        return await super().migrations(server_id)
+
+    async def server(self, server_id: str) -> Server:
+        self._tick(f"server {server_id}")
+        server = self.servers[server_id]
+        for record in self._open(server_id):
+            step = {
+                "pre-migrating": "migrating",
+                "migrating": "finished",
+                "confirming": "confirmed",
+            }.get(record.status)
+            if step is None:
+                continue
+            if record.status == "pre-migrating" and self.failing.get(server_id, 0) > 0:
+                self.failing[server_id] -= 1
+                step = "error"
+            self._set(record, step)
+            if step == "error":
+                server = dataclasses.replace(server, task_state=None)
+            elif step == "migrating":
+                server = dataclasses.replace(server, task_state="resize_migrating")
+            elif step == "finished":
+                self.landed[server_id] = self.landed.get(server_id, 0) + 1
+                server = dataclasses.replace(
+                    server, host="c2", vm_state="resized", status="VERIFY_RESIZE", task_state=None
+                )
+            else:
+                server = dataclasses.replace(server, vm_state="stopped", status="SHUTOFF")
+            self.servers[server_id] = server
+        return server
+
+
+def _cold_reconcile(drains: Drains, nova: Nova, view: HostView) -> Want:
+    return drains.reconcile("ns", "c1", "c1", "seg", view, COLD_POLICY, nova)  # type: ignore[arg-type]
+
+
+def test_stopped_instances_are_cold_migrated_and_confirmed_once() -> None:
+    asyncio.run(_stopped_instances_are_cold_migrated_and_confirmed_once())
+
+
+async def _stopped_instances_are_cold_migrated_and_confirmed_once() -> None:
+    nova = ColdNova(3, failing={"i1": 1})
+    drains, store, signals = _drains(nova)
+    assert _cold_reconcile(drains, nova, _view()) == Want.DRAIN
+    await _until("ended", lambda: not drains.running("ns", "c1"))
+    final = store.writes[-1]
+    assert final.phase == DrainPhase.DRAINED, final
+    assert [(m.status, m.kind, m.destination) for m in final.instances] == [
+        ("succeeded", "cold", "c2")
+    ] * 3
+    assert [m.attempts for m in final.instances] == [1, 2, 1]
+    for n in range(3):
+        assert nova.calls.count(f"confirm i{n}") == 1
+        assert nova.servers[f"i{n}"].vm_state == "stopped", "stays stopped"
+    for index, call in enumerate(nova.calls):
+        if call.startswith("cold_migrate"):
+            assert nova.calls[index - 1] == "write"
+    assert signals.reasons == ["DrainStarted", "DrainDrained"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    deaths=st.lists(st.tuples(st.integers(1, 60), st.booleans()), max_size=4),
+    failing=st.dictionaries(st.sampled_from(["i0", "i1", "i2"]), st.integers(1, 2)),
+)
+def test_an_operator_killed_anywhere_never_migrates_or_confirms_twice(
+    deaths: list[tuple[int, bool]], failing: dict[str, int]
+) -> None:
+    """The operator dies at any Nova call of a cold-migrating drain (before or after Nova
+    acted), and a new one resumes from the Host's status. ColdNova asserts that no instance
+    gets a second migration while one is open and no resize is confirmed twice; in the end
+    each instance landed once, stopped."""
+    asyncio.run(_killed_anywhere(deaths, failing))
+
+
+async def _killed_anywhere(deaths: list[tuple[int, bool]], failing: dict[str, int]) -> None:
+    nova = ColdNova(3, failing)
+    store = Store(nova)
+    view = _view()
+    for death in [*deaths, None]:
+        nova.kill_at = None if death is None else (nova.count + death[0], death[1])
+        drains = Drains(store, Signals(), HostLocks(), poll_interval=0.005)  # type: ignore[arg-type]
+        nova.on_kill = drains.close
+        _cold_reconcile(drains, nova, view)
+        await _until("ended or killed", lambda d=drains: not d.running("ns", "c1"))  # type: ignore[misc]
+        if not store.writes:
+            continue  # killed before the drain's first write: it starts afresh
+        view = _view(store.writes[-1])
+        if store.writes[-1].phase != DrainPhase.DRAINING:
+            break
+    final = store.writes[-1]
+    assert final.phase == DrainPhase.DRAINED, final
+    assert {m.status for m in final.instances} == {"succeeded"}
+    assert nova.landed == {"i0": 1, "i1": 1, "i2": 1}
+    assert all(s.vm_state == "stopped" and s.host == "c2" for s in nova.servers.values())

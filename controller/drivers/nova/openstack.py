@@ -358,6 +358,14 @@ class OpenStackNova:
             change=True,
         )
 
+    async def cold_migrate(self, server_id: str) -> None:
+        await self._act("cold-migrate", server_id, self._conn.compute.migrate_server)
+
+    async def confirm_resize(self, server_id: str) -> None:
+        await self._act(
+            "confirm the resize of", server_id, self._conn.compute.confirm_server_resize
+        )
+
     async def _act(self, action: str, server_id: str, call: Callable[[str], object]) -> None:
         await self._call(f"{action} server {server_id}", lambda: call(server_id), change=True)
 
