@@ -49,6 +49,16 @@ class Invalid(KubeError):
     """422: the API server's schema refused the object; the message says which field."""
 
 
+class StorageFull(KubeError):
+    """etcd raised its NOSPACE alarm: it takes no write (deletes aside) until an etcd operator
+    compacts, defragments and disarms it. Not retried: seconds do not cure it."""
+
+
+class TooLarge(KubeError):
+    """The object, as written, is past the size the API server or etcd takes (etcd's
+    --max-request-bytes, 1.5 MiB by default)."""
+
+
 class Expired(KubeError):
     """410 Gone on a watch: the resourceVersion to resume from is no longer kept; list again."""
 
@@ -101,8 +111,15 @@ class Retries:
         return random.uniform(0.5, 1.0) * self.first_delay * 2.0 ** (tries - 1)
 
 
+# etcd's own words, passed on by the API server in a 500's message.
+_NOSPACE = "database space exceeded"
+_TOO_LARGE = "request is too large"
+
+
 def _transient(error: Exception) -> bool:
     if isinstance(error, ApiException):
+        if any(words in _message(error.body) for words in (_NOSPACE, _TOO_LARGE)):
+            return False
         status: int = error.status
         return status == 429 or status >= 500
     return isinstance(error, urllib3.exceptions.HTTPError)  # connection errors, timeouts
@@ -113,12 +130,17 @@ def _final(error: Exception, name: str) -> KubeError:
         return KubeError(f"Kubernetes API unreachable: {type(error).__name__}")
     if error.status == 404:
         return Gone(f"{name} no longer exists")
+    message = _message(error.body)
+    if _NOSPACE in message:
+        return StorageFull(f"etcd is out of space: {message}")
+    if error.status == 413 or _TOO_LARGE in message:
+        return TooLarge(f"the object is too large to store: {message}")
     if error.status in (409, 422):
         kind = Conflict if error.status == 409 else Invalid
-        return kind(_message(error.body))
+        return kind(message)
     # The API server's own message says which field was refused; it never echoes
     # credentials (those stay in the client configuration).
-    return KubeError(f"Kubernetes API answered {error.status}: {_message(error.body)}")
+    return KubeError(f"Kubernetes API answered {error.status}: {message}")
 
 
 class Kube:

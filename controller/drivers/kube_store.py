@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from controller.drivers.kube import PLURAL, Gone, Kube
+from controller.drivers.kube import PLURAL, Gone, Invalid, Kube, KubeError, StorageFull, TooLarge
 from controller.recovery.gates import TERMINAL
 from controller.recovery.ports import EventRecord, HostRecord
-from controller.recovery.progress import utcnow
+from controller.recovery.progress import NotRecorded, utcnow
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
 from controller.resources.host import DRAIN, HOLDS, DrainStatus, HostSpec, HostStatus, ServiceHold
 from controller.resources.segment import FailoverSegmentSpec
@@ -50,6 +50,14 @@ def host_record(body: Mapping[str, Any]) -> HostRecord:
         generation=body["metadata"].get("generation", 1),
         uid=body["metadata"].get("uid"),
     )
+
+
+def _not_recorded(error: KubeError) -> NotRecorded:
+    if isinstance(error, StorageFull):
+        return NotRecorded("EtcdSpaceExceeded", str(error))
+    if isinstance(error, TooLarge):
+        return NotRecorded("StatusTooLarge", str(error))
+    return NotRecorded("StatusRefused", f"the API server refused the status: {error}")
 
 
 class KubeStore:
@@ -97,11 +105,17 @@ class KubeStore:
     async def write_event_status(
         self, namespace: str, name: str, status: FailureEventStatus
     ) -> None:
-        await self.kube.write_status(PLURAL.failure_events, namespace, name, status.to_wire())
+        try:
+            await self.kube.write_status(PLURAL.failure_events, namespace, name, status.to_wire())
+        except (StorageFull, TooLarge, Invalid) as error:
+            raise _not_recorded(error) from None
 
     async def hold_host_service(self, namespace: str, host: str, event: str) -> None:
         hold = ServiceHold(since=utcnow()).to_wire()
-        await self.kube.merge_status(PLURAL.hosts, namespace, host, {HOLDS: {event: hold}})
+        try:
+            await self.kube.merge_status(PLURAL.hosts, namespace, host, {HOLDS: {event: hold}})
+        except (StorageFull, TooLarge, Invalid) as error:
+            raise _not_recorded(error) from None
 
     async def write_host_status(
         self, namespace: str, name: str, status: HostStatus, released_holds: list[str]

@@ -79,6 +79,20 @@ class RecoverySignals:
             self._blocked[key] = reason
             metrics.blocked.labels(reason).inc()
 
+    def not_recorded(self, record: EventRecord, reason: str, message: str) -> None:
+        extra = {"event": record.name, "host": record.spec.host, "namespace": record.namespace}
+        log.warning(
+            "progress cannot be recorded, nothing more is done until it can: %s: %s",
+            reason,
+            message,
+            extra=extra,
+        )
+        metrics.api_errors.labels("kubernetes", reason).inc()
+        self.blocked(record, reason)
+        # Posted in the background; with etcd full it fails too, and kopf logs that.
+        body = reference("FailureEvent", record.namespace, record.name, record.uid)
+        kopf.warn(body, reason=reason, message=f"progress cannot be recorded: {message}"[:1024])
+
     def running(self, record: EventRecord, running: bool) -> None:
         """Counted once while this process runs the recovery, however it started (fresh,
         retried, or resumed after a restart) and however often it is told."""

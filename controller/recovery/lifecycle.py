@@ -15,6 +15,7 @@ limit between two Host resyncs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -45,8 +46,8 @@ from controller.recovery.ports import (
     Store,
 )
 from controller.recovery.process_failure import ProcessFailure
-from controller.recovery.progress import Progress, utcnow
-from controller.resources.common import set_condition
+from controller.recovery.progress import NotRecorded, Progress, utcnow
+from controller.resources.common import ConditionStatus, set_condition
 from controller.resources.failure_event import (
     EventPhase,
     FailureEventStatus,
@@ -56,6 +57,8 @@ from controller.resources.host import HostPhase, ReservationState
 from controller.resources.segment import FailoverSegmentSpec, FencingMethod
 
 Wait = Callable[[float], Awaitable[bool]]  # sleeps; True when the operator is stopping
+# The longest wait between tries of a recovery whose progress the cluster refuses to store.
+NOT_RECORDED_BACKOFF = 30.0
 
 
 @dataclass
@@ -89,15 +92,53 @@ class Lifecycle:
 
     async def process(self, namespace: str, name: str, wait: Wait) -> None:
         """Drive one event until it ends, the object is gone or the operator stops."""
+        refusals = 0
         while True:
             record = await self.store.failure_event(namespace, name)
             if record is None or record.status.phase in TERMINAL:
                 return
-            pause = await self._step(record)
+            refused: NotRecorded | None = None
+            try:
+                pause = await self._step(record)
+            except* NotRecorded as group:  # from a workflow's TaskGroup too
+                refused = _first(group)
+            if refused is not None:
+                refusals += 1
+                pause = await self._not_recorded(record, refused, refusals)
+            else:
+                refusals = 0
             if pause is None:
                 continue
             if await wait(pause):
                 return
+
+    async def _not_recorded(self, record: EventRecord, error: NotRecorded, refusals: int) -> float:
+        """A write of the recovery's progress was refused (etcd full, the status too large):
+        nothing more is done for it until a write succeeds, since every action is recorded
+        before it is taken. Said where it can be: a log line, the blocked gauge, an Event and,
+        where the API server still takes a small write, the Blocked condition. Tried again
+        with backoff: a recovery resumes from what was recorded once space returns."""
+        self.signals.not_recorded(record, error.reason, error.message)
+        pause = min(
+            self.settings.recheck_interval * 2.0 ** min(refusals - 1, 10), NOT_RECORDED_BACKOFF
+        )
+        # Read again: the step may have recorded more than `record` holds before the refusal.
+        current = await self.store.failure_event(record.namespace, record.name)
+        if current is None or current.status.phase in TERMINAL:
+            return pause
+        status = current.status.model_copy(deep=True)
+        set_condition(
+            status.conditions,
+            "Blocked",
+            True,
+            error.reason,
+            f"progress cannot be recorded, so nothing more is done: {error.message}",
+            self.clock(),
+            record.generation,
+        )
+        with contextlib.suppress(NotRecorded):  # etcd full: the log and the gauge say it
+            await self.store.write_event_status(record.namespace, record.name, status)
+        return pause
 
     async def _step(self, record: EventRecord) -> float | None:
         """One move of the state machine; returns how long to wait before the next one."""
@@ -255,6 +296,21 @@ class Lifecycle:
         async with self.host_locks.recovery(record.namespace, record.spec.host):
             status = record.status.model_copy(deep=True)
             self.signals.running(record, True)  # a resumed recovery runs in this process too
+            if any(
+                c.type == "Blocked" and c.status == ConditionStatus.TRUE for c in status.conditions
+            ):
+                # Left by a refused write (_not_recorded): the first write that goes through
+                # says the progress is recorded again.
+                set_condition(
+                    status.conditions,
+                    "Blocked",
+                    False,
+                    "Recording",
+                    "the progress is recorded again",
+                    self.clock(),
+                    record.generation,
+                )
+                self.signals.blocked(record, None)
             progress = Progress(
                 status,
                 lambda s: self.store.write_event_status(record.namespace, record.name, s),
@@ -437,6 +493,13 @@ class Lifecycle:
         # Shielded: the final write makes the event terminal, on which the operator stops this
         # recovery's task; the Event and the counters for the transition must still go out.
         await asyncio.shield(publish())
+
+
+def _first(group: BaseExceptionGroup[NotRecorded]) -> NotRecorded:
+    leaf: NotRecorded | BaseExceptionGroup[NotRecorded] = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 def _segment_targets(failed: HostRecord, hosts: dict[str, HostRecord]) -> list[str]:

@@ -280,6 +280,11 @@ class Signals(Protocol):
 
     def blocked(self, record: EventRecord, reason: str | None) -> None: ...
 
+    def not_recorded(self, record: EventRecord, reason: str, message: str) -> None:
+        """A status write of the recovery was refused (progress.NotRecorded): said loudly, as
+        the recovery waits for writes to go through again."""
+        ...
+
     def running(self, record: EventRecord, running: bool) -> None: ...
 
 

@@ -27,6 +27,18 @@ from controller.resources.failure_event import (
 Persist = Callable[[FailureEventStatus], Awaitable[None]]
 
 
+class NotRecorded(Exception):
+    """The cluster refused to store a status write for a reason a retry within seconds does
+    not cure: etcd out of space (EtcdSpaceExceeded), the object past the size etcd takes
+    (StatusTooLarge), or the schema refused it (StatusRefused). The Store raises it; since
+    nothing acts before its progress is recorded, the recovery waits, saying why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -14,6 +14,7 @@ import argparse
 import base64
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -136,6 +137,9 @@ class ControlPlane:
     kubeconfig: Path = Path()
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ready_seconds: float = 0.0
+    # Extra etcd flags, e.g. a small --quota-backend-bytes or --max-request-bytes for the
+    # storage fault rows; empty for everyone else.
+    etcd_flags: tuple[str, ...] = ()
     _credentials: Any = None
 
     @classmethod
@@ -192,8 +196,32 @@ class ControlPlane:
                 f"--initial-cluster=default={peer_url}",
                 "--unsafe-no-fsync",  # a test cluster's data need not survive a power cut
                 "--log-level=warn",
+                *self.etcd_flags,
             ],
         )
+
+    def etcd(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One call of etcd's v3 JSON gateway, e.g. etcd("maintenance/status"): the
+        maintenance an etcd operator does with etcdctl (alarms, compaction, defrag)."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.etcd_port}/v3/{method}",
+            data=json.dumps(body or {}).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            result: dict[str, Any] = json.load(answer)
+            return result
+
+    def reclaim_etcd_space(self) -> None:
+        """What an etcd operator does after a NOSPACE alarm: compact the history up to now,
+        defragment (the file shrinks only then), and disarm the alarm."""
+        revision = self.etcd("kv/range", {"key": base64.b64encode(b"/").decode()})["header"][
+            "revision"
+        ]
+        self.etcd("kv/compaction", {"revision": revision, "physical": True})
+        self.etcd("maintenance/defragment")
+        for alarm in self.etcd("maintenance/alarm", {"action": "GET"}).get("alarms", []):
+            self.etcd("maintenance/alarm", {"action": "DEACTIVATE", **alarm})
 
     def stop_apiserver(self) -> None:
         """Stop kube-apiserver (etcd keeps every object) until start_apiserver: clients meet
@@ -346,8 +374,10 @@ def install_crds(
 
 
 @contextlib.contextmanager
-def running(install: bool = True) -> Iterator[ControlPlane]:
-    plane = ControlPlane.temporary().start()
+def running(install: bool = True, etcd_flags: tuple[str, ...] = ()) -> Iterator[ControlPlane]:
+    plane = ControlPlane.temporary()
+    plane.etcd_flags = etcd_flags
+    plane.start()
     try:
         if install:
             plane.install_crds()

@@ -18,6 +18,7 @@ from controller.recovery.pacemaker import (
     PacemakerError,
 )
 from controller.recovery.ports import Cloud, CloudNotBound, EventRecord, HostRecord
+from controller.recovery.progress import NotRecorded
 from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
 from controller.resources.host import HostSpec, HostStatus, ServiceHold
 from controller.resources.segment import FailoverSegmentSpec
@@ -56,6 +57,10 @@ class MemoryStore:
     segments: dict[str, FailoverSegmentSpec] = field(default_factory=dict)
     event_writes: int = 0
     holds_recorded: list[tuple[str, str]] = field(default_factory=list)  # (host, event)
+    # Status writes past this many are refused with `refusal` (etcd full, the object too
+    # large), until the test sets it back to None.
+    refusal: NotRecorded | None = None
+    refuse_after: int = 0
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -136,11 +141,15 @@ class MemoryStore:
     async def write_event_status(
         self, namespace: str, name: str, status: FailureEventStatus
     ) -> None:
+        if self.refusal is not None and self.event_writes >= self.refuse_after:
+            raise self.refusal
         self.event_writes += 1
         if name in self.events:  # a deleted event's status write fails in Kubernetes too
             self.events[name] = replace(self.events[name], status=status.model_copy(deep=True))
 
     async def hold_host_service(self, namespace: str, host: str, event: str) -> None:
+        if self.refusal is not None and self.event_writes >= self.refuse_after:
+            raise self.refusal
         self.holds_recorded.append((host, event))
         record = self.hosts_[host]
         status = record.status.model_copy(deep=True)
@@ -152,6 +161,7 @@ class MemoryStore:
 class RecordedSignals:
     transitions: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     blocked_now: dict[str, str] = field(default_factory=dict)
+    not_recorded_reasons: list[str] = field(default_factory=list)
 
     def transition(self, record: EventRecord, status: FailureEventStatus) -> None:
         self.transitions.append((record.name, status.phase, status.reason))
@@ -161,6 +171,10 @@ class RecordedSignals:
             self.blocked_now.pop(record.name, None)
         else:
             self.blocked_now[record.name] = reason
+
+    def not_recorded(self, record: EventRecord, reason: str, message: str) -> None:
+        self.not_recorded_reasons.append(reason)
+        self.blocked(record, reason)
 
     def running(self, record: EventRecord, running: bool) -> None:
         pass
