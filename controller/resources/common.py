@@ -142,3 +142,10 @@ def set_condition(
             observed_generation=generation,
         )
     )
+
+
+def rule_message(model: type[BaseModel], index: int = 0) -> str:
+    """The message of one of the model's CEL rules (x-kubernetes-validations), for the pydantic
+    validator that mirrors it: the model refuses what the API server refuses, in its words."""
+    extra: Any = model.model_config.get("json_schema_extra") or {}
+    return str(extra["x-kubernetes-validations"][index]["message"])

@@ -6,9 +6,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, JsonValue
+from pydantic import ConfigDict, Field, JsonValue, model_validator
 
-from .common import Condition, Model, ObjectName, conditions_field, observed_generation_field
+from .common import (
+    Condition,
+    Model,
+    ObjectName,
+    conditions_field,
+    observed_generation_field,
+    rule_message,
+)
 
 STEP_DETAILS_LIMIT = 50
 INSTANCES_LIMIT = 2000
@@ -110,6 +117,29 @@ class FailureEventSpec(Model):
         max_length=253,
         description="Who reported the failure, e.g. hostmonitor/node1, masakari-api, kubectl.",
     )
+
+    @model_validator(mode="after")
+    def _payload_of_its_type(self) -> FailureEventSpec:
+        """The CEL rules of _TYPE_RULES, in the same order."""
+        payload, started_or_stopped = self.payload, self.payload.event in ("STARTED", "STOPPED")
+        host_keys = payload.host_status is not None or payload.cluster_status is not None
+        fits = {
+            FailureType.COMPUTE_HOST: started_or_stopped
+            and payload.process_name is None
+            and payload.instance_uuid is None
+            and payload.vir_domain_event is None,
+            FailureType.PROCESS: started_or_stopped
+            and payload.process_name is not None
+            and payload.instance_uuid is None
+            and not host_keys,
+            FailureType.VM: payload.instance_uuid is not None
+            and payload.vir_domain_event is not None
+            and payload.process_name is None
+            and not host_keys,
+        }
+        if not fits[self.type]:
+            raise ValueError(rule_message(FailureEventSpec, list(fits).index(self.type)))
+        return self
 
 
 class EventPhase(StrEnum):

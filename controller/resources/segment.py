@@ -6,9 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from .common import Condition, Model, conditions_field, observed_generation_field
+from .common import Condition, Model, conditions_field, observed_generation_field, rule_message
 
 
 class RecoveryMethod(StrEnum):
@@ -206,6 +206,12 @@ class PlacementPolicy(Model):
         "is 0." + _IMAGE_READS,
     )
 
+    @model_validator(mode="after")
+    def _aggregates_named(self) -> PlacementPolicy:
+        if self.boundary == PlacementBoundary.AGGREGATES and not self.aggregates:
+            raise ValueError(rule_message(PlacementPolicy))
+        return self
+
 
 class CapacityPolicy(Model):
     """HA readiness: whether the segment can absorb the loss of its hosts, checked
@@ -375,6 +381,12 @@ class RetryPolicy(Model):
         description="Upper bound of the wait between attempts.",
     )
 
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> RetryPolicy:
+        if self.initial_backoff_seconds > self.max_backoff_seconds:
+            raise ValueError(rule_message(RetryPolicy))
+        return self
+
 
 class StormPolicy(Model):
     """Limits that keep a correlated failure (power, network) from cascading."""
@@ -410,6 +422,12 @@ class StormPolicy(Model):
         description="While non-empty no new recovery starts in this segment (running ones "
         "finish). Each entry says who paused and why, e.g. 'alice: storage maintenance'.",
     )
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> StormPolicy:
+        if self.max_failed_hosts is not None and self.max_failed_hosts_percent is not None:
+            raise ValueError(rule_message(StormPolicy))
+        return self
 
 
 class RetentionPolicy(Model):
@@ -634,6 +652,12 @@ class FailoverSegmentSpec(Model):
         description="HA readiness: the host failures the segment must be able to absorb.",
         json_schema_extra={"default": CapacityPolicy().to_wire()},
     )
+
+    @model_validator(mode="after")
+    def _detection_fences(self) -> FailoverSegmentSpec:
+        if self.detection.nova_service_down.enabled and self.fencing.method == FencingMethod.NONE:
+            raise ValueError(rule_message(FailoverSegmentSpec))
+        return self
 
 
 class SegmentPhase(StrEnum):

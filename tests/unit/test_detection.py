@@ -33,14 +33,17 @@ LONG_AGO = NOW - timedelta(days=1)
 
 
 def segment(enabled: bool = True, method: str = "redfish", threshold: int = 60) -> Any:
-    return FailoverSegmentSpec.model_validate(
+    spec = FailoverSegmentSpec.model_validate(
         {
             "recoveryMethod": "auto",
             "serviceType": "COMPUTE",
-            "fencing": {"method": method},
+            "fencing": {"method": "redfish"},
             "detection": {"novaServiceDown": {"enabled": enabled, "thresholdSeconds": threshold}},
         }
     )
+    # Unvalidated: detection with fencing none is refused by the schema (and the model); the
+    # detection must not act on one all the same.
+    return spec.model_copy(update={"fencing": spec.fencing.model_copy(update={"method": method})})
 
 
 def host(

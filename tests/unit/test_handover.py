@@ -222,7 +222,9 @@ def test_the_failure_of_a_host_on_maintenance_is_recovered_only_while_its_drain_
     assert owed.verdict == Verdict.PROCEED
     done = admit(report(), on_maintenance, segment(), [], HEALTHY, drain_unfinished=False)
     assert (done.verdict, done.reason) == (Verdict.IGNORE, "HostOnMaintenance")
-    vm = report(kind="VM", payload={"event": "LIFECYCLE", "vir_domain_event": "STOPPED_FAILED"})
+    uuid = "8f2a5f0e-7a38-4c8b-9d43-2f1b6c1f0a11"
+    vm_payload = {"event": "LIFECYCLE", "vir_domain_event": "STOPPED_FAILED", "instance_uuid": uuid}
+    vm = report(kind="VM", payload=vm_payload)
     instance = admit(vm, on_maintenance, segment(), [], HEALTHY, drain_unfinished=True)
     assert (instance.verdict, instance.reason) == (Verdict.IGNORE, "HostOnMaintenance")
 
