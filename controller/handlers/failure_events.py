@@ -8,6 +8,7 @@ import kopf
 
 from controller import metrics
 from controller.handlers.runtime import runtime_of
+from controller.monitors.reporting import LABEL_VALUE
 from controller.recovery.gates import TERMINAL
 from controller.resources.common import GROUP, VERSION
 
@@ -37,7 +38,9 @@ async def received(
         host = await runtime_of(memo).store.host(namespace or "", spec["host"])
         if host is not None:
             wanted[f"{LABEL}/segment"] = host.spec.segment
-    missing = {k: v for k, v in wanted.items() if labels.get(k) != v}
+    # A name a label cannot hold (past 63 characters) is left out, as the API and the host
+    # monitor do: the API server refuses the whole patch otherwise, and kopf retries it forever.
+    missing = {k: v for k, v in wanted.items() if labels.get(k) != v and LABEL_VALUE.match(v)}
     if missing:
         patch.metadata.labels.update(missing)
 
