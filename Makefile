@@ -90,12 +90,14 @@ properties: $(BIN)/.installed
 ## Hostile input at length (make test runs a short sample): schemathesis over every route of
 ## the API's own OpenAPI document, links included (EXAMPLES per operation and mode), and
 ## hypothesis over the document's rules, crm_mon's output and the alert socket (UNIT_EXAMPLES
-## per property). Prints requests sent, 5xx and crashes.
+## per property), and the custom resources against the API server (CR_EXAMPLES per kind).
+## Prints requests sent, 5xx, mismatches and crashes.
 fuzz: $(BIN)/.installed control-plane
 	MASAKARI_FUZZ_EXAMPLES=$(or $(EXAMPLES),100) \
-	MASAKARI_FUZZ_UNIT_EXAMPLES=$(or $(UNIT_EXAMPLES),5000) $(BIN)/pytest -s \
+	MASAKARI_FUZZ_UNIT_EXAMPLES=$(or $(UNIT_EXAMPLES),5000) \
+	MASAKARI_FUZZ_CR_EXAMPLES=$(or $(CR_EXAMPLES),1000) $(BIN)/pytest -s \
 	  tests/integration/test_api_fuzz.py tests/unit/test_api_openapi_fuzz.py \
-	  tests/unit/test_api_input_fuzz.py \
+	  tests/unit/test_api_input_fuzz.py tests/integration/test_cr_fuzz.py \
 	  tests/unit/test_pacemaker_fuzz.py $(PYTEST_ARGS)
 
 ## The fault matrix at length (make test runs a short sample of it): three recoveries per row
