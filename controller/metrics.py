@@ -103,7 +103,8 @@ drain_moves = Counter(
 )
 drain_migration_duration = Histogram(
     "masakari_drain_live_migration_duration_seconds",
-    "One instance's live migration in a drain, from the call to landed on another host.",
+    "One instance's live migration in a drain, from the call to landed on another host "
+    "(cold migrations of stopped instances are not in it).",
     buckets=EVACUATION_BUCKETS,
     registry=REGISTRY,
 )
@@ -145,3 +146,4 @@ def initialise() -> None:
         recoveries_ignored.labels(kind, Action.GIVE_UP)
         for phase in TERMINAL:
             recoveries.labels(kind, phase)
+    drain_moves.labels("failed")  # MasakariDrainIncomplete

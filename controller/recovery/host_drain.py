@@ -406,7 +406,9 @@ class Drains:
         move.end_time = self.clock()
         await self._write(run)
         seconds = None
-        if status == DrainMoveStatus.SUCCEEDED and move.start_time is not None:
+        # The duration histogram is live migrations': a cold one copies a disk, another scale.
+        live = move.kind == MigrationKind.LIVE
+        if status == DrainMoveStatus.SUCCEEDED and live and move.start_time is not None:
             seconds = (move.end_time - move.start_time).total_seconds()
         self.signals.drain_move(str(status), seconds)
 

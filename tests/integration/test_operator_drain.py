@@ -1,6 +1,7 @@
 """Maintenance drains on the real API server with the simulator: a host put on maintenance is
-emptied by live migration within its segment's bounds; failed migrations are retried then
-reported; leaving maintenance stops the drain; a host failure mid-drain is recovered, the drain
+emptied by live migration (and cold migration of its stopped instances, where the segment says
+so) within its segment's bounds; failed migrations are retried then reported; leaving
+maintenance stops the drain; a host failure mid-drain is recovered, the drain
 handing over, without moving any instance twice (the simulator counts every move of every
 server)."""
 
@@ -318,3 +319,51 @@ def _wait_drain_of(cloud: Cloud, name: str, phases: set[str]) -> dict[str, Any]:
         return drain if drain.get("phase") in phases else None
 
     return wait_for(f"drain of {name} in {phases}", probe, 60, interval=0.5)
+
+
+def test_stopped_instances_are_cold_migrated_confirmed_and_stay_stopped(
+    cloud_factory: Any,
+) -> None:
+    """stoppedInstances ColdMigrate: two stopped instances and a running one go, the stopped
+    ones by Nova's migrate and a confirmed resize, one of them after a failed first attempt.
+    The simulator counts each landing: one per instance, no migration asked twice."""
+    servers = _servers(3)
+    for server in servers[:2]:
+        server["state"] = "stopped"
+    flaky = servers[1]["id"]
+    cloud = cloud_factory(topology(HOSTS, servers), sim_args=("--live-migration-seconds", "0.3"))
+    assert cloud.sim is not None
+    cloud.sim.control("PUT", "timing", {"cold_migration_seconds": 0.6})
+    cloud.sim.control("PUT", "faults", {"fail_cold_migration": {flaky: 1}})
+    cloud.apply(
+        _segment(stoppedInstances="ColdMigrate", attempts=2), *(host(h["name"]) for h in HOSTS)
+    )
+    cloud.wait_phase("mhost", "compute1", {"Active"})
+
+    started = time.monotonic()
+    cloud.apply(host("compute1", onMaintenance=True))
+    drain = _wait_drain(cloud, {"Incomplete", "Drained"}, timeout=60)
+    print(f"drain of 2 stopped (one retried) and 1 running: {time.monotonic() - started:.1f} s")
+
+    assert drain["phase"] == "Drained", drain
+    moves = {m["instanceUuid"]: m for m in drain["instances"]}
+    assert [(moves[s["id"]]["kind"], moves[s["id"]]["status"]) for s in servers] == [
+        ("cold", "succeeded"),
+        ("cold", "succeeded"),
+        ("live", "succeeded"),
+    ]
+    assert moves[flaky]["attempts"] == 2
+    assert moves[servers[0]["id"]]["attempts"] == 1
+    assert _moves(cloud) == {s["id"]: 1 for s in servers}
+    nova = cloud.nova()
+    for server in servers:
+        landed = nova.compute.get_server(server["id"])
+        assert landed.compute_host == moves[server["id"]]["destination"] != "compute1"
+        expected = (
+            ("SHUTOFF", "stopped") if server.get("state") == "stopped" else ("ACTIVE", "active")
+        )
+        assert (landed.status, landed.vm_state) == expected, landed
+    records = sorted(m.status for m in nova.compute.migrations(migration_type="migration"))
+    print(f"cold migration records: {records}")
+    assert records == ["confirmed", "confirmed", "error"]
+    cloud.wait_phase("mhost", "compute1", {"Maintenance"}, 30)

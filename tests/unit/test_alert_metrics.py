@@ -34,6 +34,7 @@ def test_the_series_alerts_count_from_exist_at_zero_before_any_event() -> None:
             "masakari_recoveries_ignored_total", type=kind, reason="HostNotConfirmedDown"
         )
         assert ignored is not None
+    assert sample("masakari_drain_moves_total", result="failed") is not None
 
 
 def test_an_event_ending_host_not_confirmed_down_is_counted(
