@@ -30,6 +30,15 @@ DRAIN = "drain"
 HEARTBEAT_PORT = 7411
 
 
+# No whitespace, spelled out: `\s` means ASCII whitespace but \v to the API server (Go's RE2)
+# and Unicode White_Space to pydantic (Rust's regex), so "^[^\s]+$" let the API server take
+# values (a no-break space, \v) the operator then failed to read. These are Unicode's
+# White_Space characters, which every engine reads alike: literal, but U+0085 and U+00A0 as
+# the regex escapes \x85 and \xa0 (the CRD's YAML loader drops a literal U+0085).
+_WHITESPACE = "\t\n\v\f\r " + r"\x85\xa0" + "\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_WHITESPACE = f"^[^{_WHITESPACE}]+$"
+
+
 class BMC(Model):
     """The host's baseboard management controller, through which the operator powers it off
     when its segment fences by redfish or ipmi."""
@@ -37,7 +46,7 @@ class BMC(Model):
     address: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^[^\s]+$",
+        pattern=NO_WHITESPACE,
         description="redfish: the BMC's base URL, e.g. https://10.0.0.5 or "
         "https://10.0.0.5:8443. ipmi: host or host:port of its LAN interface (port 623 by "
         "default).",
@@ -46,7 +55,7 @@ class BMC(Model):
         default=None,
         min_length=1,
         max_length=1024,
-        pattern=r"^[^\s]+$",
+        pattern=NO_WHITESPACE,
         description="redfish: the ComputerSystem to power off, its id or its path "
         "(/redfish/v1/Systems/<id>); when unset, the BMC's only system.",
     )

@@ -387,6 +387,45 @@ def test_the_api_server_agrees_with_the_model(
     assert not tally.server_errors, tally.server_errors[:5]
 
 
+# What `\s` means differs between the API server (Go's RE2: ASCII whitespace but \v), pydantic
+# (Rust's regex: Unicode White_Space) and Python's re: a character from each side of that.
+SPACES = ["\t", "\v", "\x1c", "\x85", "\xa0", "\u2003", "\u3000", "\ufeff"]
+
+
+@pytest.mark.parametrize("where", ["address", "system"])
+def test_odd_whitespace_is_judged_alike(
+    where: str,
+    cluster: Cluster,
+    namespace: str,
+    objects: kubernetes.client.CustomObjectsApi,
+    tally: Tally,
+) -> None:
+    """Found by the fuzzing above, seldom (a pattern flaw deep in an optional field): kept as
+    a fixed case so that it runs every time."""
+    kind = KINDS[1]
+    disagree = []
+    for i, space in enumerate(SPACES):
+        bmc = {"address": "https://10.0.0.5", "credentialsSecret": "bmc", where: f"a{space}b"}
+        spec = {"segment": "seg", "bmc": bmc}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": kind.kind,
+            "metadata": {"name": f"ws-{where}-{i}"},
+            "spec": spec,
+        }
+        accepted, answer = server_accepts(objects, kind, namespace, body)
+        refusal = model_accepts(kind, spec)
+        tally.tried += 1
+        tally.accepted += accepted
+        tally.refused += not accepted
+        if accepted != (refusal is None):
+            disagree.append(
+                f"{space!r}: API server {answer or 'accepts'}, model {refusal or 'accepts'}"
+            )
+    tally.mismatches += disagree
+    assert not disagree, disagree
+
+
 def test_the_operator_on_what_was_accepted(
     cluster: Cluster, namespace: str, tmp_path: Path, tally: Tally
 ) -> None:
