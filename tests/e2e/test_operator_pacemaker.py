@@ -49,10 +49,24 @@ def pacemaker_cloud(
     """A three-node lab, a simulated Nova of the same three hosts, and the operator bound to
     both in a namespace of its own; it reads, changes and fences the cluster through node1, as
     it would over SSH."""
+    lab = stack.enter_context(lab_factory(**{"members": 3, "fence_delay": 2, **lab_options}))
+    return lab, lab_cloud(stack, lab, cluster, tmp_path, prefix, servers)
+
+
+def lab_cloud(
+    stack: contextlib.ExitStack,
+    lab: PacemakerLab,
+    cluster: Cluster,
+    workdir: Path,
+    prefix: str,
+    servers: list[dict[str, Any]],
+    via: str = "node1",
+) -> Cloud:
+    """A simulated Nova of the lab's three hosts and an operator of its own, in a namespace of
+    its own, reaching the cluster through node `via`."""
     namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
     topology = {"hosts": [{"name": n, "vcpus": 8} for n in NODES], "servers": servers}
-    lab = stack.enter_context(lab_factory(members=3, fence_delay=2, **lab_options))
     sim = stack.enter_context(running_sim(topology, "--service-down-time", "2"))
     operator = stack.enter_context(
         running_operator(
@@ -60,12 +74,12 @@ def pacemaker_cloud(
             namespace,
             sim.clouds_yaml,
             sim.cloud,
-            tmp_path,
-            {"MASAKARI_PACEMAKER_LOCAL_PREFIX": " ".join(lab.nsenter_prefix("node1"))},
+            workdir,
+            {"MASAKARI_PACEMAKER_LOCAL_PREFIX": " ".join(lab.nsenter_prefix(via))},
             pacemaker={"local": {}},
         )
     )
-    return lab, Cloud(cluster, namespace, sim, operator)
+    return Cloud(cluster, namespace, sim, operator)
 
 
 def test_killed_node_is_recovered_and_maintenance_uses_standby(
