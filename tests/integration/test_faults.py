@@ -128,6 +128,15 @@ def standalone(
     )
 
 
+def first_evacuation(cloud: Cloud) -> None:
+    def moving() -> bool:
+        status = cloud.status("fev", EVENT)
+        assert status.get("phase") not in ENDED, f"ended before the fault: {status}"
+        return any(m["status"] == "ongoing" for m in status.get("instances", []))
+
+    wait_for("the first evacuation", moving, 60, 0.05)
+
+
 def recover(
     cluster: Cluster,
     workdir: Path,
@@ -138,10 +147,11 @@ def recover(
     spec: dict[str, Any] = TOPOLOGY,
     start: Starter = standalone,
     after: Callable[[Cloud], None] = lambda _cloud: None,
+    strike_when: Callable[[Cloud], None] = first_evacuation,
 ) -> Run:
-    """compute1 dies with six HA servers; `fault` strikes at the first evacuation; `after`
-    looks at the cloud before it goes. Each run in a namespace, simulator and operator of its
-    own, so no run inherits another's state."""
+    """compute1 dies with six HA servers; `fault` strikes once `strike_when` returns (by
+    default at the first evacuation); `after` looks at the cloud before it goes. Each run in a
+    namespace, simulator and operator of its own, so no run inherits another's state."""
     workdir.mkdir(parents=True)
     namespace = f"f-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", namespace)
@@ -155,13 +165,7 @@ def recover(
         began = time.monotonic()
         cloud.apply(host_failure(EVENT, "compute1"))
         if fault is not None:
-
-            def moving() -> bool:
-                status = cloud.status("fev", EVENT)
-                assert status.get("phase") not in ENDED, f"ended before the fault: {status}"
-                return any(m["status"] == "ongoing" for m in status.get("instances", []))
-
-            wait_for("the first evacuation", moving, 60, 0.05)
+            strike_when(cloud)
             fault(cloud)
 
         def ended() -> dict[str, Any] | None:
