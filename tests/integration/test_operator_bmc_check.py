@@ -1,6 +1,7 @@
 """The BMC check on the real API server: the operator reads each Host's BMC Secret, asks the
-sushy-tools Redfish emulator for the power state, and the host pass shows the answer as the
-Host's FencingReady condition and as a metric, with no credential in the operator's log."""
+BMC for the power state (the sushy-tools Redfish emulator, or a pyghmi IPMI peer), and the host
+pass shows the answer as the Host's FencingReady condition and as a metric, with no credential in
+the operator's log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.bmc import BMCLab, running_bmc_lab, secret_data
+from tests.harness.bmc import BMCLab, credentials_secret, running_bmc_lab, secret_data
 from tests.integration.operator_env import host, segment, topology, wait_for
 
 pytestmark = pytest.mark.integration
@@ -25,10 +26,6 @@ def lab() -> Iterator[BMCLab]:
         yield running
 
 
-def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data}
-
-
 def fencing_ready(cloud: Any) -> dict[str, tuple[str, str] | None]:
     listed = cloud.cluster.kubectl("get", "mhost", "-n", cloud.namespace, "-o", "json")
     shown: dict[str, tuple[str, str] | None] = {}
@@ -41,23 +38,19 @@ def fencing_ready(cloud: Any) -> dict[str, tuple[str, str] | None]:
     return shown
 
 
-def test_fencing_ready_shows_each_bmc_as_checked(cloud_factory: Any, lab: BMCLab) -> None:
+@pytest.mark.parametrize("method", ["redfish", "ipmi"])
+def test_fencing_ready_shows_each_bmc_as_checked(
+    cloud_factory: Any, lab: BMCLab, method: str
+) -> None:
     cloud = cloud_factory(topology([{"name": h, "vcpus": 8} for h in HOSTS], []))
-    bmc_segment = segment(fencing="redfish")
+    bmc_segment = segment(fencing=method)
     bmc_segment["spec"]["fencing"]["bmcCheckIntervalSeconds"] = 10
     cloud.apply(
-        secret("bmc-good", lab.secret_data),
-        secret("bmc-wrong", secret_data(lab.username, WRONG_PASSWORD)),
+        credentials_secret("bmc-good", lab.secret_data),
+        credentials_secret("bmc-wrong", secret_data(lab.username, WRONG_PASSWORD)),
         bmc_segment,
         *(
-            host(
-                name,
-                bmc={
-                    "address": lab.redfish_url,
-                    "system": lab.systems[name],
-                    "credentialsSecret": secret_name,
-                },
-            )
+            host(name, bmc=lab.bmc(method, name, secret_name))
             for name, secret_name in (("compute0", "bmc-good"), ("compute1", "bmc-wrong"))
         ),
         host("compute2"),
