@@ -1,7 +1,9 @@
 """Detection without Pacemaker on the real API server, the simulator and real heartbeat agents on
 loopback UDP: a host whose nova-compute is down and whose agent stopped becomes one FailureEvent;
 one whose agent still answers, and one in a segment with detection off, become none. The API
-server refuses detection in a segment that cannot fence."""
+server refuses detection in a segment that cannot fence. End to end with a BMC (the sushy-tools
+Redfish emulator): the detected host is powered off and read back Off before its instances
+move."""
 
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster
+from tests.harness.bmc import credentials_secret, running_bmc_lab
 from tests.harness.control_plane import ControlPlaneError, _die_with_parent, stop_process
-from tests.integration.operator_env import host, segment, topology, wait_for
+from tests.integration.operator_env import host, segment, servers, topology, wait_for
+from tests.integration.test_operator_bmc_fencing import assert_fenced_then_evacuated
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +158,74 @@ def test_detection_is_refused_where_nothing_can_fence(cluster: Cluster, namespac
         cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(off))
     quiet = json.dumps(detecting("quiet", method="none", enabled=False))
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=quiet)
+
+
+def test_a_detected_host_is_fenced_through_its_bmc_then_evacuated(
+    cloud_factory: Any, agents: Agents
+) -> None:
+    """Nobody reports the host: the operator's detection does, its fencing step powers the
+    host off through the emulated BMC and reads Off back, and only then do the instances
+    move."""
+    names = ["lost", "spare"]
+    cloud = cloud_factory(
+        topology(
+            [{"name": name, "vcpus": 8} for name in names],
+            servers(["vm-a", "vm-b"], "lost", metadata={"HA_Enabled": "True"}),
+        ),
+        env={"MASAKARI_DETECTION_INTERVAL": "1"},
+    )
+    with running_bmc_lab(names) as lab:
+        watched = detecting("watched")
+        # One request: the emulator powers a system off 1 to 11 s after it, within this.
+        watched["spec"]["fencing"].update(attempts=1, attemptTimeoutSeconds=20)
+        watched["spec"]["hostFailure"] = {"fencingTimeoutSeconds": 30}
+        cloud.apply(
+            credentials_secret("bmc-credentials", lab.secret_data),
+            watched,
+            *(
+                host(
+                    name,
+                    "watched",
+                    heartbeat={"address": agents.start(name)},
+                    bmc=lab.bmc("redfish", name),
+                )
+                for name in names
+            ),
+        )
+        for name in names:
+            cloud.wait_phase("mhost", name, {"Active"}, 60)
+
+        agents.stop("lost")
+        cloud.sim.control("POST", "hosts/lost/kill")
+        killed = time.monotonic()
+        [reported] = wait_for(
+            "a FailureEvent of the lost host",
+            lambda: [e for e in failure_events(cloud) if e["spec"]["host"] == "lost"],
+            timeout=30,
+            interval=0.1,
+        )
+        detected = time.monotonic()
+        name = reported["metadata"]["name"]
+        assert reported["spec"]["source"] == "detection/nova-service-down"
+        assert reported["spec"]["payload"]["host_status"] == "UNKNOWN"
+
+        def fenced() -> dict[str, Any] | None:
+            status = cloud.status("fev", name)
+            confirmed = (status.get("fencing") or {}).get("confirmedTime")
+            return status if confirmed or status.get("phase") in ("Ignored", "Failed") else None
+
+        wait_for("the fencing confirmed", fenced, timeout=40, interval=0.1)
+        confirmed = time.monotonic()
+        status = cloud.wait_phase("fev", name, {"Finished", "Ignored", "Failed"}, 60)
+        finished = time.monotonic()
+        print(
+            f"\nnova-compute and agent stopped -> FailureEvent {detected - killed:.2f}s, "
+            f"-> power Off confirmed {confirmed - detected:.2f}s, "
+            f"-> Finished {finished - confirmed:.2f}s; total {finished - killed:.2f}s"
+        )
+        fencing = assert_fenced_then_evacuated(cloud, status, moved=2)
+        assert fencing["method"] == "redfish" and fencing["requests"] == 1, fencing
+        assert lab.redfish_power("lost") == "Off" and lab.redfish_power("spare") == "On"
+        assert lab.power_off_requests("redfish", "lost") == 1
+        assert {m["destinationHost"] for m in status["instances"]} == {"spare"}
+        assert lab.password not in cloud.operator.log()
