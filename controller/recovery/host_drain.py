@@ -271,6 +271,14 @@ class Drains:
                 await self._failed(run, move, refused)
             if refused is not None:
                 return
+        elif move.status == DrainMoveStatus.PENDING:
+            # A retry finds the attempt that timed out still running: this attempt waits for
+            # it, counted, with a bound of its own (counted from its start, the migration's
+            # stays for Nova's records). Failing at once again spun without a pause.
+            move.status, move.attempts = DrainMoveStatus.ONGOING, move.attempts + 1
+            await self._write(run)
+            await self._follow(run, move, since=self.clock())
+            return
         await self._follow(run, move)
 
     async def _ask(self, run: _Run, move: DrainMove) -> str | None:
@@ -308,9 +316,9 @@ class Drains:
         finally:
             lock.release()
 
-    async def _follow(self, run: _Run, move: DrainMove) -> None:
+    async def _follow(self, run: _Run, move: DrainMove, since: datetime | None = None) -> None:
         loop = asyncio.get_running_loop()
-        started = move.start_time or self.clock()
+        started = since or move.start_time or self.clock()
         elapsed = (self.clock() - started).total_seconds()
         deadline = loop.time() + max(run.policy.instance_timeout_seconds - elapsed, 0)
         while loop.time() < deadline:

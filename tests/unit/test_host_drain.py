@@ -451,3 +451,35 @@ async def _killed_anywhere(deaths: list[tuple[int, bool]], failing: dict[str, in
     assert {m.status for m in final.instances} == {"succeeded"}
     assert nova.landed == {"i0": 1, "i1": 1, "i2": 1}
     assert all(s.vm_state == "stopped" and s.host == "c2" for s in nova.servers.values())
+
+
+def test_a_retry_waits_for_a_timed_out_migration_nova_still_runs() -> None:
+    asyncio.run(_a_retry_waits_for_a_timed_out_migration_nova_still_runs())
+
+
+async def _a_retry_waits_for_a_timed_out_migration_nova_still_runs() -> None:
+    """The first attempt runs past its timeout and Nova still runs it. Its retry must wait for
+    it, one bounded attempt, not fail at once again: that failed, retried and failed again
+    without a pause, the attempt never counted, reading Nova and writing the status as fast as
+    the loop could go until Nova ended the migration."""
+    nova = Nova(1)
+    # 0.3 s: below the schema's minimum, so that the test does not wait for ten.
+    policy = POLICY.model_copy(update={"instance_timeout_seconds": 0.3, "attempts": 10})
+    drains, store, _ = _drains(nova)
+    drains.reconcile("ns", "c1", "c1", "seg", _view(), policy, nova)  # type: ignore[arg-type]
+    await _until("asked", lambda: nova.records)
+    await asyncio.sleep(0.5)  # the first attempt timed out; Nova runs on
+    writes = nova.calls.count("write")
+    await asyncio.sleep(0.2)
+    writes = nova.calls.count("write") - writes
+    print(f"status writes in 0.2 s while the timed-out migration runs on: {writes}")
+    assert writes <= 2, writes
+    nova.land("i0")
+    await _until("ended", lambda: not drains.running("ns", "c1"))
+    final = store.writes[-1]
+    (move,) = final.instances
+    # Landed about 0.7 s in: the first attempt, then waits of 0.3 s each, each counted.
+    assert (final.phase, move.status) == ("Drained", "succeeded"), move
+    print(f"attempts: {move.attempts}")
+    assert 2 <= move.attempts < 10, move
+    assert nova.calls.count("live_migrate i0") == 1
