@@ -24,14 +24,15 @@ class NovaBackend(Protocol):
         *,
         metadata: dict[str, str] | None = None,
         stopped: bool = False,
+        image: str | None = None,
     ) -> list[str]:
-        """Create `count` servers on `host` and wait until they are ACTIVE (or SHUTOFF when
-        stopped); returns their ids."""
+        """Create `count` servers on `host` (from `image`, else boot_image) and wait until they
+        are ACTIVE (or SHUTOFF when stopped); returns their ids."""
         ...
 
     def create_image(self, properties: dict[str, str], tags: list[str]) -> str:
-        """Register an image (no data needed) with these properties and tags in Glance;
-        returns its id. reset() removes it."""
+        """Register an image with these properties and tags in Glance, bootable; returns its
+        id. reset() removes it."""
         ...
 
     def kill_host(self, host: str) -> None:

@@ -161,13 +161,14 @@ class SimBackend:
         *,
         metadata: dict[str, str] | None = None,
         stopped: bool = False,
+        image: str | None = None,
     ) -> list[str]:
         body = {
             "host": host,
             "count": count,
             "metadata": metadata or {},
             "stopped": stopped,
-            "image": self.boot_image,
+            "image": image or self.boot_image,
         }
         return list(self.sim.control("POST", "servers", body)["ids"])
 

@@ -62,11 +62,12 @@ class NovaLabBackend:
         *,
         metadata: dict[str, str] | None = None,
         stopped: bool = False,
+        image: str | None = None,
     ) -> list[str]:
         created = [
             self.compute.create_server(
                 name=f"{host}-{index}",
-                image_id=self.lab.image_id,
+                image_id=image or self.lab.image_id,
                 flavor_id=self.lab.flavor_id,
                 networks="none",
                 # An admin's "zone:host" places the server on that host, whatever the filters say.
@@ -94,7 +95,15 @@ class NovaLabBackend:
         }
         response = self._connection.image.post("/images", json=body)
         raise_from_response(response)
-        return str(response.json()["id"])
+        image_id = str(response.json()["id"])
+        # 1 MiB of zeros, as the lab's own image: enough for the fake driver to boot from it.
+        upload = self._connection.image.put(
+            f"/images/{image_id}/file",
+            data=b"\0" * 2**20,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        raise_from_response(upload)
+        return image_id
 
     def kill_host(self, host: str) -> None:
         self.lab.kill_compute(host)
