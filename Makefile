@@ -65,12 +65,28 @@ pacemaker-lab:
 demo: $(BIN)/.installed control-plane
 	$(BIN)/python hack/demo/demo.py $(if $(KEEP),--keep)
 
-## Host recovery on real Nova 34 side by side: the operator, real Masakari 22 (API + engine),
-## the raw evacuate calls; N = 3 and 30, interleaved, timed by one observer polling Nova.
-## Prints a table; writes bench/results/side_by_side.{json,svg}. Root (the lab); 18 min here.
-## BENCH_ARGS, e.g. "--servers 3 --runs 5 --wait-period-after-service-update 180".
-bench: $(BIN)/.installed control-plane nova-lab
-	$(BIN)/python bench/side_by_side.py $(BENCH_ARGS)
+## Issue 12's figures in one run; each part writes JSON + SVG under bench/results/, then
+## bench/report.py prints one table, rewrites the README's performance table and renders PNGs.
+## Root (the labs). The parts, in PARTS (default all three):
+##   nova       real Nova 34: the operator, real Masakari 22 (API + engine), the raw evacuate
+##              calls; N = 3 and 30, interleaved, one observer polling Nova (18 min here)
+##   pacemaker  20 SIGKILLed Pacemaker nodes: to OFFLINE, fencing confirmed, FailureEvent
+##   sim        100 servers on the simulator, 2 s per evacuation, concurrency 3, 10, 50
+## NOVA_ARGS (or BENCH_ARGS), PACEMAKER_ARGS, SIM_ARGS change or shorten a part, e.g.
+## make bench PARTS=sim SIM_ARGS="--instances 20 --concurrency 10".
+PARTS ?= nova pacemaker sim
+NOVA_ARGS ?= $(BENCH_ARGS)
+PACEMAKER_ARGS ?= --runs 20
+SIM_ARGS ?=
+bench: $(BIN)/.installed control-plane $(if $(filter nova,$(PARTS)),nova-lab) \
+    $(if $(filter pacemaker,$(PARTS)),pacemaker-lab) $(if $(filter 0,$(shell id -u)),chromium)
+	set -e; for part in $(PARTS); do case $$part in \
+	  nova) $(BIN)/python bench/side_by_side.py $(NOVA_ARGS) ;; \
+	  pacemaker) $(BIN)/python bench/hostmonitor_detection.py --alerts $(PACEMAKER_ARGS) ;; \
+	  sim) $(BIN)/python bench/host_recovery.py $(SIM_ARGS) ;; \
+	  *) echo "make bench: unknown part $$part (nova, pacemaker, sim)" >&2; exit 2 ;; \
+	esac; done
+	$(BIN)/python bench/report.py
 
 ## Every test tier that this machine can run.
 test: $(BIN)/.installed control-plane monitoring-crds helm promtool chromium nova-lab pacemaker-lab

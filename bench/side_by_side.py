@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -37,13 +35,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import results_io  # noqa: E402
 from bench.real_nova_recovery import operator, raw_sdk, wait_settled  # noqa: E402
 from tests.harness import control_plane  # noqa: E402
 from tests.harness.nova_lab import running_nova_backend  # noqa: E402
 from tests.harness.nova_lab.lab import RPC_RESPONSE_TIMEOUT, SERVICE_DOWN_TIME, TOKEN  # noqa: E402
 from tests.harness.nova_lab.masakari import EngineWaits, RealMasakari, running_masakari  # noqa: E402
 
-RESULTS = REPO / "bench" / "results"
 #: Beyond Masakari's own waits: the F14 hang (rpc_response_timeout) and the evacuations.
 MASAKARI_SLACK = 300
 
@@ -138,31 +136,6 @@ def summary(times: list[float], floor: float) -> dict[str, Any]:
     }
 
 
-def svg_chart(results: dict[str, Any]) -> str:
-    """Horizontal bars of the medians, drawn by hand: no plotting dependency for one chart."""
-    rows = [
-        (f"N={n} {side}", r["median"]) for n, sides in results.items() for side, r in sides.items()
-    ]
-    widest = max(value for _, value in rows)
-    height = 24 * len(rows) + 30
-    bars = []
-    for index, (label, value) in enumerate(rows):
-        y = 20 + 24 * index
-        width = 500 * value / widest
-        bars.append(
-            f'<text x="150" y="{y + 14}" text-anchor="end">{label}</text>'
-            f'<rect x="160" y="{y}" width="{width:.1f}" height="18" fill="#4a7ab5"/>'
-            f'<text x="{165 + width:.1f}" y="{y + 14}">{value:.2f} s</text>'
-        )
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" '
-        'font-family="sans-serif" font-size="12">'
-        '<text x="10" y="12">kill to every server settled elsewhere, median (real Nova 34)</text>'
-        + "".join(bars)
-        + "</svg>\n"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -214,25 +187,18 @@ def main() -> int:
                 f"  N={n:>3} {name:<9} {r['median']:7.2f}s ({r['min']:.2f}-{r['max']:.2f})"
                 f"  {r['x_raw']:.2f}x"
             )
-    conditions = {
-        "masakari_engine": waits.as_dict(),
-        "nova": {
-            "rpc_response_timeout": RPC_RESPONSE_TIMEOUT,
-            "service_down_time": SERVICE_DOWN_TIME,
-        },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_1m_at_end": round(os.getloadavg()[0], 2),
-            "python": platform.python_version(),
-        },
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    conditions = results_io.conditions(
+        masakari_engine=waits.as_dict(),
+        nova={"rpc_response_timeout": RPC_RESPONSE_TIMEOUT, "service_down_time": SERVICE_DOWN_TIME},
+    )
     print(f"conditions: {json.dumps(conditions)}")
-    RESULTS.mkdir(exist_ok=True)
-    report = {"results": results, "conditions": conditions}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{args.name}.svg").write_text(svg_chart(results))
-    print(f"wrote {RESULTS.relative_to(REPO)}/{args.name}.json and .svg")
+    rows = [
+        (f"N={n} {side}", r["median"]) for n, sides in results.items() for side, r in sides.items()
+    ]
+    chart = results_io.bar_chart(
+        "kill to every server settled elsewhere, median (real Nova 34)", rows
+    )
+    results_io.write(args.name, {"results": results, "conditions": conditions}, chart)
     return 0
 
 
