@@ -48,6 +48,13 @@ class ProcessFailure:
     async def _enable(self) -> Outcome:
         service = await self.nova.compute_service(self.host)
         ours = (service.disabled_reason or "").startswith(REASON_PREFIX)
+        begun = any(
+            s.name == ENABLE and s.state == StepState.RUNNING for s in self.progress.status.steps
+        )
+        if service.is_enabled and begun:
+            # Resumed after a restart between the enable call and the write of its end: the
+            # service is enabled by this recovery, not found so.
+            return await self._enabled()
         if service.is_enabled or not ours or not self.may_enable:
             why = (
                 "already enabled"
@@ -59,5 +66,8 @@ class ProcessFailure:
             return Outcome.finished("Recorded", f"nova-compute started on {self.host}: {why}")
         await self.progress.begin(ENABLE, f"enabling nova-compute on {self.host}")
         await self.nova.enable_service(self.host)
+        return await self._enabled()
+
+    async def _enabled(self) -> Outcome:
         await self.progress.end(ENABLE, StepState.SUCCESS, "compute service enabled")
         return Outcome.finished("ComputeServiceEnabled", f"{self.host} back in the scheduler")

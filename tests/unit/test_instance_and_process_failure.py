@@ -7,9 +7,9 @@ import dataclasses
 
 from controller.recovery.instance_failure import InstanceFailure
 from controller.recovery.outcome import Outcome
-from controller.recovery.process_failure import REASON_PREFIX, ProcessFailure
+from controller.recovery.process_failure import ENABLE, REASON_PREFIX, ProcessFailure
 from controller.recovery.progress import Progress
-from controller.resources.failure_event import FailureEventStatus
+from controller.resources.failure_event import FailureEventStatus, StepState
 from controller.resources.segment import InstanceFailurePolicy
 from tests.unit.fake_nova import FakeNova
 
@@ -57,7 +57,11 @@ def test_restart_rate_limit_and_unrecoverable_states() -> None:
 
 
 def process(
-    nova: FakeNova, stopped: bool, name: str = "nova-compute", may_enable: bool = True
+    nova: FakeNova,
+    stopped: bool,
+    name: str = "nova-compute",
+    may_enable: bool = True,
+    status: FailureEventStatus | None = None,
 ) -> Outcome:
     failure = ProcessFailure(
         event="ev",
@@ -65,7 +69,7 @@ def process(
         process=name,
         stopped=stopped,
         nova=nova,  # type: ignore[arg-type]
-        progress=Progress(FailureEventStatus(), _store),
+        progress=Progress(status or FailureEventStatus(), _store),
         may_enable=may_enable,
     )
     return asyncio.run(failure.run())
@@ -79,6 +83,22 @@ def test_nova_compute_stopped_then_started() -> None:
     assert nova.services["h1"].status == "disabled"
     assert process(nova, stopped=False).reason == "ComputeServiceEnabled"
     assert nova.services["h1"].status == "enabled"
+
+
+def test_started_resumed_after_the_enable_call_ends_its_step() -> None:
+    """The operator killed between enabling the service and writing that it did: the resumed
+    recovery finds the service enabled. That is its own doing (the step was begun), not a
+    service someone else left enabled: it ends the step and says it enabled the service."""
+    nova = FakeNova(["h1"])
+    status = FailureEventStatus()
+    progress = Progress(status, _store)
+    asyncio.run(progress.begin(ENABLE, "enabling nova-compute on h1"))
+    # The service as the killed run left it: enabled, by its call.
+    assert nova.services["h1"].status == "enabled"
+    outcome = process(nova, stopped=False, status=status)
+    assert (outcome.phase, outcome.reason) == ("Finished", "ComputeServiceEnabled"), outcome
+    [step] = status.steps
+    assert (step.name, step.state) == (ENABLE, StepState.SUCCESS), step
 
 
 def test_started_leaves_a_service_someone_else_disabled() -> None:
