@@ -80,6 +80,7 @@ def pacemaker_rows(report: dict[str, Any]) -> list[Row]:
 
     gap = summary["event_after_fenced"]
     idle = monitor["idle"]["with_crm_mon_percent"]
+    own_clock = report.get("fencing_clock") == "Pacemaker's own"
     clock = f" (times of OFFLINE and fencing: {report.get('fencing_clock', '?')})"
     return [
         Row(
@@ -89,12 +90,18 @@ def pacemaker_rows(report: dict[str, Any]) -> list[Row]:
         Row("Pacemaker", "SIGKILL to FailureEvent", median("event_created"), "", None),
         Row(
             "Pacemaker",
-            "FailureEvent after fencing confirmed",
-            "not measured"
-            if gap["median"] is None
-            else f"median {gap['median']:.3f} s, min {gap['min']:.3f} s, max {gap['max']:.3f} s",
-            "median ≤ 0.5 s, never < 0",
-            None if gap["median"] is None else gap["median"] <= 0.5 and gap["min"] >= 0,
+            "FailureEvent after fencing confirmed, median",
+            "not measured" if gap["median"] is None else f"{gap['median']:.3f} s",
+            "≤ 0.5 s",
+            None if gap["median"] is None else gap["median"] <= 0.5,
+        ),
+        # Only Pacemaker's own clock can say "before": an alert reaches each node late.
+        Row(
+            "Pacemaker",
+            "FailureEvent after fencing confirmed, least",
+            "not measured" if gap["min"] is None else f"{gap['min']:.3f} s",
+            "never < 0",
+            None if gap["min"] is None or not own_clock else gap["min"] >= 0,
         ),
         Row(
             "Pacemaker",
