@@ -3,8 +3,9 @@
 As Nova 34 does it (nova/compute/api.py resize, nova/conductor/tasks/migrate.py,
 nova/compute/manager.py prep_resize / resize_instance / finish_resize / confirm_resize):
 - the API checks policy (admin), the lock, the state (active or stopped, no task), that the
-  source's nova-compute is up (409 otherwise), then calls the conductor synchronously: a
-  scheduler that finds no host answers 400 "No valid host" and nothing changes;
+  source's nova-compute is up (409 otherwise), and a named host; then the conductor schedules
+  it: a scheduler that finds no host ends the record in "error" and leaves the server as it
+  was, the call already accepted (Nova 34 on the lab; no 400 No valid host);
 - accepted, the record (type "migration") is "pre-migrating" and the server `resize_prep` while
   the destination prepares; the source then powers the guest off and copies its disk
   ("migrating", `resize_migrating`), hands it over (the server's host becomes the destination)
@@ -49,18 +50,20 @@ def migrate(cloud: Cloud, server_id: str, ctx: Context, target: str | None) -> N
         raise ApiError(409, "Service is unavailable at this time.")
     if target is not None:
         cloud.host(target)
+    now = cloud.clock()
+    migration = Migration(
+        len(cloud.migrations) + 1, cloud.new_uuid(), server.id, server.project_id,
+        source.name, None, "pre-migrating", now, now, "migration",
+    )  # fmt: skip
+    cloud.migrations.append(migration)
+    cloud.migrations_by_instance.setdefault(server.id, []).append(migration)
     dest = (
         None if target == source.name else cloud.select_destination(server, source, target, False)
     )
     if dest is None:
-        raise ApiError(400, "No valid host was found. No valid host found for cold migrate")
-    now = cloud.clock()
-    migration = Migration(
-        len(cloud.migrations) + 1, cloud.new_uuid(), server.id, server.project_id,
-        source.name, dest.name, "pre-migrating", now, now, "migration",
-    )  # fmt: skip
-    cloud.migrations.append(migration)
-    cloud.migrations_by_instance.setdefault(server.id, []).append(migration)
+        migration.status = "error"  # the conductor's NoValidHost: nothing else changes
+        return
+    migration.dest_compute = dest.name
     dest.claim(server.flavor)
     server.task_state, server.updated = "resize_prep", now
     server.task_seq += 1
