@@ -75,7 +75,7 @@ def logged_at(log: str, message: str) -> float | None:
 RECORDER = "bench-alert.sh"
 RECORD = "bench-alerts.log"
 RECORDER_SCRIPT = """#!/bin/sh
-echo "$CRM_alert_timestamp_epoch.$CRM_alert_timestamp_usec $CRM_alert_kind $CRM_alert_node \
+echo "$CRM_alert_timestamp_epoch $CRM_alert_timestamp_usec $CRM_alert_kind $CRM_alert_node \
 rc=$CRM_alert_rc $CRM_alert_desc" >> "$CRM_alert_recipient"
 """
 
@@ -109,15 +109,15 @@ def recorded(lab: pacemaker_lab.PacemakerLab, kind: str, since: float) -> float 
     path = lab.nodes[OBSERVED].directory / "var-lib-pacemaker" / RECORD
     lines = path.read_text().splitlines() if path.exists() else []
     for line in lines:
-        fields = line.split(maxsplit=4)
-        if len(fields) < 4 or fields[2] != VICTIM:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5 or fields[3] != VICTIM:
             continue
-        try:
-            when = float(fields[0])
+        try:  # the microseconds are a number of their own, not always six digits
+            when = int(fields[0]) + int(fields[1]) / 1e6
         except ValueError:
             continue
-        lost = fields[1] == "node" and len(fields) == 5 and fields[4].startswith("lost")
-        fenced = fields[1] == "fencing" and fields[3] == "rc=0"
+        lost = fields[2] == "node" and len(fields) == 6 and fields[5].startswith("lost")
+        fenced = fields[2] == "fencing" and fields[4] == "rc=0"
         if when >= since and (lost if kind == "lost" else fenced):
             return when
     return None
