@@ -31,6 +31,7 @@ RESULTS = REPO / "bench" / "results"
 README = REPO / "README.md"
 README_BEGIN = "<!-- bench:begin (bench/report.py writes this table) -->"
 README_END = "<!-- bench:end -->"
+MIN_WINDOW = 200
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,9 @@ def render_png(svg: Path, chromium: str) -> Path:
                 "--no-first-run",
                 f"--user-data-dir={profile}",
                 "--hide-scrollbars",
-                f"--window-size={width.group(1)},{height.group(1)}",
+                # Below about 150 px of window headless Chromium paints only the top of the
+                # page; a taller window leaves white below the chart instead.
+                f"--window-size={width.group(1)},{max(int(height.group(1)), MIN_WINDOW)}",
                 f"--screenshot={png}",
                 svg.as_uri(),
             ],
