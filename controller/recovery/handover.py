@@ -11,22 +11,25 @@ live or cold migration (an older one was overtaken by it). For a live one:
 - completed, or landed on its destination (Nova shows the instance there, settled) with the
   record still open: the drain moved it. Recorded as such, never evacuated;
 - ended in failure: Nova rolled it back and cleaned its destination: evacuated as usual;
-- open before its switch-over (queued, preparing, running) off a host fenced for sure (a fencing
-  record, a BMC read Off: `confirmed_off`): evacuated at once. Nova's source compute drives
-  these three states, and its memory is gone: nothing in Nova will ever end them, so waiting
-  only keeps the guest down. A placement plan keeps it off the migration's destination
-  (`open_destination`), which may still hold the incoming copy and its resources;
+- open before the guest can have started on the destination (queued, preparing) off a host
+  fenced for sure (a fencing record, a BMC read Off: `confirmed_off`): evacuated at once.
+  Nova's source compute drives these states, and its memory is gone: nothing in Nova will ever
+  end them, so waiting only keeps the guest down. A placement plan keeps it off the migration's
+  destination (`open_destination`), which may hold the resources claimed for it;
 - otherwise still open (the host only reported down, with fencing.method none; Nova's conductor
-  still checking it, `accepted`; or after its switch-over): Nova may still end it by itself
-  (its conductor fails one whose source does not answer, the destination lands one its source
-  handed over), and an evacuation racing that would have both write the instance, so the
-  recovery waits: at most `NOVA_ENDS_WITHIN` from its first look, and never past the drain's
-  own bound (`maintenance.instanceTimeoutSeconds` from the migration's start). Past that, one
-  before its switch-over is evacuated as above;
-- open after its switch-over (post-migrating, running (post-copy)), past the wait: the guest
-  may already run on the destination while Nova still places it on the failed host. The move
-  fails for a person to look at: evacuating would start a second copy of a guest that may be
-  running, on the same disks.
+  still checking it, `accepted`; or `running`): Nova may still end it by itself (its conductor
+  fails one whose source does not answer, the destination lands one its source handed over),
+  and an evacuation racing that would have both write the instance, so the recovery waits: at
+  most `NOVA_ENDS_WITHIN` from its first look, and never past the drain's own bound
+  (`maintenance.instanceTimeoutSeconds` from the migration's start). Past that, one that had
+  not reached `running` is evacuated as above;
+- `running` or `running (post-copy)`, past the wait: the guest may run on the destination while
+  Nova still places it on the failed host. In Nova 34 a live migration stays `running` after
+  libvirt has resumed the guest on the destination, through the whole of the source's
+  `_post_live_migration` (ports, volumes, the call to the destination), and only then becomes
+  `completed`: no record or instance field tells the two sides of the switch-over apart. The
+  move fails for a person to look at (is the domain running on the destination?): evacuating
+  would start a second copy of a guest that may be running, on the same disks.
 
 For a cold one (`_learn_cold`) the instance's host says everything: Nova's source hands the
 instance over (sets its host to the destination) only after its disk is copied and its guest
@@ -62,13 +65,16 @@ from controller.resources.segment import FencingMethod
 LIVE_MIGRATION = "live-migration"  # Nova's migration_type
 COLD_MIGRATION = "migration"
 COMPLETED_MIGRATION = ENDED_MIGRATION - FAILED_MIGRATION
-# Nova's statuses once the guest runs on the destination (libvirt's switch-over done, or
-# post-copy started): the source no longer holds the only copy.
-SWITCHED_OVER = frozenset({"post-migrating", "running (post-copy)"})
-# Nova's statuses written by the source compute, before the switch-over: from the conductor's
-# cast to the source (queued) through the wait on the destination's preparation (preparing) to
-# libvirt's pre-copy (running). With the source off no one in Nova writes the record again.
-SOURCE_DRIVEN = frozenset({"queued", "preparing", "running"})
+# Nova's live-migration statuses under which the guest may run on the destination: libvirt's
+# job under way (`running`: its pre-copy may have ended with the guest resumed there, and Nova
+# keeps `running` until its source has finished _post_live_migration), or post-copy started.
+# (`post-migrating` is Nova's status for cold migrations and resizes, never live ones.)
+MAYBE_SWITCHED_OVER = frozenset({"running", "running (post-copy)"})
+# Nova's statuses written by the source compute before libvirt's job starts: from the
+# conductor's cast to the source (queued) through the wait on the destination's preparation
+# (preparing). No guest on the destination yet, and with the source off no one in Nova writes
+# the record again.
+SOURCE_DRIVEN = frozenset({"queued", "preparing"})
 # Nova's rpc_response_timeout (60 s by default): what Nova can still do to an open live
 # migration without its source is a call already made that times out or completes within it
 # (the conductor's check of an `accepted` one calls the source; the destination lands a
@@ -178,7 +184,7 @@ def learn(
     if not expired:
         waiting = f"waiting for its live migration to {dest} ({migration.status})"
         return Handover(Learned.WAIT, migration, waiting)
-    if migration.status in SWITCHED_OVER:
+    if migration.status in MAYBE_SWITCHED_OVER:
         return Handover(
             Learned.UNSURE,
             migration,

@@ -139,55 +139,59 @@ def test_leaving_maintenance_mid_drain_stops_it_and_the_host_returns(cloud_facto
     assert service.status == "enabled"
 
 
-def test_a_host_failure_mid_drain_hands_over_and_every_instance_moves_once(
+def test_a_host_failure_mid_drain_hands_over_and_no_instance_moves_twice(
     cloud_factory: Any,
 ) -> None:
     """Issue 14: compute1 dies with two live migrations running (the simulator leaves them
     `running` for ever, as Nova does when the source dies). The failure is recovered although
     the host is on maintenance: the drain hands over, the recovery waits for the open
-    migrations as long as the drain would have (10 s from their start), then evacuates them
-    with the rest. Each instance moves once: by the drain or by the recovery."""
+    migrations as long as the drain would have (10 s from their start), and evacuates the
+    rest. The two `running` ones are failed for a person, never evacuated: in Nova 34 a record
+    stays `running` after the guest resumed on the destination, so one of them may run there.
+    No instance moves twice."""
     count = 10
     cloud = _draining(cloud_factory, count, "2", instanceTimeoutSeconds=10)
     assert cloud.sim is not None
     cloud.sim.control("POST", "hosts/compute1/kill")
     cloud.apply(host_failure("compute1-down", "compute1"))
-    event = cloud.wait_phase("fev", "compute1-down", {"Finished", "Ignored", "Failed"}, 120)
+    event = cloud.wait_phase("fev", "compute1-down", {"Error", "Failed", "Finished"}, 120)
     drain = _wait_drain(cloud, {"HandedOver"}, timeout=30)
 
-    assert (event["phase"], event["reason"]) == ("Finished", "Recovered"), event
+    assert (event["phase"], event["reason"]) != ("Finished", "Recovered"), event
     grouped = _by_status(drain)
     assert "ongoing" not in grouped and "pending" not in grouped, grouped.keys()
     by_drain = {m["instanceUuid"] for m in grouped.get("succeeded", [])}
-    left_running = [
+    left_running = {
         m["instanceUuid"]
         for m in grouped.get("cancelled", [])
         if "during its live migration" in (m.get("message") or "")
-    ]
-    assert left_running, "the host died with no live migration running: the test is moot"
-    evacuated = {
-        m["instanceUuid"]
-        for m in event["instances"]
-        if (m["status"], m["type"]) == ("succeeded", "evacuation")
     }
-    assert evacuated.isdisjoint(by_drain)
-    assert evacuated | by_drain == {s["id"] for s in _servers(count)}
-    assert set(left_running) <= evacuated
+    assert left_running, "the host died with no live migration running: the test is moot"
+    moves = {m["instanceUuid"]: m for m in event["instances"]}
+    evacuated = {
+        i for i, m in moves.items() if (m["status"], m["type"]) == ("succeeded", "evacuation")
+    }
+    for instance in left_running:
+        assert moves[instance]["status"] == "failed", moves[instance]
+        assert "may run there" in moves[instance]["message"], moves[instance]
+    assert evacuated.isdisjoint(by_drain | left_running)
+    assert evacuated | by_drain | left_running == {s["id"] for s in _servers(count)}
     time.sleep(3)  # passes go on: nothing more may move
-    assert _moves(cloud) == {s["id"]: 1 for s in _servers(count)}, "an instance moved twice"
+    assert _moves(cloud) == {i: 1 for i in evacuated | by_drain}, "an instance moved twice"
 
     nova = cloud.nova()
     for server in nova.compute.servers(all_projects=True):
-        assert (server.status, server.compute_host != "compute1") == ("ACTIVE", True), server
+        if server.id not in left_running:
+            assert (server.status, server.compute_host != "compute1") == ("ACTIVE", True), server
     live = {}
     for migration in nova.compute.migrations():
         if migration.migration_type == "live-migration":
             live.setdefault(migration.server_id, []).append(migration.status)
     # One live migration per instance the drain started, never a second; the ones the host
-    # died under stay "running" in Nova, evacuated all the same.
+    # died under stay "running" in Nova, and their instances where Nova places them.
     assert all(len(statuses) == 1 for statuses in live.values()), live
     assert {i for i, (status,) in live.items() if status == "completed"} == by_drain
-    assert {i for i, (status,) in live.items() if status == "running"} == set(left_running)
+    assert {i for i, (status,) in live.items() if status == "running"} == left_running
     reasons = {e["reason"] for e in cloud.events("compute1")}
     assert "DrainHandedOver" in reasons, reasons
 

@@ -82,7 +82,7 @@ def test_what_the_recovery_learns_from_a_cold_migration(
         (_server(), [_live("running", source="h3")], True, Learned.NOTHING),
         (_server("h2", None), [_live("completed")], False, Learned.LANDED),
         # The destination took it; its dead source never marked the record completed.
-        (_server("h2", None), [_live("post-migrating")], False, Learned.LANDED),
+        (_server("h2", None), [_live("running")], False, Learned.LANDED),
         # Elsewhere, but not where the migration went: someone else moved it.
         (_server("h3", None), [_live("running")], False, Learned.NOTHING),
         # Completed long ago, back on the failed host since: that move is not this one.
@@ -90,10 +90,12 @@ def test_what_the_recovery_learns_from_a_cold_migration(
         (_server(task=None), [_live("error")], False, Learned.NOTHING),
         (_server(), [_live("queued")], False, Learned.WAIT),
         (_server(), [_live("running")], False, Learned.WAIT),
-        (_server(), [_live("post-migrating")], False, Learned.WAIT),
-        (_server(), [_live("running")], True, Learned.EVACUATE),
+        (_server(), [_live("running (post-copy)")], False, Learned.WAIT),
+        (_server(), [_live("queued")], True, Learned.EVACUATE),
         (_server(), [_live("preparing")], True, Learned.EVACUATE),
-        (_server(), [_live("post-migrating")], True, Learned.UNSURE),
+        # libvirt's job under way: the guest may have resumed on the destination already,
+        # the record `running` until the source's bookkeeping ends (Nova 34).
+        (_server(), [_live("running")], True, Learned.UNSURE),
         (_server(), [_live("running (post-copy)")], True, Learned.UNSURE),
         # Only the newest counts: an earlier attempt's failure, then one still running.
         (_server(), [_live("error", age=60, mid="1"), _live("running")], False, Learned.WAIT),
@@ -115,13 +117,14 @@ def test_what_the_recovery_learns_from_the_newest_live_migration(
 @pytest.mark.parametrize(
     ("server", "status", "learned", "past_the_wait"),
     [
-        # Only the source writes these: off, it never will; nothing to wait for.
+        # Only the source writes these, before any guest on the destination: off, it never
+        # will; nothing to wait for.
         (_server(), "queued", Learned.EVACUATE, Learned.EVACUATE),
         (_server(), "preparing", Learned.EVACUATE, Learned.EVACUATE),
-        (_server(), "running", Learned.EVACUATE, Learned.EVACUATE),
         # The conductor's check may still fail it; the destination may still land it.
         (_server(), "accepted", Learned.WAIT, Learned.EVACUATE),
-        (_server(), "post-migrating", Learned.WAIT, Learned.UNSURE),
+        # The guest may run on the destination, which may still land it: never evacuated.
+        (_server(), "running", Learned.WAIT, Learned.UNSURE),
         (_server(), "running (post-copy)", Learned.WAIT, Learned.UNSURE),
         # What Nova already did stays decided.
         (_server("h2", None), "running", Learned.LANDED, Learned.LANDED),
@@ -265,10 +268,10 @@ def _recover(
     return outcome, clock.monotonic() - start
 
 
-def test_a_live_migration_left_running_is_waited_for_then_evacuated_off_its_destination() -> None:
+def test_a_live_migration_left_preparing_is_waited_for_then_evacuated_off_its_destination() -> None:
     nova, clock = _cloud("a", "b", "c")
     for name in ("a", "b"):
-        nova.live_migration(f"uuid-{name}", "h2")
+        nova.live_migration(f"uuid-{name}", "h2", status="preparing")
     store = Store()
     outcome, waited = _recover(nova, clock, store, timeout=60, placement=PlacementPolicy())
     assert (outcome.phase, outcome.reason) == ("Finished", "Recovered")
@@ -305,8 +308,11 @@ def test_a_live_migration_nova_ends_while_waited_for_decides_the_move() -> None:
 
 
 def test_a_guest_that_may_run_on_the_destination_is_never_evacuated() -> None:
+    """Nova 34 keeps a live migration `running` after libvirt resumed the guest on the
+    destination, until its source has finished its own bookkeeping: a source dead in that
+    window leaves a `running` record and a guest alive on h2."""
     nova, clock = _cloud("switched", "plain")
-    nova.live_migration("uuid-switched", "h2", status="post-migrating")
+    nova.live_migration("uuid-switched", "h2", status="running")
     store = Store()
     outcome, waited = _recover(nova, clock, store, timeout=30)
     assert (outcome.phase, outcome.reason) == ("Error", "EvacuationFailed")
@@ -321,7 +327,7 @@ def test_a_guest_that_may_run_on_the_destination_is_never_evacuated() -> None:
 
 def test_a_migration_that_started_long_ago_is_not_waited_for_again() -> None:
     nova, clock = _cloud("a")
-    nova.live_migration("uuid-a", "h2", created_at=clock() - timedelta(hours=1))
+    nova.live_migration("uuid-a", "h2", status="preparing", created_at=clock() - timedelta(hours=1))
     store = Store()
     outcome, waited = _recover(nova, clock, store, timeout=600)
     assert outcome.phase == "Finished"
@@ -330,10 +336,10 @@ def test_a_migration_that_started_long_ago_is_not_waited_for_again() -> None:
 
 
 def test_a_live_migration_off_a_fenced_host_is_evacuated_on_the_first_look() -> None:
-    """Pacemaker fenced h1: the `running` migration can never end, so no wait; a placement plan
-    keeps the evacuation off its destination all the same."""
+    """Pacemaker fenced h1: the `preparing` migration can never end, so no wait; a placement
+    plan keeps the evacuation off its destination all the same."""
     nova, clock = _cloud("a", "b")
-    nova.live_migration("uuid-a", "h2")
+    nova.live_migration("uuid-a", "h2", status="preparing")
     store = Store()
     store.status.fencing = _fencing("pacemaker")
     outcome, waited = _recover(nova, clock, store, timeout=600, placement=PlacementPolicy())
@@ -345,9 +351,13 @@ def test_a_live_migration_off_a_fenced_host_is_evacuated_on_the_first_look() -> 
     assert "can never end" in notes, notes
 
 
-def test_a_switched_over_guest_on_a_fenced_host_is_still_left_for_a_person() -> None:
+@pytest.mark.parametrize("status", ["running", "running (post-copy)"])
+def test_a_maybe_switched_over_guest_on_a_fenced_host_is_still_left_for_a_person(
+    status: str,
+) -> None:
+    """Fenced or not, the source's memory says nothing of the destination's copy."""
     nova, clock = _cloud("switched")
-    nova.live_migration("uuid-switched", "h2", status="running (post-copy)")
+    nova.live_migration("uuid-switched", "h2", status=status)
     store = Store()
     store.status.fencing = _fencing("redfish")
     outcome, waited = _recover(nova, clock, store, timeout=600)
@@ -368,7 +378,7 @@ def test_without_a_fencing_the_wait_is_nova_s_not_the_drains_whole_bound(cold: b
         _stop(nova, "a")
         nova.cold_migration("uuid-a", "h2")
     else:
-        nova.live_migration("uuid-a", "h2")
+        nova.live_migration("uuid-a", "h2", status="preparing")
     store = Store()
     store.status.fencing = _fencing("none")
     outcome, waited = _recover(nova, clock, store, timeout=600)

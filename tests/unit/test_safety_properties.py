@@ -96,7 +96,7 @@ class WatchedNova(FakeNova):
             self.calls.append(("evacuate", server_id, target_host or ""))
             raise NovaError("Nova is unavailable (injected)")
         live = handover.newest(await self.migrations(server_id))
-        if live is not None and live.status in handover.SWITCHED_OVER:
+        if live is not None and live.status in handover.MAYBE_SWITCHED_OVER:
             self.violations.append(f"evacuated {server_id}, which may run on {live.dest_host}")
         await super().evacuate(server_id, target_host)
         if self.servers[server_id].vm_state != "error":  # a rebuild Nova started
