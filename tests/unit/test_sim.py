@@ -316,7 +316,8 @@ def test_outages_refuse_then_hang() -> None:
     # A simulator of its own: a refusal closes the port the module's shared one serves on.
     with running_sim(None) as sim:
         sim.control("PUT", "faults", {"outage": {"mode": "refuse", "seconds": 1.0}})
-        assert _compute_answers(sim) == "ConnectionRefusedError"
+        # A connection the listening socket had accepted just before it closed is reset.
+        assert _compute_answers(sim) in {"ConnectionRefusedError", "ConnectionResetError"}
         with pytest.raises(urllib.error.URLError):
             sim.control("GET", "health")
         time.sleep(1.2)
