@@ -291,7 +291,11 @@ class HostSync:
             return
         lock = self.locks.lock(namespace, name)
         try:
-            await asyncio.wait_for(lock.acquire(), patience)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the lock is granted, and the pass would go on (holding the lock) after
+            # the operator was told to stop.
+            async with asyncio.timeout(patience):
+                await lock.acquire()
         except TimeoutError:
             yield Hold.RECOVERING if self.locks.recovering(namespace, name) else Hold.BUSY
             return
