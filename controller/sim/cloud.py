@@ -254,6 +254,19 @@ class Cloud:
     def new_uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
+    def open_migration(
+        self, server: Server, source: str, status: str, kind: str, now: float
+    ) -> Migration:
+        """A new migration record of `server` off `source`, listed with the others and its
+        instance's: every kind of move starts with one."""
+        migration = Migration(
+            len(self.migrations) + 1, self.new_uuid(), server.id, server.project_id,
+            source, None, status, now, now, kind,
+        )  # fmt: skip
+        self.migrations.append(migration)
+        self.migrations_by_instance.setdefault(server.id, []).append(migration)
+        return migration
+
     def _load(self, spec: topo.Topology) -> None:
         now = self.clock()
         for f in spec.flavors:
@@ -540,12 +553,7 @@ class Cloud:
         if self.service_state(source) == "up":
             raise ApiError(400, f"Compute service of {source.name} is still in use.")
         now = self.clock()
-        migration = Migration(
-            len(self.migrations) + 1, self.new_uuid(), server.id, server.project_id,
-            source.name, None, "accepted", now, now,
-        )  # fmt: skip
-        self.migrations.append(migration)
-        self.migrations_by_instance.setdefault(server.id, []).append(migration)
+        migration = self.open_migration(server, source.name, "accepted", "evacuation", now)
         server.evacuations += 1
         if source.alive:
             server.unfenced_evacuations += 1
@@ -656,12 +664,7 @@ class Cloud:
         if self.service_state(source) != "up":
             raise ApiError(400, f"Compute service of {source.name} is unavailable at this time.")
         now = self.clock()
-        migration = Migration(
-            len(self.migrations) + 1, self.new_uuid(), server.id, server.project_id,
-            source.name, None, "queued", now, now, "live-migration",
-        )  # fmt: skip
-        self.migrations.append(migration)
-        self.migrations_by_instance.setdefault(server.id, []).append(migration)
+        migration = self.open_migration(server, source.name, "queued", "live-migration", now)
         dest = (
             None
             if target == source.name

@@ -26,7 +26,6 @@ from controller.sim.cloud import (
     Cloud,
     Context,
     Host,
-    Migration,
     Server,
 )
 
@@ -51,12 +50,7 @@ def migrate(cloud: Cloud, server_id: str, ctx: Context, target: str | None) -> N
     if target is not None:
         cloud.host(target)
     now = cloud.clock()
-    migration = Migration(
-        len(cloud.migrations) + 1, cloud.new_uuid(), server.id, server.project_id,
-        source.name, None, "pre-migrating", now, now, "migration",
-    )  # fmt: skip
-    cloud.migrations.append(migration)
-    cloud.migrations_by_instance.setdefault(server.id, []).append(migration)
+    migration = cloud.open_migration(server, source.name, "pre-migrating", "migration", now)
     dest = (
         None if target == source.name else cloud.select_destination(server, source, target, False)
     )
