@@ -445,7 +445,6 @@ class Lifecycle:
             for e in await self.store.failure_events(record.namespace, instance=instance)
             if e.name != record.name
             and e.spec.type == FailureType.VM
-            and e.spec.payload.instance_uuid == instance
             and e.spec.generated_time >= since
             and e.status.reason == "Recovered"
         )
