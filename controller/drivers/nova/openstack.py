@@ -13,6 +13,8 @@ current Nova), which would change evacuation semantics under the operator's feet
 
 openstacksdk is synchronous: each call runs in one of the driver's own worker threads under a
 semaphore, so at most `max_concurrency` calls are in flight and the event loop never blocks.
+Servers and hypervisors are read as raw JSON through the sdk's compute adapter (same session,
+microversion, errors and retries), not as Resource objects: see controller.drivers.nova.servers.
 
 Errors become the model's NotFound / Conflict / NoValidHost / Unavailable (or NovaError for
 other refusals). Transient failures (HTTP 5xx, connection errors, timeouts) are retried with
@@ -27,6 +29,7 @@ import asyncio
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,11 +45,11 @@ from openstack import exceptions as sdk_exceptions
 from controller import metrics
 from controller.drivers.lease import NotLeading
 from controller.drivers.nova.glance import image_from_body
+from controller.drivers.nova.servers import server_from_body
 from controller.recovery.nova import (
     Aggregate,
     ComputeService,
     Conflict,
-    Flavor,
     HostCapacity,
     HostResources,
     Image,
@@ -65,6 +68,8 @@ log = logging.getLogger(__name__)
 COMPUTE_MICROVERSION = "2.87"
 COMPUTE_BINARY = "nova-compute"
 _HYPERVISOR_PAGE = 1000  # Nova's default [api] max_limit
+#: Pages of a server listing read at most: a million servers at Nova's default max_limit.
+_SERVER_PAGES = 1000
 #: Keys of a cloud's auth section whose values must never be shown.
 _SECRET_KEYS = ("password", "token", "application_credential_secret", "secret", "passcode")
 
@@ -291,51 +296,52 @@ class OpenStackNova:
 
     # --- servers -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _server(raw: Any) -> Server:
-        flavor = raw.flavor
-        fault = raw.fault if isinstance(raw.fault, Mapping) else None
-        return Server(
-            id=raw.id,
-            name=raw.name,
-            status=raw.status,
-            vm_state=raw.vm_state,
-            task_state=raw.task_state,
-            power_state=raw.power_state,
-            host=raw.compute_host,
-            locked=bool(raw.is_locked),
-            flavor=Flavor(
-                name=flavor.original_name or flavor.name or "",
-                vcpus=int(flavor.vcpus or 0),
-                ram_mb=int(flavor.ram or 0),
-                disk_gb=int(flavor.disk or 0),
-            ),
-            metadata=dict(raw.metadata or {}),
-            project_id=raw.project_id,
-            fault=str(fault.get("message")) if fault else None,
-            # Nova shows "" (no image) for a server booted from a volume.
-            image_id=(raw.image or {}).get("id") or None,
+    def _compute_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET `path` of the compute API, its JSON body (reads where openstacksdk's Resource
+        objects cost more than the request: see controller.drivers.nova.servers)."""
+        response = self._conn.compute.get(
+            path, params=dict(params or {}), microversion=COMPUTE_MICROVERSION
         )
+        sdk_exceptions.raise_from_response(response)
+        return response.json()
+
+    def _list_servers(self, params: Mapping[str, str]) -> list[Mapping[str, Any]]:
+        """Every page of GET /servers/detail. Nova cuts a listing at its [api] max_limit and
+        adds a `next` link whose marker is the last server of the page, with the same filters."""
+        found: list[Mapping[str, Any]] = []
+        query = dict(params)
+        for _page in range(_SERVER_PAGES):
+            body = self._compute_json("/servers/detail", query)
+            items = body.get("servers") or []
+            found.extend(items)
+            more = any(link.get("rel") == "next" for link in body.get("servers_links") or ())
+            if not more or not items:
+                return found
+            marker = str(items[-1]["id"])
+            if marker == query.get("marker"):
+                raise NovaError(f"Nova's server listing repeats its page after {marker}")
+            query = {**params, "marker": marker}
+        raise NovaError(f"more than {_SERVER_PAGES} pages of servers")
 
     async def servers_on_host(self, host: str) -> list[Server]:
-        def servers() -> list[Any]:
-            return list(
-                self._conn.compute.servers(details=True, all_projects=True, compute_host=host)
-            )
-
-        return [self._server(s) for s in await self._call(f"list servers on {host}", servers)]
+        raw = await self._call(
+            f"list servers on {host}",
+            lambda: self._list_servers({"all_tenants": "True", "host": host}),
+        )
+        return [server_from_body(s) for s in raw]
 
     async def all_servers(self) -> list[Server]:
-        def servers() -> list[Any]:
-            return list(self._conn.compute.servers(details=True, all_projects=True))
-
-        return [self._server(s) for s in await self._call("list all servers", servers)]
+        raw = await self._call(
+            "list all servers", lambda: self._list_servers({"all_tenants": "True"})
+        )
+        return [server_from_body(s) for s in raw]
 
     async def server(self, server_id: str) -> Server:
+        path = f"/servers/{urllib.parse.quote(server_id, safe='')}"
         raw = await self._call(
-            f"get server {server_id}", lambda: self._conn.compute.get_server(server_id)
+            f"get server {server_id}", lambda: self._compute_json(path)["server"]
         )
-        return self._server(raw)
+        return server_from_body(raw)
 
     async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
         where = f" to {target_host}" if target_host else ""
@@ -442,9 +448,9 @@ class OpenStackNova:
             # Raw JSON: the sdk marks the capacity fields deprecated (they are gone at 2.88).
             # The pattern matches hypervisor host names; the service host decides.
             def matching(params: dict[str, str]) -> Mapping[str, Any] | None:
-                response = self._conn.compute.get("/os-hypervisors/detail", params=params)
-                sdk_exceptions.raise_from_response(response)
-                for item in response.json().get("hypervisors", []):
+                for item in self._compute_json("/os-hypervisors/detail", params).get(
+                    "hypervisors", []
+                ):
                     if (item.get("service") or {}).get("host") == host:
                         return dict(item)
                 return None
@@ -496,9 +502,7 @@ class OpenStackNova:
         # Raw JSON, paged by hand: the sdk's Hypervisor warns on every deprecated field of
         # each item. Bounded: a cloud of a million nodes would stop at the last page anyway.
         for _page in range(1000):
-            response = self._conn.compute.get("/os-hypervisors/detail", params=params)
-            sdk_exceptions.raise_from_response(response)
-            items = response.json().get("hypervisors", [])
+            items = self._compute_json("/os-hypervisors/detail", params).get("hypervisors", [])
             for item in items:
                 host = (item.get("service") or {}).get("host")
                 if host in wanted and host not in found:
