@@ -1,5 +1,6 @@
-"""The driver's server reads: Nova's JSON mapped field by field onto `Server`, and a listing
-longer than Nova's max_limit read page after page (over real HTTP against the simulator)."""
+"""The driver's reads: Nova's JSON mapped field by field onto `Server`, a listing longer than
+Nova's max_limit read page after page, and a service updated without reading it again (over
+real HTTP against the simulator)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from controller.drivers.nova.openstack import OpenStackNova
 from controller.drivers.nova.servers import server_from_body
-from controller.recovery.nova import Flavor, Server
+from controller.recovery.nova import ComputeService, Flavor, Server
 from tests.harness.sim import Sim, running_sim
 
 #: One server as Nova 34 shows it to an admin at 2.87 (the api-ref's sample, every field the
@@ -130,5 +131,47 @@ def test_a_listing_past_max_limit_is_read_page_by_page_with_its_filters(crowded:
         assert len({s.id for s in every}) == len(every) == ON_BIG + ON_SMALL
         assert all(s.flavor == Flavor("m1.tiny", 1, 512, 1) for s in every)
         print(f"\nservers_on_host: {ON_BIG} servers over 2 pages, {cpu * 1000:.0f} ms of CPU")
+    finally:
+        nova.close()
+
+
+def _service_requests(sim: Sim) -> int:
+    return int(sim.control("GET", "stats")["requests"].get("services", 0))
+
+
+def test_a_service_read_once_is_updated_without_reading_it_again(crowded: Sim) -> None:
+    nova = OpenStackNova.from_clouds_yaml(crowded.clouds_yaml, crowded.cloud)
+
+    async def fail_and_return() -> list[ComputeService]:
+        # What recovery does to a failed host, then what it does when the host is back.
+        seen = [await nova.compute_service("small1")]
+        seen.append(await nova.force_down("small1", True))
+        seen.append(await nova.disable_service("small1", "contract"))
+        seen.append(await nova.enable_service("small1"))
+        seen.append(await nova.force_down("small1", False))
+        return seen
+
+    try:
+        crowded.control("DELETE", "stats")
+        read, down, disabled, enabled, up = asyncio.run(fail_and_return())
+        assert _service_requests(crowded) == 5, "one read, then four updates: no read each"
+        assert read.id == down.id == up.id and down.forced_down and not up.forced_down
+        assert (disabled.status, disabled.disabled_reason) == ("disabled", "contract")
+        assert enabled.status == "enabled" and enabled.forced_down
+    finally:
+        nova.close()
+
+
+def test_an_update_of_a_service_whose_id_changed_reads_it_again(crowded: Sim) -> None:
+    nova = OpenStackNova.from_clouds_yaml(crowded.clouds_yaml, crowded.cloud)
+    try:
+        service = asyncio.run(nova.compute_service("small1"))
+        # As if the host's service had been deleted and registered again under a new uuid.
+        nova._service_ids["small1"] = "a-uuid-nova-no-longer-has"
+        crowded.control("DELETE", "stats")
+        down = asyncio.run(nova.force_down("small1", True))
+        assert (down.id, down.forced_down) == (service.id, True)
+        assert _service_requests(crowded) == 3, "a refused update, a read, the update"
+        asyncio.run(nova.force_down("small1", False))
     finally:
         nova.close()

@@ -13,8 +13,9 @@ current Nova), which would change evacuation semantics under the operator's feet
 
 openstacksdk is synchronous: each call runs in one of the driver's own worker threads under a
 semaphore, so at most `max_concurrency` calls are in flight and the event loop never blocks.
-Servers and hypervisors are read as raw JSON through the sdk's compute adapter (same session,
-microversion, errors and retries), not as Resource objects: see controller.drivers.nova.servers.
+Servers, services and hypervisors are read as raw JSON through the sdk's compute adapter (same
+session, microversion, errors and retries), not as Resource objects: see
+controller.drivers.nova.servers. A service is updated by the id its last read showed.
 
 Errors become the model's NotFound / Conflict / NoValidHost / Unavailable (or NovaError for
 other refusals). Transient failures (HTTP 5xx, connection errors, timeouts) are retried with
@@ -156,6 +157,8 @@ class OpenStackNova:
         # Threads of its own: the loop's default executor is small (cores + 4) and shared.
         self._threads = ThreadPoolExecutor(max_concurrency, thread_name_prefix="nova-driver")
         self._retry = retry or RetryPolicy()
+        # nova-compute host -> its service's uuid, as the last read of services saw it.
+        self._service_ids: dict[str, str] = {}
 
     @classmethod
     def from_clouds_yaml(
@@ -246,53 +249,81 @@ class OpenStackNova:
     # --- services ----------------------------------------------------------------------------
 
     @staticmethod
-    def _service(raw: Any) -> ComputeService:
+    def _service(raw: Mapping[str, Any]) -> ComputeService:
         return ComputeService(
-            id=str(raw.id),
-            host=raw.host,
-            state=raw.state,
-            status=raw.status,
-            forced_down=bool(raw.is_forced_down),
-            disabled_reason=raw.disabled_reason,
-            updated_at=_parse_time(raw.updated_at),
-            zone=raw.availability_zone,
+            id=str(raw["id"]),
+            host=raw["host"],
+            state=raw.get("state", ""),
+            status=raw.get("status", ""),
+            forced_down=bool(raw.get("forced_down")),
+            disabled_reason=raw.get("disabled_reason"),
+            updated_at=_parse_time(raw.get("updated_at")),
+            zone=raw.get("zone"),
         )
 
-    def _raw_service(self, host: str) -> Any:
-        found = list(self._conn.compute.services(binary=COMPUTE_BINARY, host=host))
+    def _list_services(self, host: str | None = None) -> list[Mapping[str, Any]]:
+        query = {"binary": COMPUTE_BINARY} | ({"host": host} if host else {})
+        found = [
+            s
+            for s in self._compute_json("/os-services", query).get("services") or []
+            if s.get("binary") == COMPUTE_BINARY
+        ]
+        # Every read learns the ids that updates address (a service keeps its uuid for life).
+        self._service_ids.update((s["host"], str(s["id"])) for s in found)
+        return found
+
+    def _raw_service(self, host: str) -> Mapping[str, Any]:
+        found = self._list_services(host)
         if not found:
             raise NotFound(f"no {COMPUTE_BINARY} service on host {host}")
         return found[0]
 
     async def compute_services(self, host: str | None = None) -> list[ComputeService]:
-        query = {"binary": COMPUTE_BINARY} | ({"host": host} if host else {})
-        raw = await self._call("list services", lambda: list(self._conn.compute.services(**query)))
-        return [self._service(s) for s in raw if s.binary == COMPUTE_BINARY]
+        raw = await self._call("list services", lambda: self._list_services(host))
+        return [self._service(s) for s in raw]
 
     async def compute_service(self, host: str) -> ComputeService:
         return self._service(
             await self._call(f"get service of {host}", lambda: self._raw_service(host))
         )
 
-    async def _update_service(self, host: str, operation: str, **attrs: Any) -> ComputeService:
-        def update() -> Any:
-            return self._conn.compute.update_service(self._raw_service(host), **attrs)
+    def _put_service(self, service_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        path = f"/os-services/{urllib.parse.quote(service_id, safe='')}"
+        response = self._conn.compute.put(path, json=body, microversion=COMPUTE_MICROVERSION)
+        sdk_exceptions.raise_from_response(response)
+        found: Mapping[str, Any] = response.json()["service"]
+        return found
+
+    async def _update_service(
+        self, host: str, operation: str, body: Mapping[str, Any]
+    ) -> ComputeService:
+        def update() -> Mapping[str, Any]:
+            # Addressed by the id an earlier read learned: recovery reads the service (to judge
+            # the host) just before it forces it down and disables it, and a read per update
+            # would add two round trips to Nova before the first evacuation.
+            known = self._service_ids.get(host)
+            if known is not None:
+                try:
+                    return self._put_service(known, body)
+                except sdk_exceptions.NotFoundException:
+                    # Deleted, and perhaps registered again under a new uuid: read it afresh.
+                    self._service_ids.pop(host, None)
+            return self._put_service(str(self._raw_service(host)["id"]), body)
 
         return self._service(
             await self._call(f"{operation} service of {host}", update, change=True)
         )
 
     async def disable_service(self, host: str, reason: str) -> ComputeService:
-        return await self._update_service(
-            host, "disable", status="disabled", disabled_reason=reason
-        )
+        body = {"status": "disabled", "disabled_reason": reason}
+        return await self._update_service(host, "disable", body)
 
     async def enable_service(self, host: str) -> ComputeService:
-        return await self._update_service(host, "enable", status="enabled")
+        return await self._update_service(host, "enable", {"status": "enabled"})
 
     async def force_down(self, host: str, forced: bool) -> ComputeService:
         operation = "force down" if forced else "unforce down"
-        return await self._update_service(host, operation, forced_down=forced)
+        return await self._update_service(host, operation, {"forced_down": forced})
 
     # --- servers -------------------------------------------------------------------------------
 
