@@ -62,6 +62,12 @@ class NamespaceCache:
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.namespace = namespace
         self.records: dict[str, dict[str, Any]] = {PLURAL.hosts: {}, PLURAL.failure_events: {}}
+        # The events by host and the open ones, kept along with the records: a Host's sync
+        # scanning every event of the namespace made a start with every Host new cost
+        # hosts x events (250 million checks at 5,000 Hosts and 50,000 events), and each
+        # segment's resync scanned them all for the few open ones every 10 s.
+        self._by_host: dict[str, dict[str, EventRecord]] = {}
+        self._open: dict[str, EventRecord] = {}
         self.informers = [Informer(kube, namespace, plural, self, _keep) for plural in self.records]
 
     def start(self) -> None:
@@ -91,14 +97,33 @@ class NamespaceCache:
             if record is not None:
                 records[record.name] = record
         self.records[plural] = records
+        if plural == PLURAL.failure_events:
+            self._by_host, self._open = {}, {}
+            for record in records.values():
+                self._index(record)
 
     def apply(self, plural: str, kind: str, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
         record = None if kind == "DELETED" else self._parsed(_PARSERS[plural], _keep(body))
-        if record is None:
-            self.records[plural].pop(name, None)
-        else:
+        before = self.records[plural].pop(name, None)
+        if plural == PLURAL.failure_events and before is not None:
+            self._unindex(before)
+        if record is not None:
             self.records[plural][name] = record
+            if plural == PLURAL.failure_events:
+                self._index(record)
+
+    def _index(self, event: EventRecord) -> None:
+        self._by_host.setdefault(event.spec.host, {})[event.name] = event
+        if event.status.phase not in TERMINAL:
+            self._open[event.name] = event
+
+    def _unindex(self, event: EventRecord) -> None:
+        own = self._by_host.get(event.spec.host, {})
+        own.pop(event.name, None)
+        if not own:
+            self._by_host.pop(event.spec.host, None)
+        self._open.pop(event.name, None)
 
     def _parsed(self, parse: Callable[[Mapping[str, Any]], Any], body: dict[str, Any]) -> Any:
         try:
@@ -121,12 +146,17 @@ class NamespaceCache:
     def failure_events(
         self, host: str | None, open_only: bool, instance: str | None = None
     ) -> list[EventRecord]:
-        events: dict[str, EventRecord] = self.records[PLURAL.failure_events]
+        events: dict[str, EventRecord]
+        if host is not None:
+            events = self._by_host.get(host, {})
+        elif open_only:
+            events = self._open
+        else:
+            events = self.records[PLURAL.failure_events]
         return [
             e
             for e in events.values()
-            if (host is None or e.spec.host == host)
-            and (not open_only or e.status.phase not in TERMINAL)
+            if (not open_only or e.status.phase not in TERMINAL)
             and (instance is None or e.spec.payload.instance_uuid == instance)
         ]
 

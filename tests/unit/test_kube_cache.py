@@ -77,3 +77,28 @@ def test_it_serves_only_once_listed_and_while_its_watches_work() -> None:
     assert not cache.serving()
     cache.informers[1].backoff.reset()
     assert cache.serving()
+
+
+class _Unscannable(dict[str, Any]):
+    """The namespace's whole event map: a lookup of one host's or of the open events that
+    walks it is what made a start with every Host new cost hosts x events."""
+
+    def values(self) -> Any:
+        raise AssertionError("scanned every event of the namespace")
+
+
+def test_a_hosts_events_and_the_open_ones_are_found_without_scanning_them_all() -> None:
+    cache = _cache()
+    events = [_event(f"e{n}", f"c{n % 50}", "Finished") for n in range(500)]
+    cache.replace(PLURAL.failure_events, [*events, _event("open", "c7", "Running")], "1")
+    cache.apply(PLURAL.failure_events, "ADDED", _event("new", "c7"))
+    cache.apply(PLURAL.failure_events, "MODIFIED", _event("open", "c7", "Finished"))
+    cache.apply(PLURAL.failure_events, "DELETED", _event("e7", "c7", "Finished"))
+    cache.records[PLURAL.failure_events] = _Unscannable(cache.records[PLURAL.failure_events])
+
+    assert sorted(e.name for e in cache.failure_events("c7", open_only=False)) == sorted(
+        ["new", "open", *(f"e{n}" for n in range(57, 500, 50))]
+    )
+    assert [e.name for e in cache.failure_events("c7", open_only=True)] == ["new"]
+    assert [e.name for e in cache.failure_events(None, open_only=True)] == ["new"]
+    assert cache.failure_events("nobody", open_only=False) == []
