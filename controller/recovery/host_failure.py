@@ -154,11 +154,12 @@ class HostFailure:
         # from here instead of passing the gates again.
         await self.progress.begin(DISABLE, f"taking {self.host} out of Nova")
         await self.hold()
-        service = await self.nova.compute_service(self.host)
-        if not service.forced_down:
-            # Forced down first: Nova then accepts evacuations at once, and disabling a host
-            # that Nova still thinks is up would block nova-api on an RPC timeout.
-            service = await self.nova.force_down(self.host, True)
+        # Forced down first: Nova then accepts evacuations at once, and disabling a host that
+        # Nova still thinks is up would block nova-api on an RPC timeout. Unconditionally, with
+        # no read before it: forcing down a service already down changes nothing, and Nova's
+        # answer says whether it is still enabled (a read would be one more round trip before
+        # the first evacuation; the gates read the service fresh already).
+        service = await self.nova.force_down(self.host, True)
         if service.is_enabled:
             await self.nova.disable_service(self.host, DISABLE_REASON.format(event=self.event))
         await self.progress.end(

@@ -4,11 +4,13 @@ crash safety (the operator killed at every Nova call of a recovery)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
 
 from controller.recovery.host_failure import DISABLE, EVACUATE, PREPARE, HostFailure, Timing
+from controller.recovery.nova import ComputeService
 from controller.recovery.outcome import Outcome
 from controller.recovery.progress import Progress
 from controller.resources.failure_event import FailureEventStatus
@@ -86,6 +88,29 @@ def cloud(*servers: tuple[str, dict[str, Any]]) -> FakeNova:
 
 def moves(store: Store) -> dict[str, tuple[str, str | None]]:
     return {m.instance_name: (m.status, m.destination_host) for m in store.status.instances}
+
+
+def test_the_host_is_taken_out_without_reading_its_service_first() -> None:
+    """One round trip fewer before the first evacuation (the gates read the service fresh);
+    a service an operator disabled already keeps its reason."""
+    nova = cloud(("a", {}))
+    nova.services["h1"] = dataclasses.replace(
+        nova.services["h1"], status="disabled", disabled_reason="operator: bad DIMM"
+    )
+    reads: list[str] = []
+    read = nova.compute_service
+
+    async def counted(host: str) -> ComputeService:
+        reads.append(host)
+        return await read(host)
+
+    nova.compute_service = counted  # type: ignore[method-assign]
+    outcome = run(nova, Store())
+    assert (outcome.phase, outcome.reason) == ("Finished", "Recovered")
+    assert reads == []
+    assert ("disable_service", "h1") not in nova.calls
+    service = nova.services["h1"]
+    assert (service.forced_down, service.disabled_reason) == (True, "operator: bad DIMM")
 
 
 def test_auto_evacuates_everything_ha_enabled_first() -> None:
