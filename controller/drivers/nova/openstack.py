@@ -374,17 +374,34 @@ class OpenStackNova:
         )
         return server_from_body(raw)
 
+    def _post_action(self, server_id: str, body: Mapping[str, Any]) -> None:
+        # Raw, as the reads: the sdk builds a Server resource for each action, which doubled
+        # the CPU of a lock or an evacuate call (3 ms against 1.5 ms on the simulator).
+        path = f"/servers/{urllib.parse.quote(server_id, safe='')}/action"
+        response = self._conn.compute.post(path, json=body, microversion=COMPUTE_MICROVERSION)
+        sdk_exceptions.raise_from_response(response)
+
+    async def _act(self, action: str, server_id: str, body: Mapping[str, Any]) -> None:
+        await self._call(
+            f"{action} server {server_id}",
+            lambda: self._post_action(server_id, body),
+            change=True,
+        )
+
     async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
         where = f" to {target_host}" if target_host else ""
+        body = {"evacuate": {"host": target_host} if target_host else {}}
         await self._call(
             f"evacuate server {server_id}{where}",
-            lambda: self._conn.compute.evacuate_server(server_id, host=target_host),
+            lambda: self._post_action(server_id, body),
             change=True,
         )
 
     async def live_migrate(
         self, server_id: str, target_host: str | None = None, block_migration: bool | None = None
     ) -> None:
+        # Through the sdk: the body of os-migrateLive changes with the microversion (force
+        # dropped at 2.68, block_migration "auto" from 2.25), which the sdk knows.
         where = f" to {target_host}" if target_host else ""
         mode: bool | str = "auto" if block_migration is None else block_migration
         await self._call(
@@ -396,36 +413,26 @@ class OpenStackNova:
         )
 
     async def cold_migrate(self, server_id: str) -> None:
-        await self._act("cold-migrate", server_id, self._conn.compute.migrate_server)
+        await self._act("cold-migrate", server_id, {"migrate": None})
 
     async def confirm_resize(self, server_id: str) -> None:
-        await self._act(
-            "confirm the resize of", server_id, self._conn.compute.confirm_server_resize
-        )
-
-    async def _act(self, action: str, server_id: str, call: Callable[[str], object]) -> None:
-        await self._call(f"{action} server {server_id}", lambda: call(server_id), change=True)
+        await self._act("confirm the resize of", server_id, {"confirmResize": None})
 
     async def stop_server(self, server_id: str) -> None:
-        await self._act("stop", server_id, self._conn.compute.stop_server)
+        await self._act("stop", server_id, {"os-stop": None})
 
     async def start_server(self, server_id: str) -> None:
-        await self._act("start", server_id, self._conn.compute.start_server)
+        await self._act("start", server_id, {"os-start": None})
 
     async def lock_server(self, server_id: str, reason: str | None = None) -> None:
-        await self._act(
-            "lock", server_id, lambda sid: self._conn.compute.lock_server(sid, locked_reason=reason)
-        )
+        body = {"lock": None if reason is None else {"locked_reason": reason}}
+        await self._act("lock", server_id, body)
 
     async def unlock_server(self, server_id: str) -> None:
-        await self._act("unlock", server_id, self._conn.compute.unlock_server)
+        await self._act("unlock", server_id, {"unlock": None})
 
     async def reset_state(self, server_id: str, state: str) -> None:
-        await self._act(
-            f"reset state ({state}) of",
-            server_id,
-            lambda sid: self._conn.compute.reset_server_state(sid, state),
-        )
+        await self._act(f"reset state ({state}) of", server_id, {"os-resetState": {"state": state}})
 
     # --- aggregates ------------------------------------------------------------------------------
 
