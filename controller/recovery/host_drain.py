@@ -62,6 +62,9 @@ class _Run:
     want: Want = Want.DRAIN
     moves: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     write: asyncio.Lock = field(default_factory=asyncio.Lock)
+    changes: int = 0  # changes to `drain` asked to be written, counted
+    written: int = 0  # how many of them the last write carried
+    publishing: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 @dataclass
@@ -150,7 +153,7 @@ class Drains:
             log.exception("drain of %s failed", run.host)
             self.signals.unreachable("kubernetes", error)
         finally:
-            for task in run.moves.values():
+            for task in [*run.moves.values(), *run.publishing]:
                 task.cancel()
             self._runs.pop(key, None)
             self._tasks.pop(key, None)
@@ -211,12 +214,43 @@ class Drains:
             return  # out of rounds with moves open: the next pass resumes it
         run.drain.phase, run.drain.end_time = phase, self.clock()
         await self._write(run)
+        # Landed moves still being published: carried by this write, their signals follow it.
+        await asyncio.gather(*run.publishing, return_exceptions=True)
         warning = phase in (DrainPhase.INCOMPLETE, DrainPhase.HANDED_OVER)
         self.signals.drain(run.namespace, run.host, f"Drain{phase}", _summary(run), warning)
 
     async def _write(self, run: _Run) -> None:
+        await self._carry(run, _changed(run))
+
+    async def _carry(self, run: _Run, change: int) -> None:
+        """Make the drain durable as it was at `change`, at least. A write is whole, so one
+        that begins after a change carries it: moves that end or ask together share one."""
         async with run.write:
+            if run.written >= change:
+                return
+            carried = run.changes
             await self.store.write_host_drain(run.namespace, run.host, run.drain)
+            run.written = max(run.written, carried)
+
+    def _publish(self, run: _Run, then: Callable[[], None]) -> None:
+        """Write soon without holding up the next move, then `then` (the move's signals): for
+        an end a resumed drain finds again in Nova, a landed move, whose slot is free at once."""
+        change = _changed(run)
+
+        async def publish() -> None:
+            try:
+                # Left a poll for the next move's write-ahead, which carries it: one status
+                # write per move, not two.
+                await asyncio.sleep(self.poll_interval)
+                await self._carry(run, change)
+            except Exception as error:  # the drain's next write carries it
+                log.warning("drain of %s: status write: %s", run.host, error)
+                self.signals.unreachable("kubernetes", error)
+            then()
+
+        task = asyncio.create_task(publish())
+        run.publishing.add(task)
+        task.add_done_callback(run.publishing.discard)
 
     # --- one instance -----------------------------------------------------------------------
 
@@ -246,7 +280,7 @@ class Drains:
         # Off the host and settled; a cold migration of this move's still to be confirmed.
         if _settled_off(server, run) and not (ongoing and server.vm_state == "resized"):
             if ongoing:
-                await self._finish(run, move, DrainMoveStatus.SUCCEEDED, server.host, None)
+                self._landed(run, move, server.host)
             else:
                 await self._finish(run, move, DrainMoveStatus.GONE, None, f"on {server.host}")
             return
@@ -282,26 +316,22 @@ class Drains:
         await self._follow(run, move)
 
     async def _ask(self, run: _Run, move: DrainMove) -> str | None:
-        """Write ahead, then ask Nova, under the host's lock. None when asked; "" when not
-        asked (a recovery took the host, the drain stops, the lock is busy); Nova's refusal."""
+        """Write ahead, then ask Nova, let in under the host's lock (other moves ask at the
+        same time, a recovery waits for it). None when asked; "" when not asked (a recovery
+        took the host, the drain stops, the lock is busy); Nova's refusal."""
         if self._handing_over(run):
             return ""
         epoch = self.locks.epoch
-        lock = self.locks.lock(run.namespace, run.host)
-        try:
-            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the drain
-            # stopped: shutdown, leadership lost) that comes as the lock is granted, and the
-            # move went on asking Nova and writing a status the next run had moved past.
-            async with asyncio.timeout(LOCK_PATIENCE):
-                await lock.acquire()
-        except TimeoutError:
-            return ""  # the next round tries again
-        try:
+
+        def may() -> bool:
             # A recovery that ran while this waited for the lock took the host out.
             if self.locks.recovered_since(run.namespace, run.host, epoch):
                 run.want = Want.HAND_OVER
-            if run.want != Want.DRAIN:
-                return ""
+            return run.want == Want.DRAIN
+
+        async with self.locks.asking(run.namespace, run.host, LOCK_PATIENCE, may) as let_in:
+            if not let_in:
+                return ""  # the next round tries again, or the drain ends
             move.status, move.attempts = DrainMoveStatus.ONGOING, move.attempts + 1
             move.start_time, move.end_time, move.message = self.clock(), None, None
             await self._write(run)
@@ -313,8 +343,6 @@ class Drains:
             except NovaError as error:
                 return str(error)
             return None
-        finally:
-            lock.release()
 
     async def _follow(self, run: _Run, move: DrainMove, since: datetime | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -332,7 +360,7 @@ class Drains:
                 await self._finish(run, move, DrainMoveStatus.GONE, None, "deleted")
                 return
             if _settled_off(server, run) and server.vm_state != "resized":
-                await self._finish(run, move, DrainMoveStatus.SUCCEEDED, server.host, None)
+                self._landed(run, move, server.host)
                 return
             if server.task_state is None:
                 migrations = await run.nova.migrations(move.instance_uuid)
@@ -410,15 +438,42 @@ class Drains:
         destination: str | None,
         message: str | None,
     ) -> None:
+        self._ended_as(move, status, destination, message)
+        await self._write(run)
+        self.signals.drain_move(str(status), _seconds(move))
+
+    def _landed(self, run: _Run, move: DrainMove, destination: str | None) -> None:
+        """Settled on `destination`: recorded without waiting, so the next instance starts at
+        once. Safe unwritten: a drain resumed from the ongoing move reads the server settled
+        off the host and records it again; counted once it is written, for the same reason."""
+        self._ended_as(move, DrainMoveStatus.SUCCEEDED, destination, None)
+        self._publish(run, lambda: self.signals.drain_move(str(move.status), _seconds(move)))
+
+    def _ended_as(
+        self,
+        move: DrainMove,
+        status: DrainMoveStatus,
+        destination: str | None,
+        message: str | None,
+    ) -> None:
         move.status, move.destination, move.message = status, destination, message
         move.end_time = self.clock()
-        await self._write(run)
-        seconds = None
-        # The duration histogram is live migrations': a cold one copies a disk, another scale.
-        live = move.kind == MigrationKind.LIVE
-        if status == DrainMoveStatus.SUCCEEDED and live and move.start_time is not None:
-            seconds = (move.end_time - move.start_time).total_seconds()
-        self.signals.drain_move(str(status), seconds)
+
+
+def _seconds(move: DrainMove) -> float | None:
+    """A landed live migration's duration, for the histogram: a cold one copies a disk,
+    another scale."""
+    live = move.kind == MigrationKind.LIVE
+    start, end = move.start_time, move.end_time
+    if move.status == DrainMoveStatus.SUCCEEDED and live and start and end:
+        return (end - start).total_seconds()
+    return None
+
+
+def _changed(run: _Run) -> int:
+    """Count a change of the drain made in memory: the writes that begin after it carry it."""
+    run.changes += 1
+    return run.changes
 
 
 _EMPTY = DrainStatus(phase=DrainPhase.DRAINING, mode="None", start_time=datetime.min)

@@ -76,12 +76,18 @@ class HostLocks:
     ends. A sync also changes nothing from a read older than the latest recovery start of the
     host (`recovered_since`): a snapshot taken before a recovery disabled a service would
     otherwise re-enable it.
+
+    A drain's migration request (`asking`) is let in under the lock and made outside it, so
+    that a drain's requests run side by side (Nova takes about a second to answer one); a
+    recovery, once it holds the lock, waits for the requests let in before it, and no new one
+    is let in while it runs.
     """
 
     def __init__(self) -> None:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._recovering: set[tuple[str, str]] = set()
         self._started: dict[tuple[str, str], int] = {}
+        self._asking: dict[tuple[str, str], set[asyncio.Future[None]]] = {}
         self.epoch = 0  # counts recovery starts, across hosts
 
     def lock(self, namespace: str, host: str) -> asyncio.Lock:
@@ -94,6 +100,42 @@ class HostLocks:
         return self._started.get((namespace, host), -1) >= epoch
 
     @asynccontextmanager
+    async def asking(
+        self, namespace: str, host: str, patience: float, may: Callable[[], bool]
+    ) -> AsyncIterator[bool]:
+        """A drain's request to Nova: let in (True) if the host's lock comes within `patience`
+        seconds and `may()`, asked under it, says so; made outside the lock."""
+        lock = self.lock(namespace, host)
+        try:
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the drain
+            # stopped: shutdown, leadership lost) that comes as the lock is granted, and the
+            # request went on to Nova after the drain was told to stop.
+            async with asyncio.timeout(patience):
+                await lock.acquire()
+        except TimeoutError:
+            yield False
+            return
+        key = (namespace, host)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            allowed = may()
+            if allowed:
+                self._asking.setdefault(key, set()).add(done)
+        finally:
+            lock.release()
+        if not allowed:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            asks = self._asking.get(key, set())
+            asks.discard(done)
+            done.set_result(None)
+            if not asks:
+                self._asking.pop(key, None)
+
+    @asynccontextmanager
     async def recovery(self, namespace: str, host: str) -> AsyncIterator[None]:
         key = (namespace, host)
         async with self.lock(namespace, host):
@@ -101,6 +143,10 @@ class HostLocks:
             self.epoch += 1
             self._recovering.add(key)
             try:
+                # Requests let in before: each ends within the Nova driver's retry deadline.
+                # Drains see `recovering` and ask nothing more.
+                if asks := self._asking.get(key):
+                    await asyncio.wait(set(asks))
                 yield
             finally:
                 self._recovering.discard(key)
