@@ -16,7 +16,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from controller.drivers.kube import PLURAL, Gone, Invalid, Kube, KubeError, StorageFull, TooLarge
+from controller.drivers.kube import (
+    PLURAL,
+    Conflict,
+    Gone,
+    Invalid,
+    Kube,
+    KubeError,
+    StorageFull,
+    TooLarge,
+)
 from controller.recovery.gates import TERMINAL
 from controller.recovery.ports import EventRecord, HostRecord
 from controller.recovery.progress import NotRecorded, utcnow
@@ -84,6 +93,31 @@ class KubeStore:
             terms += [f"status.phase!={phase}" for phase in sorted(TERMINAL)]
         bodies = await self.kube.list(PLURAL.failure_events, namespace, ",".join(terms) or None)
         return [event_record(b) for b in bodies]
+
+    async def release_ended_event(self, namespace: str, name: str, finalizer: str) -> bool:
+        """Take `finalizer` off the event if it has ended; whether it was taken off. Only
+        that entry: a merge patch of the list at the version read, read again on Conflict."""
+        for _ in range(3):
+            try:
+                body = await self.kube.get(PLURAL.failure_events, namespace, name)
+            except Gone:
+                return False
+            metadata = body["metadata"]
+            held = metadata.get("finalizers") or []
+            ended = (body.get("status") or {}).get("phase") in TERMINAL
+            if not ended or finalizer not in held:
+                return False
+            rest = [f for f in held if f != finalizer]
+            version = metadata["resourceVersion"]
+            patch = {"metadata": {"finalizers": rest or None, "resourceVersion": version}}
+            try:
+                await self.kube.patch(PLURAL.failure_events, namespace, name, patch)
+            except Conflict:
+                continue
+            except Gone:
+                return False
+            return True
+        return False
 
     async def host(self, namespace: str, name: str) -> HostRecord | None:
         try:

@@ -8,6 +8,7 @@ import kopf
 
 from controller import metrics
 from controller.handlers.runtime import runtime_of
+from controller.handlers.startup import FINALIZER
 from controller.monitors.reporting import LABEL_VALUE
 from controller.recovery.gates import TERMINAL
 from controller.resources.common import GROUP, VERSION
@@ -72,5 +73,9 @@ async def recover(
         await stopped.wait(seconds)
         return bool(stopped)
 
+    runtime = runtime_of(memo)
     with metrics.handler_duration.labels("recover").time():
-        await runtime_of(memo).lifecycle.process(namespace or "", name, wait)
+        await runtime.lifecycle.process(namespace or "", name, wait)
+    # kopf watches open events only (startup): the write that ended this one took it out of
+    # kopf's sight before kopf could take its finalizer off, which deletion would wait for.
+    await runtime.store.release_ended_event(namespace or "", name, FINALIZER)
