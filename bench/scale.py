@@ -40,7 +40,9 @@ import math
 import os
 import re
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -388,6 +390,22 @@ def show_requests(delta: Counter[tuple[str, str]], seconds: float, unit: str = "
         print(f"    {verb:>7} {resource:<32} {count / seconds:9.3f}{unit}")
 
 
+def profile(pid: int, path: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the operator from the outside (its start-up: it began a moment ago),
+    without pausing it, until it is sent SIGINT."""
+    # The venv's py-spy first: the bench runs as .venv/bin/python, often without the venv on PATH.
+    spy = shutil.which(
+        "py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
+    if spy is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
+         "--nonblocking", "--gil", "--output", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -404,6 +422,12 @@ def main() -> int:
     parser.add_argument("--evacuation-seconds", type=float, default=1.0)
     parser.add_argument("--soak-speedup", type=float, default=12, help="0: no soak")
     parser.add_argument("--logs", type=Path, help="keep the operators' logs here")
+    parser.add_argument("--start-only", action="store_true", help="stop once every Host has status")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy's samples of the operator's start, as collapsed stacks (py-spy on PATH)",
+    )
     args = parser.parse_args()
     hosts = [f"h{n:05d}" for n in range(args.hosts)]
     workdir = args.logs or Path(tempfile.mkdtemp(prefix="masakari-scale-"))
@@ -422,6 +446,8 @@ def main() -> int:
     )
     spec, victims = topology(hosts, args.servers)
     with contextlib.ExitStack() as stack:
+        if args.logs is None:  # last, once the operators have stopped writing their logs
+            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         plane = stack.enter_context(control_plane.running())
         sim = stack.enter_context(
             running_sim(
@@ -453,6 +479,7 @@ def main() -> int:
         stack.callback(big.stop)
         assert big.process is not None
         pid = big.process.pid
+        profiler = profile(pid, args.profile) if args.profile else None
         try:
             done = hosts_watch.wait(
                 "every Host to have status",
@@ -463,6 +490,10 @@ def main() -> int:
             print(f"  {timeout}: {len(hosts_watch.first_status)} of {len(hosts)} have status")
             print(f"  operator RSS {rss_mib(pid):.0f} MiB, CPU {cpu_seconds(pid):.0f} s")
             raise
+        finally:
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its samples and ends
+                profiler.wait(60)
         during = kube.requests()
         during.subtract(before)
         print("  requests served while starting:")
@@ -470,6 +501,9 @@ def main() -> int:
         figure("time until every Host has status", f"{done - started:.1f} s", "<= 60 s")
         figure("operator RSS, every Host synced", f"{rss_mib(pid):.0f} MiB", "<= 500 MB")
         print(f"  operator CPU so far: {cpu_seconds(pid):.0f} s", flush=True)
+        if args.start_only:
+            hosts_watch.stopped = True
+            return 0
 
         time.sleep(min(60.0, float(env.get("MASAKARI_HOST_RESYNC_INTERVAL", 30))))
         cpu = cpu_seconds(pid)
@@ -582,8 +616,6 @@ def main() -> int:
     print("\n| figure | measured | goal |\n|---|---|---|")
     for name, value, goal in figures:
         print(f"| {name} | {value} | {goal} |")
-    if args.logs is None:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
