@@ -17,6 +17,7 @@ from controller.drivers.clouds import Unbound
 from controller.drivers.kube import PLURAL, Gone
 from controller.handlers.cloud_bindings import mark_cloud_bound, resolve
 from controller.handlers.runtime import runtime_of
+from controller.handlers.startup import FINALIZER
 from controller.recovery import capacity
 from controller.recovery.nova import NovaError
 from controller.recovery.progress import utcnow
@@ -167,6 +168,9 @@ async def _retain(body: kopf.Body, memo: Any) -> None:
             await runtime.kube.delete(PLURAL.failure_events, namespace, decision.event)
         except Gone:
             continue
+        # An operator stopped between an event's last status write and its recover daemon
+        # taking the finalizer off leaves it on an event kopf no longer watches (startup).
+        await runtime.store.release_ended_event(namespace, decision.event, FINALIZER)
         metrics.events_deleted.labels(decision.reason).inc()
         log.info(
             "deleted FailureEvent %s: %s (%s)",

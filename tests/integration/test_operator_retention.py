@@ -80,3 +80,20 @@ def test_old_ended_events_go_and_needed_ones_stay(cloud_factory: Any) -> None:
     metrics = cloud.metrics()
     assert 'masakari_failure_events_deleted_total{reason="BeyondCount"} 2.0' in metrics
     assert "deleted FailureEvent p3: BeyondCount" in cloud.operator.log()
+
+
+def test_an_ended_event_left_with_the_finalizer_is_still_deleted(cloud_factory: Any) -> None:
+    """kopf watches open events only: an operator stopped between an event's last status
+    write and taking its finalizer off leaves the finalizer on an event no handler sees.
+    The retention pass that deletes the event takes it off."""
+    cloud = cloud_factory(topology(HOSTS, []), env=FAST_RETENTION)
+    cloud.apply(segment(retention={"keepPerHost": 1}), *(host(h["name"]) for h in HOSTS))
+    cloud.apply(process_failure("old", "compute1", hours_ago=2))
+    cloud.wait_phase("fev", "old", {"Finished"}, 30)
+    wait_for("old without the operator's finalizer", lambda: not finalizers(cloud, "old"), 10)
+    left = {"metadata": {"finalizers": ["masakari.dev/operator"]}}
+    cloud.cluster.kubectl(
+        "patch", "fev", "old", "-n", cloud.namespace, "--type=merge", "-p", json.dumps(left)
+    )
+    cloud.apply(process_failure("new", "compute1", hours_ago=1))  # old is now beyond keepPerHost
+    wait_for("old deleted, finalizer and all", lambda: names(cloud) == {"new"}, 30)
