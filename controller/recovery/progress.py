@@ -67,6 +67,10 @@ class Progress:
     async def save(self) -> None:
         self._wanted += 1
         mine = self._wanted
+        # One turn of the loop before the write: the moves starting at the same moment mark
+        # themselves first, and one patch carries all their write-aheads (the first of them
+        # went out alone, and every other one waited for a second write).
+        await asyncio.sleep(0)
         async with self._changed:
             while self._writing and self._written < mine:
                 await self._changed.wait()

@@ -347,3 +347,25 @@ def test_two_hosts_failing_together_get_a_reserved_host_each() -> None:
     assert [o.phase for o in outcomes] == ["Finished", "Finished"], outcomes
     taken = [store.status.reserved_hosts for store in stores]
     assert sorted(h for hosts in taken for h in hosts) == ["r1", "r2"], taken
+
+
+def test_the_moves_starting_together_are_written_ahead_in_one_patch() -> None:
+    """Issue 12: each move of the first wave wrote its write-ahead alone, so the Nth evacuate
+    call waited for N status writes. The moves ready at the same moment share one patch, and
+    each evacuate call still follows a write that holds its move ongoing."""
+    nova = cloud(("a", {}), ("b", {}), ("c", {}))
+    store = Store()
+    evacuate = nova.evacuate
+    seen: list[tuple[int, str]] = []
+
+    async def counted(server_id: str, target_host: str | None = None) -> None:
+        move = next(m for m in store.status.instances if m.instance_uuid == server_id)
+        assert (move.status, move.attempts) == ("ongoing", 1)  # durable before the call
+        seen.append((store.writes, server_id))
+        await evacuate(server_id, target_host)
+
+    nova.evacuate = counted  # type: ignore[method-assign]
+    assert run(nova, store, evacuation_concurrency=3).phase == "Finished"
+    writes = [count for count, _ in seen]
+    print(f"status writes before each evacuate call: {writes}")
+    assert len(writes) == 3 and len(set(writes)) == 1, writes
