@@ -47,7 +47,8 @@ class Progress:
     """The status being built, and the one writer that persists it.
 
     Concurrent evacuations call save() often; saves are coalesced so that each caller returns
-    only once a write containing its change has completed, with one write in flight at a time.
+    once a write containing its change has completed (and no later), with one write in flight
+    at a time.
     """
 
     def __init__(
@@ -77,11 +78,13 @@ class Progress:
             if self._written >= mine:
                 return
             self._writing = True
+        # One write, of everything wanted so far, then the writer returns: the saves that came
+        # in meanwhile are written by the next of them, not by this caller (which kept on
+        # writing for the others and held its own evacuate call back by a write or more).
         try:
-            while self._written < self._wanted:
-                target = self._wanted
-                await self._persist(self.status.model_copy(deep=True))
-                self._written = target
+            target = self._wanted
+            await self._persist(self.status.model_copy(deep=True))
+            self._written = max(self._written, target)
         finally:
             async with self._changed:
                 self._writing = False
