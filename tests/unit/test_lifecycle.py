@@ -484,3 +484,35 @@ def test_a_host_registered_again_reports_afresh_within_the_duplicate_window() ->
     world.store.report("again", "h1", **payload)
     world.run(["again"])
     assert world.phase("again") == ("Ignored", "Duplicate")
+
+
+def test_admission_reads_the_open_events_the_hosts_reports_and_the_segment_at_once() -> None:
+    """Issue 12: the three reads of the admission went one after the other (about 100 ms from a
+    report to its admission on the simulator's benchmark). They are independent, and all made
+    under the segment's lock still: read together."""
+    world = World()
+    world.fail("h1", "a")
+    world.store.report("ev", "h1")
+    in_flight = 0
+    peak = 0
+
+    def watched(read: Any) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            for _ in range(3):  # a round trip: the others may start meanwhile
+                await asyncio.sleep(0)
+            try:
+                return await read(*args, **kwargs)
+            finally:
+                in_flight -= 1
+
+        return wrapper
+
+    world.store.failure_events = watched(world.store.failure_events)  # type: ignore[method-assign]
+    world.store.hosts = watched(world.store.hosts)  # type: ignore[method-assign]
+    world.run(["ev"])
+    assert world.phase("ev") == ("Finished", "Recovered")
+    print(f"admission reads in flight at once: {peak}")
+    assert peak == 3
