@@ -93,6 +93,18 @@ class HostLocks:
     def lock(self, namespace: str, host: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, host), asyncio.Lock())
 
+    async def acquire(self, namespace: str, host: str, patience: float) -> bool:
+        """Take the host's lock if it comes within `patience` seconds; whether it was taken."""
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the lock is granted, and the caller (a pass, a drain's request) would
+            # go on holding the lock after the operator or the drain was told to stop.
+            async with asyncio.timeout(patience):
+                await self.lock(namespace, host).acquire()
+        except TimeoutError:
+            return False
+        return True
+
     def recovering(self, namespace: str, host: str) -> bool:
         return (namespace, host) in self._recovering
 
@@ -105,14 +117,7 @@ class HostLocks:
     ) -> AsyncIterator[bool]:
         """A drain's request to Nova: let in (True) if the host's lock comes within `patience`
         seconds and `may()`, asked under it, says so; made outside the lock."""
-        lock = self.lock(namespace, host)
-        try:
-            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation (the drain
-            # stopped: shutdown, leadership lost) that comes as the lock is granted, and the
-            # request went on to Nova after the drain was told to stop.
-            async with asyncio.timeout(patience):
-                await lock.acquire()
-        except TimeoutError:
+        if not await self.acquire(namespace, host, patience):
             yield False
             return
         key = (namespace, host)
@@ -122,7 +127,7 @@ class HostLocks:
             if allowed:
                 self._asking.setdefault(key, set()).add(done)
         finally:
-            lock.release()
+            self.lock(namespace, host).release()
         if not allowed:
             yield False
             return
@@ -370,20 +375,13 @@ class HostSync:
         if self.locks.recovering(namespace, name):
             yield Hold.RECOVERING
             return
-        lock = self.locks.lock(namespace, name)
-        try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
-            # arrives as the lock is granted, and the pass would go on (holding the lock) after
-            # the operator was told to stop.
-            async with asyncio.timeout(patience):
-                await lock.acquire()
-        except TimeoutError:
+        if not await self.locks.acquire(namespace, name, patience):
             yield Hold.RECOVERING if self.locks.recovering(namespace, name) else Hold.BUSY
             return
         try:
             yield Hold.LOCKED
         finally:
-            lock.release()
+            self.locks.lock(namespace, name).release()
 
     def _read(self) -> Read:
         return Read(self.locks.epoch, self._syncs)
