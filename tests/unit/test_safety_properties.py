@@ -27,6 +27,7 @@ import asyncio
 import dataclasses
 import os
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -42,7 +43,7 @@ from controller.recovery import handover, hosts
 from controller.recovery.gates import TERMINAL
 from controller.recovery.host_failure import HOST_FAILURE_REASON, HostFailure, Timing
 from controller.recovery.lifecycle import Lifecycle, Settings
-from controller.recovery.nova import NovaError
+from controller.recovery.nova import NovaError, Server
 from controller.recovery.ports import Cloud
 from controller.recovery.progress import Progress
 from controller.resources.failure_event import (
@@ -69,13 +70,30 @@ LIMIT = 2
 CALLS = ["force_down", "disable_service", "evacuate", "lock_server", "server", "reset_state"]
 
 
+class Stays(dict[str, Server]):
+    """Nova's servers, telling on every change of an instance's host, whichever call made it."""
+
+    def __init__(self, servers: dict[str, Server], landed: Callable[[str, str], None]) -> None:
+        super().__init__(servers)
+        self.landed = landed
+
+    def __setitem__(self, server_id: str, server: Server) -> None:
+        before = self.get(server_id)
+        super().__setitem__(server_id, server)
+        if server.host and (before is None or before.host != server.host):
+            self.landed(server_id, server.host)
+
+
 class WatchedNova(FakeNova):
     """The in-memory Nova, checking the invariants at the moment of every change."""
 
     def __init__(self, pacemaker: FakePacemaker) -> None:
         super().__init__(HOSTS, vcpus=64)
         self.pacemaker = pacemaker
-        self.moved_off: Counter[tuple[str, str]] = Counter()  # (server, failed host)
+        self.moved_off: Counter[tuple[str, str]] = Counter()  # (server, host it left)
+        # Counted per stay: an instance that came back to a host (moved there after another
+        # failure) may leave it again; only a second move off the same stay is a violation.
+        self.servers = Stays(self.servers, self.landed)
         self.violations: list[str] = []
         self.refuse_next: set[str] = set()  # servers whose next evacuate Nova refuses
 
@@ -107,6 +125,9 @@ class WatchedNova(FakeNova):
         super()._end_live_migration(server_id, status)
         if status == "completed":
             self.moved(server_id, source)
+
+    def landed(self, server_id: str, host: str) -> None:
+        self.moved_off.pop((server_id, host), None)
 
     def moved(self, server_id: str, source: str) -> None:
         self.moved_off[(server_id, source)] += 1
