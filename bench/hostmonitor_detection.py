@@ -35,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import results_io
+from controller.monitors import hostmonitor
 from tests.harness import control_plane, pacemaker_lab
 from tests.harness.hostmonitor_fleet import HostMonitorFleet
 
@@ -198,7 +199,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--fence-delay", type=int, default=0, help="fence_dummy delay (s)")
     parser.add_argument("--samples", type=int, default=2)
-    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument(
+        "--interval", type=float, help="the monitors' --interval (default: the monitor's own)"
+    )
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measured")
     parser.add_argument(
         "--alerts",
@@ -212,6 +215,9 @@ def main() -> int:
     if problem:
         print(f"cannot run: {problem}", file=sys.stderr)
         return 1
+    interval = args.interval or (
+        hostmonitor.FALLBACK_POLL_INTERVAL if args.alerts else hostmonitor.POLL_INTERVAL
+    )
     runs: list[dict[str, Any]] = []
     with (
         control_plane.running() as plane,
@@ -219,7 +225,9 @@ def main() -> int:
     ):
         namespace = "bench-hostmonitor"
         plane.kubectl("create", "namespace", namespace)
-        arguments = [f"--samples={args.samples}", f"--interval={args.interval}"]
+        arguments = [f"--samples={args.samples}"]
+        if args.interval is not None:
+            arguments.append(f"--interval={args.interval}")
         if args.alerts:
             lab.install_alert_agent(ALERT_SOCKET)
             arguments.append(f"--alert-socket={ALERT_SOCKET}")
@@ -270,7 +278,7 @@ def main() -> int:
     }
     print(
         f"\nfrom SIGKILL of {VICTIM}, {len(runs)} runs (fence delay {args.fence_delay}s, "
-        f"samples {args.samples}, interval {args.interval}s, alerts {args.alerts}):"
+        f"samples {args.samples}, interval {interval:g}s, alerts {args.alerts}):"
     )
     for key, label in (
         ("offline", "OFFLINE (Pacemaker's time)"),
@@ -293,7 +301,7 @@ def main() -> int:
         "conditions": results_io.conditions(
             fence_delay=args.fence_delay,
             samples=args.samples,
-            interval=args.interval,
+            interval=interval,
             alerts=args.alerts,
         ),
     }

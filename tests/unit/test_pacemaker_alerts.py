@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from controller.drivers.pacemaker.runner import CommandResult
-from controller.monitors import pacemaker_alert
+from controller.monitors import hostmonitor, pacemaker_alert
 from controller.monitors.host_failures import FailureDetector
 from controller.monitors.hostmonitor import Alerts, HostMonitor
 
@@ -133,3 +133,33 @@ def test_an_alert_brings_the_samples_forward(alerts: Alerts) -> None:
         monitor.wake.set()
         thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_the_cib_alerts_the_agent_writes_reach_the_socket() -> None:
+    installed = pacemaker_alert.cib_alerts(str(AGENT), "/run/m/alerts.sock")
+    assert hostmonitor.alerts_reach(installed, "/run/m/alerts.sock")
+    assert not hostmonitor.alerts_reach(installed, "/run/other.sock")
+    assert not hostmonitor.alerts_reach("<alerts/>", "/run/m/alerts.sock")
+    assert not hostmonitor.alerts_reach("", "/run/m/alerts.sock")  # no alerts section at all
+    resources_only = installed.replace("<select_nodes/><select_fencing/>", "<select_resources/>")
+    assert not hostmonitor.alerts_reach(resources_only, "/run/m/alerts.sock")
+    every_kind = installed.replace("<select><select_nodes/><select_fencing/></select>", "")
+    assert hostmonitor.alerts_reach(every_kind, "/run/m/alerts.sock")
+
+
+def test_a_monitor_whose_alerts_are_not_installed_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Cib:
+        def __init__(self, alerts: str) -> None:
+            self.alerts = alerts
+
+        def run(self, argv: Sequence[str], timeout: float = 10) -> CommandResult:
+            assert list(argv) == ["cibadmin", "--query", "--scope", "alerts"]
+            return CommandResult(tuple(argv), 0, self.alerts, "")
+
+    installed = pacemaker_alert.cib_alerts(str(AGENT), "/run/m/alerts.sock")
+    hostmonitor.check_alerts(Cib(installed), "/run/m/alerts.sock", 2.0)
+    assert "no Pacemaker alert" not in caplog.text
+    hostmonitor.check_alerts(Cib("<alerts/>"), "/run/m/alerts.sock", 2.0)
+    assert "no Pacemaker alert sends node and fencing events to /run/m/alerts.sock" in caplog.text
