@@ -76,8 +76,13 @@ def raw_sdk(backend: Any, servers: int = SERVERS) -> float:
 
 
 def operator(
-    backend: Any, plane: control_plane.ControlPlane, run: int, servers: int = SERVERS
+    backend: Any,
+    plane: control_plane.ControlPlane,
+    run: int,
+    servers: int = SERVERS,
+    concurrency: int | None = None,
 ) -> float:
+    """The operator at its defaults, or with the segment's evacuationConcurrency set."""
     backend.reset()
     failed = backend.hosts[0]
     ids = backend.boot_servers(failed, servers, metadata={"HA_Enabled": "True"})
@@ -104,6 +109,11 @@ def operator(
                     "recoveryMethod": "auto",
                     "serviceType": "COMPUTE",
                     "fencing": {"method": "none"},  # the lab's Nova has no Pacemaker
+                    **(
+                        {"hostFailure": {"evacuationConcurrency": concurrency}}
+                        if concurrency
+                        else {}
+                    ),
                 },
             },
             *(

@@ -7,7 +7,10 @@ the same observer outside it (bench/real_nova_recovery.wait_settled, polling Nov
 kill to every server settled on another host:
 
 - operator: a FailureEvent created as the host monitor would, the operator at its defaults
-  (fencing none: the lab has no Pacemaker);
+  (fencing none: the lab has no Pacemaker), so 3 evacuations at a time;
+- operator_all: the same with the segment's `evacuationConcurrency` at N, every evacuation at
+  once as the raw calls do (only where N is above the default): the operator's own overhead,
+  apart from the pace its default sets;
 - masakari: masakari-api + masakari-engine 22.0.0, a COMPUTE_HOST notification posted to the
   API as masakari-hostmonitor posts it, the engine's host-failure flow with the waits printed;
 - raw: force down, disable, every evacuate call at once (the physical floor of this lab).
@@ -37,11 +40,14 @@ sys.path.insert(0, str(REPO))
 
 from bench import results_io  # noqa: E402
 from bench.real_nova_recovery import operator, raw_sdk, wait_settled  # noqa: E402
+from controller.resources.segment import HostFailurePolicy  # noqa: E402
 from tests.harness import control_plane  # noqa: E402
 from tests.harness.nova_lab import running_nova_backend  # noqa: E402
 from tests.harness.nova_lab.lab import RPC_RESPONSE_TIMEOUT, SERVICE_DOWN_TIME, TOKEN  # noqa: E402
 from tests.harness.nova_lab.masakari import EngineWaits, RealMasakari, running_masakari  # noqa: E402
 
+#: The segment's evacuationConcurrency when the spec leaves it out.
+DEFAULT_CONCURRENCY = HostFailurePolicy().evacuation_concurrency
 #: Beyond Masakari's own waits: the F14 hang (rpc_response_timeout) and the evacuations.
 MASAKARI_SLACK = 300
 
@@ -82,6 +88,11 @@ def _fresh_segment(masakari: RealMasakari, hosts: list[str]) -> None:
         )
 
 
+class MasakariFailed(Exception):
+    """A run Masakari itself failed: recorded with its reason, and the bench goes on. The
+    operator's and the raw calls' failures stop the bench: they are ours to fix."""
+
+
 def masakari_side(backend: Any, masakari: RealMasakari, servers: int) -> float:
     backend.reset()
     failed = backend.hosts[0]
@@ -109,7 +120,10 @@ def masakari_side(backend: Any, masakari: RealMasakari, servers: int) -> float:
     )["notification"]
     assert masakari.engine_waits is not None
     timeout = masakari.engine_waits.wait_period_after_service_update + MASAKARI_SLACK
-    seconds = wait_settled(backend.compute, ids, failed, begin, timeout, "Masakari")
+    try:
+        seconds = wait_settled(backend.compute, ids, failed, begin, timeout, "Masakari")
+    except SystemExit as timed_out:
+        raise MasakariFailed(str(timed_out)) from None
     # Its own verdict too: a run it calls failed is not a recovery, however the servers look.
     deadline = time.monotonic() + 120
     while True:
@@ -118,17 +132,20 @@ def masakari_side(backend: Any, masakari: RealMasakari, servers: int) -> float:
         if status in ("finished", "failed", "ignored", "error"):
             break
         if time.monotonic() > deadline:
-            raise SystemExit(f"Masakari's notification still {status}")
+            raise MasakariFailed(f"its notification still {status} after the servers settled")
         time.sleep(0.5)
     if status != "finished":
-        raise SystemExit(f"Masakari's notification ended {status}, see {masakari.log_path.parent}")
+        raise MasakariFailed(f"its notification ended {status}")
     return seconds
 
 
-def summary(times: list[float], floor: float) -> dict[str, Any]:
+def summary(times: list[float], failures: list[str], floor: float) -> dict[str, Any]:
+    if not times:
+        return {"runs": [], "failed": failures, "median": None, "x_raw": None}
     median = statistics.median(times)
     return {
         "runs": [round(t, 2) for t in times],
+        "failed": failures,
         "median": round(median, 2),
         "min": round(min(times), 2),
         "max": round(max(times), 2),
@@ -154,6 +171,7 @@ def main() -> int:
     args = parser.parse_args()
     waits = EngineWaits(wait_period_after_service_update=args.wait_period_after_service_update)
     times: dict[int, dict[str, list[float]]] = {n: {} for n in args.servers}
+    failures: dict[int, dict[str, list[str]]] = {n: {} for n in args.servers}
     with contextlib.ExitStack() as stack:
         backend = stack.enter_context(running_nova_backend())
         plane = stack.enter_context(control_plane.running())
@@ -162,30 +180,51 @@ def main() -> int:
         )
         print(f"masakari-api + engine ready in {masakari.ready_seconds:.1f}s", flush=True)
         counter = iter(range(10**6))
-        sides: list[tuple[str, Callable[[int], float]]] = [
+        every_side: list[tuple[str, Callable[[int], float]]] = [
             ("operator", lambda n: operator(backend, plane, next(counter), n)),
+            ("operator_all", lambda n: operator(backend, plane, next(counter), n, concurrency=n)),
             ("masakari", lambda n: masakari_side(backend, masakari, n)),
             ("raw", lambda n: raw_sdk(backend, n)),
         ]
         for servers in args.servers:
+            sides = [
+                side
+                for side in every_side
+                if side[0] != "operator_all" or servers > DEFAULT_CONCURRENCY
+            ]
             for run in range(args.runs):
                 for offset in range(len(sides)):
                     name, side = sides[(run + offset) % len(sides)]
-                    seconds = side(servers)
-                    times[servers].setdefault(name, []).append(seconds)
+                    times[servers].setdefault(name, [])
+                    failures[servers].setdefault(name, [])
+                    try:
+                        seconds = side(servers)
+                    except MasakariFailed as failure:
+                        failures[servers][name].append(str(failure))
+                        print(f"N={servers} run {run + 1} {name}: FAILED, {failure}", flush=True)
+                        continue
+                    times[servers][name].append(seconds)
                     print(f"N={servers} run {run + 1} {name}: {seconds:.2f}s", flush=True)
+        if any(f for by_side in failures.values() for f in by_side.values()):
+            print(f"Masakari's logs: {masakari.log_path.parent}", flush=True)
     results = {
-        str(n): {name: summary(t, statistics.median(by_side["raw"])) for name, t in by_side.items()}
+        str(n): {
+            name: summary(t, failures[n][name], statistics.median(by_side["raw"]))
+            for name, t in by_side.items()
+        }
         for n, by_side in times.items()
     }
     print(f"\nreal Nova 34, {args.runs} runs per side, interleaved; from the kill to every server")
     print("settled elsewhere, polled by one observer outside each side (median, min-max, x raw):")
     for n, by_side in results.items():
-        for name in ("operator", "masakari", "raw"):
-            r = by_side[name]
+        for name, r in by_side.items():
+            failed = f", {len(r['failed'])} failed" if r["failed"] else ""
+            if r["median"] is None:
+                print(f"  N={n:>3} {name:<12} every run failed: {'; '.join(r['failed'])}")
+                continue
             print(
-                f"  N={n:>3} {name:<9} {r['median']:7.2f}s ({r['min']:.2f}-{r['max']:.2f})"
-                f"  {r['x_raw']:.2f}x"
+                f"  N={n:>3} {name:<12} {r['median']:7.2f}s ({r['min']:.2f}-{r['max']:.2f})"
+                f"  {r['x_raw']:.2f}x{failed}"
             )
     conditions = results_io.conditions(
         masakari_engine=waits.as_dict(),
@@ -193,7 +232,10 @@ def main() -> int:
     )
     print(f"conditions: {json.dumps(conditions)}")
     rows = [
-        (f"N={n} {side}", r["median"]) for n, sides in results.items() for side, r in sides.items()
+        (f"N={n} {side}", r["median"])
+        for n, sides in results.items()
+        for side, r in sides.items()
+        if r["median"] is not None
     ]
     chart = results_io.bar_chart(
         "kill to every server settled elsewhere, median (real Nova 34)", rows
