@@ -47,7 +47,7 @@ from controller.recovery.ports import (
 )
 from controller.recovery.process_failure import ProcessFailure
 from controller.recovery.progress import NotRecorded, Progress, utcnow
-from controller.resources.common import ConditionStatus, set_condition
+from controller.resources.common import condition_true, set_condition
 from controller.resources.failure_event import (
     EventPhase,
     FailureEventStatus,
@@ -294,9 +294,7 @@ class Lifecycle:
         async with self.host_locks.recovery(record.namespace, record.spec.host):
             status = record.status.model_copy(deep=True)
             self.signals.running(record, True)  # a resumed recovery runs in this process too
-            if any(
-                c.type == "Blocked" and c.status == ConditionStatus.TRUE for c in status.conditions
-            ):
+            if condition_true(status.conditions, "Blocked"):
                 # Left by a refused write (_not_recorded): the first write that goes through
                 # says the progress is recorded again.
                 set_condition(

@@ -8,7 +8,7 @@ from datetime import datetime
 from controller.recovery import capacity as readiness
 from controller.recovery.gates import TERMINAL, storm_limit
 from controller.recovery.ports import EventRecord, HostRecord
-from controller.resources.common import set_condition
+from controller.resources.common import condition_true, set_condition
 from controller.resources.failure_event import EventPhase
 from controller.resources.host import HostPhase, ReservationState
 from controller.resources.segment import (
@@ -50,11 +50,7 @@ def summarize(
         h.status.reservation == ReservationState.IN_USE for h in reserved
     )
     status.recoveries_in_flight = sum(e.status.phase == EventPhase.RUNNING for e in open_events)
-    blocked = [
-        e
-        for e in open_events
-        if any(c.type == "Blocked" and c.status == "True" for c in e.status.conditions)
-    ]
+    blocked = [e for e in open_events if condition_true(e.status.conditions, "Blocked")]
     status.recoveries_blocked = len(blocked)
 
     limit = storm_limit(spec, len(hosts))

@@ -144,6 +144,10 @@ def set_condition(
     )
 
 
+def condition_true(conditions: list[Condition], kind: str) -> bool:
+    return any(c.type == kind and c.status == ConditionStatus.TRUE for c in conditions)
+
+
 def rule_message(model: type[BaseModel], index: int = 0) -> str:
     """The message of one of the model's CEL rules (x-kubernetes-validations), for the pydantic
     validator that mirrors it: the model refuses what the API server refuses, in its words."""
