@@ -178,12 +178,16 @@ def test_stop_then_start(driver: Driver, nova_backend: NovaBackend) -> None:
     assert (started.status, started.power_state) == ("ACTIVE", 1)
 
 
-def test_lock_unlock_and_admin_may_act_on_locked_server(
+def test_lock_and_evacuate_unlock_and_admin_may_act_on_locked_server(
     driver: Driver, nova_backend: NovaBackend
 ) -> None:
-    (sid,) = nova_backend.boot_servers(nova_backend.hosts[1], 1)
-    driver(driver.nova.lock_server(sid, "masakari: evacuating"))
-    assert driver(driver.nova.server(sid)).locked is True
+    source = nova_backend.hosts[0]
+    (sid,) = nova_backend.boot_servers(source, 1)
+    _fail_host(driver, nova_backend, source)
+    driver(driver.nova.lock_and_evacuate(sid, None, lock="masakari: evacuating", reset=False))
+    moved = driver.settled(sid, "moved", lambda s: s.host != source)
+    assert moved.locked is True
+    assert nova_backend.evacuation_count(sid) == 1
     # Nova's check_instance_lock lets admins through; recovery runs as admin.
     driver(driver.nova.stop_server(sid))
     assert driver.settled(sid, "stopped", lambda s: s.vm_state == "stopped").locked is True

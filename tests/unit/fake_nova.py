@@ -276,6 +276,17 @@ class FakeNova:
         self._call("lock_server", server_id)
         self.servers[server_id] = dataclasses.replace(await self.server(server_id), locked=True)
 
+    async def lock_and_evacuate(
+        self, server_id: str, target_host: str | None, *, lock: str | None, reset: bool
+    ) -> None:
+        # Each call recorded (and a crash point) as its own, in the driver's order; a failure
+        # stops the ones after it.
+        if lock is not None:
+            await self.lock_server(server_id, lock)
+        if reset:
+            await self.reset_state(server_id, "error")
+        await self.evacuate(server_id, target_host)
+
     async def unlock_server(self, server_id: str) -> None:
         self._call("unlock_server", server_id)
         self.servers[server_id] = dataclasses.replace(await self.server(server_id), locked=False)

@@ -4,7 +4,10 @@ crash safety (the operator killed at every Nova call of a recovery)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -369,3 +372,132 @@ def test_the_moves_starting_together_are_written_ahead_in_one_patch() -> None:
     writes = [count for count, _ in seen]
     print(f"status writes before each evacuate call: {writes}")
     assert len(writes) == 3 and len(set(writes)) == 1, writes
+
+
+class QueuedNova(FakeNova):
+    """The driver's shape: every port call takes one of a few slots, first come first served,
+    and holds it over a turn of the loop (its round trip). The fake's own reads inside a call
+    are not calls of their own."""
+
+    def __init__(self, hosts: list[str], slots: int) -> None:
+        super().__init__(hosts)
+        self.slots = asyncio.Semaphore(slots)
+        self.in_call: contextvars.ContextVar[bool] = contextvars.ContextVar("in_call")
+
+    @contextlib.asynccontextmanager
+    async def round_trip(self) -> AsyncIterator[None]:
+        if self.in_call.get(False):
+            yield
+            return
+        async with self.slots:
+            token = self.in_call.set(True)
+            try:
+                await asyncio.sleep(0)
+                yield
+            finally:
+                self.in_call.reset(token)
+
+    async def server(self, server_id: str) -> Any:
+        async with self.round_trip():
+            return await super().server(server_id)
+
+    async def lock_server(self, server_id: str, reason: str | None = None) -> None:
+        async with self.round_trip():
+            await super().lock_server(server_id, reason)
+
+    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
+        async with self.round_trip():
+            await super().evacuate(server_id, target_host)
+
+    async def lock_and_evacuate(
+        self, server_id: str, target_host: str | None, *, lock: str | None, reset: bool
+    ) -> None:
+        async with self.round_trip():  # one unit: the calls back to back, in one slot
+            await super().lock_and_evacuate(server_id, target_host, lock=lock, reset=reset)
+
+    async def unlock_server(self, server_id: str) -> None:
+        async with self.round_trip():
+            await super().unlock_server(server_id)
+
+
+def test_the_first_evacuate_is_not_queued_behind_the_other_moves_locks() -> None:
+    """Issue 12: each move locked its instance, then evacuated it, as two calls of the driver,
+    whose few slots serve calls in order of arrival: the moves starting together queued every
+    lock ahead of the first evacuate (at 50 moves, 100-140 ms on the simulator). A move's lock
+    and evacuate are now one unit, still in that order, so the first evacuate goes out after
+    its own lock, not after the last one."""
+    names = [f"vm{i:02d}" for i in range(20)]
+    nova = QueuedNova(["h1", "h2", "h3"], slots=4)
+    for name in names:
+        nova.add_server(name, "h1")
+    nova.kill("h1")
+    assert run(nova, Store(), evacuation_concurrency=20).phase == "Finished"
+    sent = [call for call in nova.calls if call[0] in ("lock_server", "evacuate")]
+    locks = [i for i, call in enumerate(sent) if call[0] == "lock_server"]
+    evacuations = [i for i, call in enumerate(sent) if call[0] == "evacuate"]
+    print(f"first evacuate at call {evacuations[0]}, last lock at call {locks[-1]}")
+    assert len(locks) == len(evacuations) == 20
+    assert evacuations[0] < locks[-1], sent
+    for name in names:  # each instance still locked before it is evacuated
+        server = f"uuid-{name}"
+        assert sent.index(("lock_server", server)) < sent.index(("evacuate", server, ""))
+
+
+def test_a_move_s_slot_goes_to_the_next_instance_once_it_has_landed() -> None:
+    """Issue 12: a move held its slot of evacuationConcurrency through its unlock and the status
+    write of its end, so each next instance waited for one write more (40-100 ms with 100
+    moves). The slot is freed once the instance has landed: the next move's write-ahead
+    carries the previous move's end, one write from a landing to the next evacuate call."""
+    nova = cloud(("a", {}), ("b", {}), ("c", {}))
+    store = Store()
+    evacuate = nova.evacuate
+    landed_at: dict[str, int] = {}
+    seen: list[int] = []
+
+    async def counted(server_id: str, target_host: str | None = None) -> None:
+        if landed_at:
+            seen.append(store.writes - landed_at[max(landed_at)])
+        await evacuate(server_id, target_host)
+        landed_at[server_id] = store.writes  # the fake lands it at once
+
+    nova.evacuate = counted  # type: ignore[method-assign]
+    assert run(nova, store, evacuation_concurrency=1).phase == "Finished"
+    print(f"status writes from one landing to the next evacuate call: {seen}")
+    assert seen == [1, 1], seen
+    assert all(not s.locked for s in nova.servers.values())
+    assert [m.status for m in store.status.instances] == ["succeeded"] * 3
+
+
+def test_the_host_s_hold_is_written_beside_the_write_ahead_and_before_nova() -> None:
+    """Issue 12: the Host's hold waited for the DISABLE write-ahead of the event to be stored
+    before it was sent. Both go out together now, and Nova is still touched only once both
+    are stored."""
+    nova = cloud(("a", {}))
+    timeline: list[str] = []
+
+    async def persist(status: FailureEventStatus) -> None:
+        timeline.append("event write starts")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        timeline.append("event write ends")
+
+    async def hold() -> None:
+        timeline.append("hold starts")
+        await asyncio.sleep(0)
+        timeline.append("hold ends")
+
+    force_down = nova.force_down
+
+    async def forced(host: str, forced: bool) -> ComputeService:
+        timeline.append("force down")
+        return await force_down(host, forced)
+
+    nova.force_down = forced  # type: ignore[method-assign]
+    host_failure = recovery(nova, Store())
+    host_failure.progress = Progress(FailureEventStatus(), persist)
+    host_failure.hold = hold
+    asyncio.run(host_failure.run())
+    before_nova = timeline[: timeline.index("force down")]
+    print(f"before Nova: {before_nova}")
+    assert before_nova.index("hold starts") < before_nova.index("event write ends")
+    assert {"hold ends", "event write ends"} <= set(before_nova)

@@ -223,3 +223,51 @@ def test_a_change_is_refused_once_the_replica_stops_leading_even_between_retries
         asyncio.run(nova.evacuate(server))
     assert _requests(clean, "actions") == 1
     assert asyncio.run(nova.server(server)).host == "compute1"  # reads go on
+
+
+def test_lock_and_evacuate_sends_each_call_only_after_the_one_before_succeeded(
+    clean: Sim,
+) -> None:
+    """The unit a recovery's move sends: a lock that fails stops the evacuate (an instance is
+    locked before it is moved), and an evacuate that Nova refuses says so, the lock done."""
+    (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
+    nova = _driver(clean, retry=FAST)
+    _fault(clean, "actions", error_rate=1.0, status=503)
+    with pytest.raises(Unavailable, match=rf"lock server {sid}: HTTP 503.*after 3 attempts"):
+        asyncio.run(nova.lock_and_evacuate(sid, None, lock="evacuation (e1)", reset=False))
+    assert _requests(clean, "actions") == 3  # the lock, tried three times; no evacuate
+    _fault(clean, "actions")  # none
+    with pytest.raises(Conflict, match=rf"evacuate server {sid}: HTTP 400.*still in use"):
+        asyncio.run(nova.lock_and_evacuate(sid, None, lock="evacuation (e1)", reset=False))
+    assert _requests(clean, "actions") == 5
+    assert asyncio.run(nova.server(sid)).locked
+    assert clean.control("GET", f"servers/{sid}/evacuations")["evacuations"] == 0
+
+
+def test_a_retry_of_lock_and_evacuate_resumes_at_the_call_that_failed(clean: Sim) -> None:
+    """A transient failure of the evacuate retries the evacuate alone: sending the reset
+    again could clear the task of a rebuild the failed-looking call did start."""
+    (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
+    clean.control("POST", "hosts/compute1/kill")
+    sent: list[str] = []
+
+    class FirstEvacuateFails(OpenStackNova):
+        def _post_action(self, server_id: str, body: Any) -> None:
+            (action,) = body
+            sent.append(action)
+            first = action == "evacuate" and sent.count("evacuate") == 1
+            if first:
+                _fault(clean, "actions", error_rate=1.0, status=503)
+            try:
+                super()._post_action(server_id, body)
+            finally:
+                if first:
+                    _fault(clean, "actions")
+
+    nova = FirstEvacuateFails.from_clouds_yaml(clean.clouds_yaml, clean.cloud, retry=FAST)
+    asyncio.run(nova.force_down("compute1", True))
+    asyncio.run(nova.lock_and_evacuate(sid, "compute2", lock="evacuation (e1)", reset=True))
+    assert sent == ["lock", "os-resetState", "evacuate", "evacuate"]
+    server = asyncio.run(nova.server(sid))
+    assert server.locked and server.task_state in ("rebuilding", None)
+    assert clean.control("GET", f"servers/{sid}/evacuations")["evacuations"] == 1

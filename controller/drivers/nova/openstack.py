@@ -188,7 +188,7 @@ class OpenStackNova:
 
     def _translate(self, operation: str, exc: Exception) -> NovaError | _Transient:
         """The domain error for an openstacksdk/keystoneauth failure (or _Transient)."""
-        if isinstance(exc, NovaError):  # raised by our own code in the worker thread
+        if isinstance(exc, NovaError | _Transient):  # raised by our own code in the thread
             return exc
         if isinstance(exc, sdk_exceptions.HttpException) and exc.status_code:
             status = exc.status_code
@@ -424,9 +424,36 @@ class OpenStackNova:
     async def start_server(self, server_id: str) -> None:
         await self._act("start", server_id, {"os-start": None})
 
-    async def lock_server(self, server_id: str, reason: str | None = None) -> None:
-        body = {"lock": None if reason is None else {"locked_reason": reason}}
-        await self._act("lock", server_id, body)
+    async def lock_and_evacuate(
+        self, server_id: str, target_host: str | None, *, lock: str | None, reset: bool
+    ) -> None:
+        where = f" to {target_host}" if target_host else ""
+        calls: list[tuple[str, Mapping[str, Any]]] = []
+        if lock is not None:
+            calls.append((f"lock server {server_id}", {"lock": {"locked_reason": lock}}))
+        if reset:
+            calls.append(
+                (
+                    f"reset state (error) of server {server_id}",
+                    {"os-resetState": {"state": "error"}},
+                )
+            )
+        evacuate = {"evacuate": {"host": target_host} if target_host else {}}
+        calls.append((f"evacuate server {server_id}{where}", evacuate))
+        sent = 0
+
+        def send() -> None:
+            # In one worker thread and one slot, back to back: the evacuate never waits behind
+            # the calls other moves queued meanwhile. A retry resumes at the call that failed.
+            nonlocal sent
+            for operation, body in calls[sent:]:
+                try:
+                    self._post_action(server_id, body)
+                except Exception as exc:  # classified as a call of its own would be
+                    raise self._translate(operation, exc) from None
+                sent += 1
+
+        await self._call(f"lock and evacuate server {server_id}{where}", send, change=True)
 
     async def unlock_server(self, server_id: str) -> None:
         await self._act("unlock", server_id, {"unlock": None})
