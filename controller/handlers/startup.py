@@ -18,7 +18,9 @@ from controller.drivers.clouds import KubeClouds, OpenStackConnector
 from controller.drivers.kube import PLURAL, Kube, load_client
 from controller.drivers.kube_store import KubeStore
 from controller.drivers.lease import Lease
+from controller.drivers.namespace_claims import NamespaceClaims
 from controller.handlers.runtime import Runtime, runtime_of
+from controller.handlers.shard import Shard
 from controller.handlers.signals import RecoverySignals
 from controller.recovery.gates import TERMINAL
 from controller.recovery.host_failure import Timing
@@ -68,6 +70,15 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         memo.lease = lease
         memo.lease_keeper = asyncio.create_task(lease.keep(), name="lease keeper")
         leading = lease.holding
+        shard: Shard | None = getattr(memo, "shard", None)
+        if shard is not None:  # one operator of a fleet: it claims its namespaces first
+            claims = NamespaceClaims.from_client(client, config.kube_timeout)
+            if not await shard.begin(claims, lease, config.binding_resync_interval):
+                # Its set changed while it stood by, and kopf is stopping, which skips the
+                # cleanup of a startup that never ended: nothing has run, so hand the Lease
+                # on here, and wait to be cancelled.
+                await _stop(memo)
+                await asyncio.Event().wait()
     metrics.leader.set(1)
     # Every write to Kubernetes and every change to Nova asks the Lease first, so a leader
     # that wakes up past its deadline changes nothing before its keeper stops the process.
@@ -127,8 +138,15 @@ def _serve_probes(memo: Any, config: OperatorConfig, lease: Lease | None) -> Non
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
+    await _stop(memo)
+
+
+async def _stop(memo: Any) -> None:
     # kopf runs cleanup after its watchers and handlers have stopped: nothing acts any more,
     # so the Lease can go to the standby now rather than after a whole lease duration.
+    shard: Shard | None = getattr(memo, "shard", None)
+    if shard is not None:
+        await shard.end()
     keeper = getattr(memo, "lease_keeper", None)
     if keeper is not None:
         keeper.cancel()

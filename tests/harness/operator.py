@@ -86,6 +86,8 @@ class Operator:
     also_serve: tuple[str, ...] = ()  # more namespaces, bound (or not) by the test itself
     pacemaker: dict[str, Any] | None = None  # the binding's Pacemaker access
     metrics_port: int = 0
+    # What it serves, when not `--namespace namespace` (and also_serve): e.g. a selector.
+    scope: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -108,7 +110,8 @@ class Operator:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "controller.cli", "run", "--namespace", self.namespace,
+                [sys.executable, "-m", "controller.cli", "run",
+                 *(self.scope or ("--namespace", self.namespace)),
                  *(arg for extra in self.also_serve for arg in ("--namespace", extra)),
                  *(["--standalone"] if self.standalone else [])],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -173,6 +173,7 @@ def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -
         ("patch", "cloudbindings.masakari.dev/status"),
         ("create", "events"),
         ("list", "namespaces"),
+        ("patch", "namespaces"),  # a shard's claim (docs/scale.md)
     ]:
         assert can(verb, resource), f"the operator may not {verb} {resource}"
     assert can("update", "leases.coordination.k8s.io", "masakari-system")
@@ -182,6 +183,8 @@ def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -
         ("delete", "failureevents.masakari.dev"),
         ("update", "cloudbindings.masakari.dev"),
         ("get", "secrets"),
+        ("delete", "namespaces"),
+        ("create", "namespaces"),
     ]:
         assert not can(verb, resource), f"the operator should not {verb} {resource}"
     assert not can("update", "leases.coordination.k8s.io", "cloud-a")
