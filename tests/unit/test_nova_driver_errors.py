@@ -271,3 +271,30 @@ def test_a_retry_of_lock_and_evacuate_resumes_at_the_call_that_failed(clean: Sim
     server = asyncio.run(nova.server(sid))
     assert server.locked and server.task_state in ("rebuilding", None)
     assert clean.control("GET", f"servers/{sid}/evacuations")["evacuations"] == 1
+
+
+def test_a_change_waiting_for_a_slot_goes_before_the_reads_waiting(clean: Sim) -> None:
+    """Issue 12: with fifty moves starting at once, the first moves' lock-and-evacuate calls
+    waited behind the reads of all the others. One slot, four slow reads asked first, then a
+    change: the change is sent as soon as the read in flight ends."""
+    (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
+    nova = _driver(clean, max_concurrency=1)
+    asyncio.run(nova.compute_services())  # authenticated, and the service's id known
+    _fault(clean, "servers", latency=0.2)
+    ended: list[str] = []
+
+    async def scenario() -> None:
+        async def read(n: int) -> None:
+            await nova.server(sid)
+            ended.append(f"read {n}")
+
+        async def change() -> None:
+            await asyncio.sleep(0.05)  # the reads are queued by now
+            await nova.force_down("compute1", True)
+            ended.append("change")
+
+        await asyncio.gather(*(read(n) for n in range(4)), change())
+
+    asyncio.run(scenario())
+    print(f"order of the calls' ends: {ended}")
+    assert ended == ["read 0", "change", "read 1", "read 2", "read 3"], ended

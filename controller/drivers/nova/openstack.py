@@ -11,8 +11,9 @@ Microversion: every compute call is pinned to 2.87 (`compute_api_version`), on p
 openstacksdk would otherwise negotiate the newest microversion the cloud offers (>= 2.95 on
 current Nova), which would change evacuation semantics under the operator's feet.
 
-openstacksdk is synchronous: each call runs in one of the driver's own worker threads under a
-semaphore, so at most `max_concurrency` calls are in flight and the event loop never blocks.
+openstacksdk is synchronous: each call runs in one of the driver's own worker threads in one of
+`max_concurrency` slots, so that many calls at most are in flight and the event loop never
+blocks; a change waiting for a slot goes before the reads waiting (`_Slots`).
 Servers, services and hypervisors are read as raw JSON through the sdk's compute adapter (same
 session, microversion, errors and retries), not as Resource objects: see
 controller.drivers.nova.servers. A service is updated by the id its last read showed.
@@ -27,11 +28,13 @@ whatever text reaches an exception or a log line is scrubbed of the cloud's secr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,6 +94,48 @@ class RetryPolicy:
     def delay(self, retry: int) -> float:
         ceiling = min(self.max_delay, self.base_delay * (2**retry))
         return random.uniform(ceiling / 2, ceiling)
+
+
+class _Slots:
+    """At most `size` calls at once; when one ends, a change waiting goes before every read
+    waiting, each kind in order of arrival. A change is most often the next step of a move
+    under way (its lock and evacuate, its unlock) and a read the start of one or a poll: with
+    fifty moves starting at once, the first moves' evacuate calls were queued behind the
+    reads of all the others (80 ms on the simulator)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, change: bool) -> AsyncIterator[None]:
+        if self._free > 0:
+            self._free -= 1
+        else:
+            turn = asyncio.get_running_loop().create_future()
+            self._waiting[change].append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._release()  # handed over as it was cancelled: hand it on
+                else:  # still queued, unless a release already dropped it
+                    with contextlib.suppress(ValueError):
+                        self._waiting[change].remove(turn)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for kind in (True, False):
+            while self._waiting[kind]:
+                turn = self._waiting[kind].popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._free += 1
 
 
 class _Transient(Exception):
@@ -153,7 +198,7 @@ class OpenStackNova:
         self._conn = conn
         self._leading = leading
         self._secrets = tuple(s for s in secrets if s)
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slots = _Slots(max_concurrency)
         # Threads of its own: the loop's default executor is small (cores + 4) and shared.
         self._threads = ThreadPoolExecutor(max_concurrency, thread_name_prefix="nova-driver")
         self._retry = retry or RetryPolicy()
@@ -225,7 +270,7 @@ class OpenStackNova:
         policy = self._retry
         started = time.monotonic()
         for attempt in range(policy.attempts):
-            async with self._slots:
+            async with self._slots.slot(change):
                 # Asked again before each try: a process frozen in the backoff below wakes with
                 # the retry due at once, possibly before its Lease keeper notices the deadline.
                 if change and not self._leading():
