@@ -107,12 +107,15 @@ def test_two_shards_serve_disjoint_namespaces_and_a_namespace_moves_between_them
         # set the standby did not start with; it too must start again, before acting.
         standby = fleet.shard("shard-two", "two,both", replica="-standby")
         shard_two = [two, standby]
-        for replica in (standby, two, one):
+        # A shard that selects nothing: kopf, given no namespace, would serve the whole cluster.
+        empty = fleet.shard("shard-empty", "none")
+        for replica in (standby, two, one, empty):
             stack.callback(replica.stop)
         one.start()
         two.start()  # after one has claimed the namespace both select
         standby.start()
-        print(f"\ntwo shards started in {time.monotonic() - started:.1f}s")
+        empty.start()
+        print(f"\nfour operators (three shards) started in {time.monotonic() - started:.1f}s")
         owner_one, owner_two = f"{fleet.leases}/shard-one", f"{fleet.leases}/shard-two"
         assert [fleet.claim(n) for n in (one_ns, two_ns, both_ns)] == [
             owner_one,
@@ -134,6 +137,8 @@ def test_two_shards_serve_disjoint_namespaces_and_a_namespace_moves_between_them
         wait_for("two's namespace served", lambda: recorded(two, two_ns, "e1"))
         assert not recorded(one, two_ns, "e1")
         assert not any(f"namespace={both_ns}" in r.log() for r in shard_two)
+        assert "serves []" in empty.log()
+        assert not any(recorded(empty, n, "e1") for n in fleet.names.values())
 
         # Relabelled, a namespace leaves shard one (which releases it once its handlers have
         # stopped) and joins shard two (which claims it once released): both start again.
