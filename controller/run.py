@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from controller import logs
@@ -14,12 +15,15 @@ from controller.config import PREFIX, OperatorConfig
 from controller.recovery import shards
 
 if TYPE_CHECKING:
+    from controller.drivers.namespace_claims import NamespaceClaims
     from controller.handlers.shard import Shard
 
 log = logging.getLogger("masakari.shards")
 # kopf's glob for "no namespace": an exclusive first glob implies `*` before it. An empty list
 # would make kopf serve the whole cluster.
 NO_NAMESPACE = "!*"
+# Attempts at the start's read of the namespaces, 1, 2, 4, then 8 seconds apart: under a minute.
+START_READS = 9
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,14 +122,53 @@ def _namespaces(args: argparse.Namespace, selector: shards.Selector | None, memo
         # These shapes claim nothing: they must not start beside a shard that serves one of
         # their namespaces (-A is one operator for the whole cluster).
         served = None if args.all_namespaces else frozenset(args.namespace)
-        claimed = shards.foreign_claims(claims.read(None), served)
+        claimed = shards.foreign_claims(_read_at_start(claims, None), served)
         for namespace, owner in sorted(claimed.items()):
             log.error("namespace %s is claimed by shard %s", namespace, owner)
         if claimed:
             sys.exit("refusing to serve namespaces that a shard of a fleet claims")
         return list(args.namespace)
     shard = Shard(str(selector), f"{config.lease_namespace}/{config.lease_name}", frozenset())
-    shard.serving = shards.plan(claims.read(str(selector)), shard.name, frozenset()).serve
+    shard.serving = shards.plan(
+        _read_at_start(claims, str(selector)), shard.name, frozenset()
+    ).serve
     memo.shard = shard
     log.info("shard %s serves [%s]", shard.name, ", ".join(sorted(shard.serving)))
     return sorted(shard.serving) or [NO_NAMESPACE]
+
+
+def _read_at_start(claims: NamespaceClaims, selector: str | None) -> list[shards.NamespaceState]:
+    """The namespaces and their claims, before kopf starts: an API server still starting (a
+    whole cluster coming back) is waited for, a bounded while, then the process ends with the
+    reason, not a traceback, for its Deployment to start it again."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    failure: Exception | None = None
+    for attempt in range(START_READS):
+        if failure is not None:
+            log.warning("cannot list namespaces yet (%s); trying again", failure)
+            time.sleep(min(2.0 ** (attempt - 1), 8.0))
+        try:
+            return claims.read(selector)
+        except ApiException as error:
+            if error.status == 403 and selector is None:
+                # An operator given its namespaces may run on a namespaced Role: it goes on,
+                # unable to see a shard's claim, and says so.
+                log.error(
+                    "cannot list namespaces (forbidden): not checking that no shard of a fleet "
+                    "serves these namespaces; grant list on namespaces (deploy/rbac.yaml does)"
+                )
+                return []
+            if error.status == 403:
+                sys.exit(
+                    "cannot list namespaces (forbidden): a shard reads them to select its own "
+                    "and keep other shards off them; grant list, watch and patch on namespaces "
+                    "(deploy/rbac.yaml does)"
+                )
+            if error.status < 500 and error.status != 429:
+                raise
+            failure = error
+        except HTTPError as error:
+            failure = error
+    sys.exit(f"cannot list namespaces: {failure}")

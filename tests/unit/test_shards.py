@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from controller import run
 from controller.drivers.lease import Lease
 from controller.drivers.namespace_claims import LeaseRecord, NamespaceClaims
 from controller.handlers.shard import Shard
@@ -235,3 +236,42 @@ def test_an_unchanged_selection_keeps_serving_and_reclaims_a_removed_claim() -> 
     one, serving_on = asyncio.run(checked(fleet, {"a", "b"}))
     assert serving_on and not one.restarting
     assert fleet.claims == {"a": ME, "b": ME}
+
+
+class Unreachable:
+    """The start's read of the namespaces, failing as told, then answering."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.reads = 0
+
+    def read(self, selector: str | None) -> list[NamespaceState]:
+        self.reads += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return [NamespaceState("cloud-a", selector is not None, None, "1")]
+
+
+def test_the_start_waits_for_an_api_server_still_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import ProtocolError
+
+    monkeypatch.setattr("controller.run.time.sleep", lambda seconds: None)
+    claims = Unreachable(ProtocolError("connection refused"), ApiException(status=503))
+    assert [n.name for n in run._read_at_start(cast(Any, claims), "region=eu")] == ["cloud-a"]
+    assert claims.reads == 3
+    never = Unreachable(*[ApiException(status=503)] * run.START_READS)
+    with pytest.raises(SystemExit, match="cannot list namespaces"):
+        run._read_at_start(cast(Any, never), "region=eu")
+    assert never.reads == run.START_READS
+
+
+def test_without_the_right_to_list_namespaces_only_a_shard_refuses_to_start() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    with pytest.raises(SystemExit, match="forbidden"):
+        run._read_at_start(cast(Any, Unreachable(ApiException(status=403))), "region=eu")
+    # Given its namespaces, the operator may run on a namespaced Role: it goes on, saying so.
+    assert run._read_at_start(cast(Any, Unreachable(ApiException(status=403))), None) == []
