@@ -178,7 +178,7 @@ class Lease:
                     log.info("leading as %s (lease %s/%s)", self.holder, self.namespace, self.name)
                     return
             except Exception as error:  # a standby keeps trying whatever the API does
-                log.warning("lease %s/%s: %s", self.namespace, self.name, _brief(error))
+                log.warning("lease %s/%s: %s", self.namespace, self.name, brief(error))
             if not waiting_logged:
                 log.info(
                     "standing by: lease %s/%s is held by another replica", self.namespace, self.name
@@ -226,10 +226,10 @@ class Lease:
             except ApiException as error:
                 if error.status == 409:
                     continue
-                log.warning("releasing lease %s/%s: %s", self.namespace, self.name, _brief(error))
+                log.warning("releasing lease %s/%s: %s", self.namespace, self.name, brief(error))
                 return False
             except Exception as error:  # unreachable API server: the Lease expires instead
-                log.warning("releasing lease %s/%s: %s", self.namespace, self.name, _brief(error))
+                log.warning("releasing lease %s/%s: %s", self.namespace, self.name, brief(error))
                 return False
             log.info("released lease %s/%s", self.namespace, self.name)
             return True
@@ -242,7 +242,7 @@ class Lease:
         try:
             return await asyncio.wait_for(releasing, 2 * self.retry_period)
         except TimeoutError as error:
-            log.warning("releasing lease %s/%s: %s", self.namespace, self.name, _brief(error))
+            log.warning("releasing lease %s/%s: %s", self.namespace, self.name, brief(error))
             return False
 
     async def _renew(self) -> None:
@@ -253,10 +253,12 @@ class Lease:
                 if not await self._attempt():
                     return
             except Exception as error:  # a failed renewal only counts against the deadline
-                log.warning("renewing lease %s/%s: %s", self.namespace, self.name, _brief(error))
+                log.warning("renewing lease %s/%s: %s", self.namespace, self.name, brief(error))
 
 
-def _brief(error: Exception) -> str:
+def brief(error: Exception) -> str:
+    """An error in a line of a retry loop's log: an ApiException's text is its whole answer,
+    headers and body, on many lines."""
     if isinstance(error, ApiException):
         return f"API error {error.status}"
     return type(error).__name__

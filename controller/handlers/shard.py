@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import cast
 
-from controller.drivers.lease import Lease
+from controller.drivers.lease import Lease, brief
 from controller.drivers.namespace_claims import NamespaceClaims
 from controller.recovery import shards
 
@@ -52,7 +52,7 @@ class Shard:
                 ready = await self.check()
                 break
             except Exception as error:  # the keeper stops the process if the Lease goes too
-                log.warning("reading the namespaces of shard %s: %s", self.name, error)
+                log.warning("reading the namespaces of shard %s: %s", self.name, brief(error))
                 await asyncio.sleep(lease.retry_period)
         if ready:
             self._watch = asyncio.create_task(self._watching(), name="namespace selection")
@@ -65,7 +65,7 @@ class Shard:
                 if not await self.check():
                     return
             except Exception as error:  # the next reading tries again; serving goes on
-                log.warning("reading the namespaces of shard %s: %s", self.name, error)
+                log.warning("reading the namespaces of shard %s: %s", self.name, brief(error))
 
     async def check(self) -> bool:
         """Write the claims and releases the rules ask for; False once a restart is under way."""
@@ -140,5 +140,5 @@ class Shard:
             try:
                 await asyncio.to_thread(claims.warn, name, "ClaimedByAnotherShard", message)
             except Exception as error:  # the log line says it already
-                log.warning("posting an Event on namespace %s: %s", name, error)
+                log.warning("posting an Event on namespace %s: %s", name, brief(error))
         self._refused &= set(refused)
