@@ -199,9 +199,14 @@ def entered_maintenance(status: HostStatus) -> datetime | None:
     return None
 
 
-def _reserved_by(host: HostRecord, events: list[EventRecord]) -> EventRecord | None:
+def reserved_by(host: HostRecord, events: list[EventRecord]) -> EventRecord | None:
+    """The recovery that last took this reserved host and that the host has not shown
+    returned to the pool: the events are the record, the Host's status only catches up."""
     takers = [e for e in events if host.nova_host in e.status.reserved_hosts]
-    return max(takers, key=lambda e: (e.created, e.name), default=None)
+    taker = max(takers, key=lambda e: (e.created, e.name), default=None)
+    if taker is not None and host.status.reservation_returned == taker.name:
+        return None
+    return taker
 
 
 def plan(
@@ -236,10 +241,8 @@ def plan(
         released = _returns(status, returning, service, node, last, now)
     if released or recovering is not None:
         status.healthy_since = None
-    taker = _reserved_by(host, all_events) if spec.reserved else None
-    if taker is not None and status.reservation_returned == taker.name:
-        taker = None  # its use ended: back in the pool
-    elif taker is not None and _back_in_pool(spec, returning, instances, recovering):
+    taker = reserved_by(host, all_events) if spec.reserved else None
+    if taker is not None and _back_in_pool(spec, returning, instances, recovering):
         status.reservation_returned, taker = taker.name, None
 
     if last is not None:

@@ -32,7 +32,7 @@ from controller.recovery.gates import (
 )
 from controller.recovery.host_failure import DISABLE, HostFailure, Timing
 from controller.recovery.host_sync import HostLocks
-from controller.recovery.hosts import entered_maintenance
+from controller.recovery.hosts import entered_maintenance, reserved_by
 from controller.recovery.instance_failure import InstanceFailure
 from controller.recovery.nova import NotFound, NovaError
 from controller.recovery.outcome import Outcome
@@ -352,7 +352,7 @@ class Lifecycle:
                 nova=nova,
                 progress=progress,
                 reserved_candidates=self._reserved_candidates(
-                    record, host, context.hosts, await self._taken_elsewhere(record)
+                    record, host, context.hosts, await self._taken_elsewhere(record, context.hosts)
                 ),
                 claim=self._claimer(record),
                 hold=hold,
@@ -418,14 +418,20 @@ class Lifecycle:
 
         return claim
 
-    async def _taken_elsewhere(self, record: EventRecord) -> set[str]:
-        """Reserved hosts recorded by other open recoveries (also after a restart, when the
-        in-process claims are gone)."""
+    async def _taken_elsewhere(self, record: EventRecord, hosts: dict[str, HostRecord]) -> set[str]:
+        """Reserved hosts other recoveries took and their Host has not returned to the pool.
+        Ended recoveries count too: their Host shows InUse only at its next resync, and a
+        failure in between must not take the host as a free spare. Read from the events, so
+        this holds after a restart, when the in-process claims are gone."""
+        others = [
+            e
+            for e in await self.store.failure_events(record.namespace)
+            if e.name != record.name and e.status.reserved_hosts
+        ]
         return {
-            reserved
-            for event in await self.store.failure_events(record.namespace, open_only=True)
-            if event.name != record.name
-            for reserved in event.status.reserved_hosts
+            h.nova_host
+            for h in hosts.values()
+            if h.spec.reserved and reserved_by(h, others) is not None
         }
 
     async def _recent_restarts(self, record: EventRecord, segment: FailoverSegmentSpec) -> int:

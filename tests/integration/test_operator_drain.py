@@ -301,7 +301,12 @@ def test_a_used_reserved_host_drained_by_maintenance_returns_to_the_pool(
     cloud.sim.control("POST", "hosts/compute1/kill")
     cloud.apply(host_failure("c1", "compute1"))
     cloud.wait_phase("fev", "c1", {"Finished"}, 60)
-    assert cloud.status("mhost", "compute4")["reservation"] == "InUse"
+    # The Host shows what the event recorded at its next resync, a moment after the event.
+    wait_for(
+        "compute4 in use",
+        lambda: cloud.status("mhost", "compute4").get("reservation") == "InUse",
+        timeout=30,
+    )
 
     cloud.sim.control("POST", "hosts/compute1/revive")
     cloud.apply(host("compute1", releaseFailure="c1"))

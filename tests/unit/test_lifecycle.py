@@ -516,3 +516,21 @@ def test_admission_reads_the_open_events_the_hosts_reports_and_the_segment_at_on
     assert world.phase("ev") == ("Finished", "Recovered")
     print(f"admission reads in flight at once: {peak}")
     assert peak == 3
+
+
+def test_a_reserved_host_taken_by_an_ended_recovery_is_not_taken_again() -> None:
+    """Found by CI: a Host shows its reservation InUse only at its next resync, a moment after
+    the recovery that took it ended. A failure in that moment must not take the same reserved
+    host as a free spare: the ended recovery's record is what says it is in use."""
+    world = World(recoveryMethod="reserved_host")
+    world.store.add_host("h7", reserved=True)
+    world.fail("h1", "a")
+    world.store.report("first", "h1")
+    world.run(["first"])
+    assert world.phase("first") == ("Finished", "Recovered")
+    assert world.store.events["first"].status.reserved_hosts == ["h7"]
+    assert world.store.hosts_["h7"].status.reservation != "InUse"  # no Host resync yet
+    world.fail("h2", "b")
+    world.store.report("second", "h2")
+    world.run(["second"])
+    assert "h7" not in world.store.events["second"].status.reserved_hosts
