@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     memo = kopf.Memo()
     namespaces = _namespaces(args, selector, memo)
     shard: Shard | None = memo.get("shard")
+    memo.namespaces_served = len(namespaces)  # kopf's connection bound (handlers.startup)
     # Leadership is our Lease (controller.drivers.lease), not kopf's peering: kopf lets two
     # replicas of equal priority both run, and a standby must never act.
     kopf.run(
