@@ -71,10 +71,6 @@ class Nova(Protocol):
 
     async def server(self, server_id: str) -> Server: ...
 
-    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
-        """Start an evacuation; the scheduler picks the host when target_host is None."""
-        ...
-
     async def live_migrate(
         self, server_id: str, target_host: str | None = None, block_migration: bool | None = None
     ) -> None:
@@ -101,11 +97,12 @@ class Nova(Protocol):
         self, server_id: str, target_host: str | None, *, lock: str | None, reset: bool
     ) -> None:
         """Lock the server with the reason `lock` (None: leave its lock as it is), reset it to
-        "error" when `reset`, then start its evacuation as `evacuate` does: one unit of work,
-        each call sent only once the one before it succeeded, none of them queued behind other
-        callers' calls in between. (As separate calls, the fifty moves a recovery starts at once
-        each queued their lock, and every lock went out before the first evacuate.) A failure
-        says which call failed; the calls before it stay done."""
+        "error" when `reset`, then start its evacuation (to `target_host`; the scheduler picks
+        when None): one unit of work, each call sent only once the one before it succeeded,
+        none of them queued behind other callers' calls in between. (As separate calls, the
+        fifty moves a recovery starts at once each queued their lock, and every lock went out
+        before the first evacuate.) A failure says which call failed; the calls before it stay
+        done."""
         ...
 
     async def unlock_server(self, server_id: str) -> None: ...

@@ -214,7 +214,7 @@ def test_evacuate_refused_while_source_service_is_up(
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1)
     with pytest.raises(Conflict, match="still in use"):
-        driver(driver.nova.evacuate(sid))
+        driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
     server = driver(driver.nova.server(sid))
     assert (server.host, server.vm_state, server.task_state) == (source, "active", None)
     assert nova_backend.evacuation_count(sid) == 0
@@ -226,7 +226,7 @@ def test_evacuate_after_force_down_keeps_active_server_active(
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1, metadata={"HA_Enabled": "True"})
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.evacuate(sid))
+    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     assert moved.host in nova_backend.hosts[1:]
     assert (moved.status, moved.vm_state) == ("ACTIVE", "active")
@@ -238,7 +238,7 @@ def test_evacuated_stopped_server_stays_stopped(driver: Driver, nova_backend: No
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1, stopped=True)
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.evacuate(sid))
+    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     assert (moved.status, moved.vm_state) == ("SHUTOFF", "stopped")
 
@@ -251,7 +251,7 @@ def test_evacuated_server_in_error_comes_back_active(
     (sid,) = nova_backend.boot_servers(source, 1)
     driver(driver.nova.reset_state(sid, "error"))
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.evacuate(sid))
+    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     assert (moved.status, moved.vm_state) == ("ACTIVE", "active")
 
@@ -261,7 +261,7 @@ def test_evacuate_to_explicit_target_host(driver: Driver, nova_backend: NovaBack
     servers = nova_backend.boot_servers(source, 2)
     _fail_host(driver, nova_backend, source)
     for sid in servers:
-        driver(driver.nova.evacuate(sid, target))
+        driver(driver.nova.lock_and_evacuate(sid, target, lock=None, reset=False))
     for sid in servers:
         moved = driver.settled(sid, "moved", lambda s: s.host != source)
         assert (moved.host, moved.vm_state) == (target, "active")
@@ -279,7 +279,7 @@ def test_evacuate_with_no_valid_host_fails_the_server_on_its_source(
         driver(driver.nova.disable_service(host, "contract test: nothing may take the server"))
     _fail_host(driver, nova_backend, source)
     try:
-        driver(driver.nova.evacuate(sid))
+        driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
     except NoValidHost:
         return  # a Nova that refuses synchronously is also within the contract
     failed = driver.settled(sid, "failed", lambda s: s.vm_state == "error")
@@ -299,7 +299,7 @@ def test_migration_record_of_an_evacuation(driver: Driver, nova_backend: NovaBac
     (bystander,) = nova_backend.boot_servers(nova_backend.hosts[1], 1)
     assert driver(driver.nova.migrations(sid)) == []
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.evacuate(sid))
+    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     records = driver.wait_for(
         lambda: driver.nova.migrations(sid),
@@ -320,7 +320,7 @@ def test_failed_host_can_be_unforced_only_after_it_cleaned_up_its_evacuations(
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1)
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.evacuate(sid))
+    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
     driver.settled(sid, "moved", lambda s: s.host != source)
     with pytest.raises(NovaError):
         driver(driver.nova.force_down(source, False))

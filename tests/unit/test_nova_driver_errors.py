@@ -101,7 +101,7 @@ def test_client_errors_are_mapped_and_never_retried(clean: Sim) -> None:
         with pytest.raises(NotFound, match="HTTP 404"):
             await nova.server("0c6f2b4e-5d3a-4f8e-9d1c-000000000000")
         with pytest.raises(Conflict, match="still in use"):  # Nova's 400 for a live source
-            await nova.evacuate(sid)
+            await nova.lock_and_evacuate(sid, None, lock=None, reset=False)
         with pytest.raises(NovaError, match="HTTP 400") as bad:
             await nova.reset_state(sid, "bogus")
         assert type(bad.value) is NovaError
@@ -122,7 +122,7 @@ def test_forbidden_is_an_error_not_a_retry(clean: Sim, tmp_path: Path) -> None:
     clean.control("POST", "hosts/compute1/kill")
     nova = OpenStackNova.from_clouds_yaml(demo, clean.cloud, retry=FAST)
     with pytest.raises(NovaError, match="HTTP 403"):
-        asyncio.run(nova.evacuate(sid))
+        asyncio.run(nova.lock_and_evacuate(sid, None, lock=None, reset=False))
     assert _requests(clean, "actions") == 1
 
 
@@ -220,7 +220,7 @@ def test_a_change_is_refused_once_the_replica_stops_leading_even_between_retries
     _fault(clean, "actions", error_rate=1.0, status=503)
     nova = _driver(clean, retry=FAST, leading=leading)
     with pytest.raises(NotLeading, match="evacuate"):
-        asyncio.run(nova.evacuate(server))
+        asyncio.run(nova.lock_and_evacuate(server, None, lock=None, reset=False))
     assert _requests(clean, "actions") == 1
     assert asyncio.run(nova.server(server)).host == "compute1"  # reads go on
 

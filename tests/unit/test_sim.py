@@ -237,7 +237,7 @@ def test_scheduler_skips_full_disabled_and_down_hosts(sim: Sim) -> None:
             await nova.force_down("source", True)
             servers = await nova.servers_on_host("source")
             for server in servers:
-                await nova.evacuate(server.id)
+                await nova.lock_and_evacuate(server.id, None, lock=None, reset=False)
             await asyncio.sleep(1)
             return {(await nova.server(s.id)).host or "" for s in servers}
 
@@ -268,7 +268,7 @@ def test_injected_evacuation_failure(clean: Sim) -> None:
 
     async def scenario() -> None:
         await nova.force_down("compute1", True)
-        await nova.evacuate(sid)
+        await nova.lock_and_evacuate(sid, None, lock=None, reset=False)
         for _ in range(100):
             server = await nova.server(sid)
             if server.task_state is None:
@@ -293,7 +293,7 @@ def test_stalled_rebuild_and_an_evacuation_from_a_running_host(clean: Sim) -> No
 
     async def scenario() -> None:
         await nova.force_down("compute1", True)
-        await nova.evacuate(sid)
+        await nova.lock_and_evacuate(sid, None, lock=None, reset=False)
         await asyncio.sleep(1.0)  # twice the simulator's default rebuild
         server = await nova.server(sid)
         assert (server.status, server.task_state) == ("REBUILD", "rebuilding")

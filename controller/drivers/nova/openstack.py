@@ -433,15 +433,6 @@ class OpenStackNova:
             change=True,
         )
 
-    async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
-        where = f" to {target_host}" if target_host else ""
-        body = {"evacuate": {"host": target_host} if target_host else {}}
-        await self._call(
-            f"evacuate server {server_id}{where}",
-            lambda: self._post_action(server_id, body),
-            change=True,
-        )
-
     async def live_migrate(
         self, server_id: str, target_host: str | None = None, block_migration: bool | None = None
     ) -> None:
