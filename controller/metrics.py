@@ -123,7 +123,10 @@ segment_capacity_ready = Gauge(
 )
 leader = Gauge(
     "masakari_leader",
-    "1 on the replica that holds the Lease (or runs standalone) and acts, 0 on a standby.",
+    "1 on the replica that holds the Lease (or runs standalone) and acts, 0 on a standby. "
+    "shard: in a fleet (--namespace-selector), the shard's name (its Lease, namespace/name), "
+    "since the shards run side by side, each with a leader of its own; empty otherwise.",
+    ["shard"],
     registry=REGISTRY,
 )
 

@@ -63,6 +63,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
             client, config.lease_namespace, config.lease_name, config.lease_duration
         )
     metrics.initialise()
+    shard: Shard | None = getattr(memo, "shard", None)
+    leader = metrics.leader.labels(shard.name if shard is not None else "")
+    leader.set(0)
+    memo.leader_gauge = leader
     _serve_probes(memo, config, lease)
     leading = None
     if lease is not None:
@@ -71,7 +75,6 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         memo.lease = lease
         memo.lease_keeper = asyncio.create_task(lease.keep(), name="lease keeper")
         leading = lease.holding
-        shard: Shard | None = getattr(memo, "shard", None)
         if shard is not None:  # one operator of a fleet: it claims its namespaces first
             claims = NamespaceClaims.from_client(client, config.kube_timeout)
             if not await shard.begin(claims, lease, config.binding_resync_interval):
@@ -80,7 +83,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
                 # on here, and wait to be cancelled.
                 await _stop(memo)
                 await asyncio.Event().wait()
-    metrics.leader.set(1)
+    leader.set(1)
     # Every write to Kubernetes and every change to Nova asks the Lease first, so a leader
     # that wakes up past its deadline changes nothing before its keeper stops the process.
     kube = Kube(client, timeout=config.kube_timeout, leading=leading)
@@ -194,7 +197,7 @@ async def _stop(memo: Any) -> None:
     lease = getattr(memo, "lease", None)
     if lease is not None:
         await lease.release_async()
-        metrics.leader.set(0)
+        memo.leader_gauge.set(0)
     runtime = getattr(memo, "runtime", None)
     if runtime is not None:
         for close in runtime_of(memo).closers:

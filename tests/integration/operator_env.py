@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,12 +96,6 @@ class Cloud:
         )
         region = loader.get_one(cloud=self.sim.cloud, compute_api_version="2.87")
         return openstack.connection.Connection(config=region)
-
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.operator.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            text: str = answer.read().decode()
-            return text
 
 
 def segment(

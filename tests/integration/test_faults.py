@@ -475,7 +475,7 @@ def test_no_credential_shows_through_the_faults(
             "operator log": cloud.operator.log(),
             "Events": kubectl("get", "events", "-n", cloud.namespace, "-o", "json").stdout,
             "objects": kubectl("get", "masakari", "-n", cloud.namespace, "-o", "json").stdout,
-            "metrics": cloud.metrics(),
+            "metrics": cloud.operator.metrics(),
         }
         for where, text in shown.items():
             leaked = [c for c in canaries if c in text]

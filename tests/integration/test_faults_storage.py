@@ -80,7 +80,7 @@ def fill_etcd(
 
 
 def blocked_gauge(cloud: Cloud, reason: str) -> float:
-    for line in cloud.metrics().splitlines():
+    for line in cloud.operator.metrics().splitlines():
         if line.startswith(f'masakari_recoveries_blocked{{reason="{reason}"}}'):
             return float(line.split()[-1])
     return 0.0

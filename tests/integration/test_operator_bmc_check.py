@@ -66,7 +66,7 @@ def test_fencing_ready_shows_each_bmc_as_checked(
         print(fencing_ready(cloud))
         raise
 
-    metrics = cloud.metrics()
+    metrics = cloud.operator.metrics()
     assert f'masakari_bmc_fencing_ready{{host="compute0",namespace="{cloud.namespace}"}} 1.0' in (
         metrics
     )

@@ -42,7 +42,7 @@ def _condition(status: dict[str, Any]) -> dict[str, Any]:
 
 def _gauge(cloud: Any) -> str:
     wanted = f'masakari_segment_capacity_ready{{namespace="{cloud.namespace}",segment="rack-a"}}'
-    lines = [line for line in cloud.metrics().splitlines() if line.startswith(wanted)]
+    lines = [line for line in cloud.operator.metrics().splitlines() if line.startswith(wanted)]
     return lines[0].split()[-1] if lines else ""
 
 

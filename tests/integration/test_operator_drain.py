@@ -118,7 +118,7 @@ def test_drain_of_30_instances_retries_then_reports_the_one_that_never_moves(
     assert service.status == "disabled"
     reasons = {e["reason"] for e in cloud.events("compute1")}
     assert {"DrainStarted", "DrainMoveFailed", "DrainIncomplete"} <= reasons
-    assert 'masakari_drain_moves_total{result="succeeded"} 29.0' in cloud.metrics()
+    assert 'masakari_drain_moves_total{result="succeeded"} 29.0' in cloud.operator.metrics()
 
 
 def test_leaving_maintenance_mid_drain_stops_it_and_the_host_returns(cloud_factory: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -88,6 +89,14 @@ def supervise(*shards: Operator) -> None:
         )
 
 
+def leader_of(replica: Operator) -> tuple[str, float]:
+    """The replica's masakari_leader: its shard, and 1.0 when it leads."""
+    text = replica.metrics()
+    found = re.search(r'^masakari_leader\{shard="([^"]*)"\} (\S+)$', text, re.MULTILINE)
+    assert found, text
+    return found[1], float(found[2])
+
+
 def recorded(shard: Operator | list[Operator], namespace: str, event: str) -> bool:
     replicas = shard if isinstance(shard, list) else [shard]
     return any(f"namespace={namespace} event={event}" in r.log() for r in replicas)
@@ -123,6 +132,9 @@ def test_two_shards_serve_disjoint_namespaces_and_a_namespace_moves_between_them
             owner_one,
         ]
         assert f"claimed by shard {owner_one}: not served" in two.log()
+        # Each shard's leader exports its own series: the leader alerts count shards apart.
+        assert leader_of(one) == (owner_one, 1.0)
+        assert sorted(leader_of(r) for r in shard_two) == [(owner_two, 0.0), (owner_two, 1.0)]
         events = cluster.kubectl(
             "get", "events", "-A", "--field-selector", "reason=ClaimedByAnotherShard", "-o", "json"
         ).stdout

@@ -131,7 +131,7 @@ def test_storm_limit_holds_the_second_failure_until_the_first_is_released(
     )
     allowed = next(c for c in seg["conditions"] if c["type"] == "RecoveryAllowed")
     assert allowed["status"] == "False" and allowed["reason"] == "StormLimitReached"
-    assert 'masakari_recoveries_blocked{reason="StormLimitReached"} 1.0' in cloud.metrics()
+    assert 'masakari_recoveries_blocked{reason="StormLimitReached"} 1.0' in cloud.operator.metrics()
     time.sleep(2)
     assert cloud.status("fev", "c2")["phase"] == "New"  # still held, visibly
 
@@ -188,4 +188,4 @@ def test_five_hosts_failing_at_once_pass_a_storm_limit_of_one_exactly_once(
     time.sleep(2)  # and they stay held
     assert [cloud.status("fev", n)["phase"] for n in held] == ["New"] * 4
     assert sum(cloud.sim.control("GET", "evacuations")["evacuations"].values()) == 1
-    assert 'masakari_recoveries_blocked{reason="StormLimitReached"} 4.0' in cloud.metrics()
+    assert 'masakari_recoveries_blocked{reason="StormLimitReached"} 4.0' in cloud.operator.metrics()

@@ -85,7 +85,7 @@ def test_auto_recovery_end_to_end(cloud_factory: Any) -> None:
     )
     assert seg["hosts"] == 4 and seg["activeHosts"] == 3
 
-    text = cloud.metrics()
+    text = cloud.operator.metrics()
     assert 'masakari_recoveries_total{result="Finished",type="COMPUTE_HOST"} 1.0' in text
     assert "masakari_evacuation_duration_seconds_count" in text
 

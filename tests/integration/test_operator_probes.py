@@ -59,7 +59,7 @@ def get(operator: Operator, path: str) -> tuple[int, str]:
 
 def leader_gauge(operator: Operator) -> float:
     _, text = get(operator, "/metrics")
-    values = [line.split()[1] for line in text.splitlines() if line.startswith("masakari_leader ")]
+    values = [line.split()[1] for line in text.splitlines() if line.startswith("masakari_leader{")]
     assert values, text
     return float(values[0])
 

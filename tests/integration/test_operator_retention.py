@@ -77,7 +77,7 @@ def test_old_ended_events_go_and_needed_ones_stay(cloud_factory: Any) -> None:
     assert [r["event"] for r in summary] == ["p4", "p3", "p2", "p1"]
     assert {r["result"] for r in summary} == {"Finished"}
     assert cloud.status("mhost", "compute3")["phase"] == "Failed"  # still awaiting p4
-    metrics = cloud.metrics()
+    metrics = cloud.operator.metrics()
     assert 'masakari_failure_events_deleted_total{reason="BeyondCount"} 2.0' in metrics
     assert "deleted FailureEvent p3: BeyondCount" in cloud.operator.log()
 
