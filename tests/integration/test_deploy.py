@@ -156,6 +156,38 @@ def test_the_operator_may_write_status_and_labels_but_never_a_spec(
     )  # fmt: skip
 
 
+def test_the_operator_may_write_its_claim_on_a_namespace_and_nothing_else(
+    cluster: Cluster, namespace: str
+) -> None:
+    """A shard claims a namespace with an annotation; RBAC's `patch` on namespaces would let it
+    relabel one too, and move it to another shard. The admission policy says no."""
+    apply_deploy(cluster)
+    cluster.kubectl("label", "namespace", namespace, "masakari.dev/region=eu-1")
+
+    def patch(body: str) -> Any:
+        return cluster.kubectl(
+            "patch", "namespace", namespace, f"--as={ACCOUNT}", "--type=merge", "-p", body,
+            check=False,
+        )  # fmt: skip
+
+    relabel = '{"metadata": {"labels": {"masakari.dev/region": "eu-2"}}}'
+    deadline = time.monotonic() + 30  # until the policy reaches the API server's admission
+    refused = patch(relabel)
+    while refused.returncode == 0 and time.monotonic() < deadline:
+        patch('{"metadata": {"labels": {"masakari.dev/region": "eu-1"}}}')
+        time.sleep(0.5)
+        refused = patch(relabel)
+    assert refused.returncode != 0, "the operator relabelled a namespace"
+    assert "only the masakari.dev/shard annotation" in refused.stderr, refused.stderr
+    assert patch('{"metadata": {"annotations": {"other": "x"}}}').returncode != 0
+    claim = patch('{"metadata": {"annotations": {"masakari.dev/shard": "masakari-system/eu-1"}}}')
+    assert claim.returncode == 0, claim.stderr
+    released = patch('{"metadata": {"annotations": {"masakari.dev/shard": null}}}')
+    assert released.returncode == 0, released.stderr
+    # The cluster admin (a GitOps pipeline) still moves namespaces between shards.
+    cluster.kubectl("label", "namespace", namespace, "masakari.dev/region=eu-2", "--overwrite")
+
+
 def test_deploy_base_is_accepted_and_rbac_is_least_privilege(cluster: Cluster) -> None:
     apply_deploy(cluster)
     cluster.kubectl("get", "deployment", "masakari-operator", "-n", "masakari-system")
