@@ -17,6 +17,9 @@ an instance a drain was live-migrating is moved off the host once, by the live m
 an evacuation, never both, and never evacuated while its guest may already run on the
 migration's destination (controller.recovery.handover).
 
+And for reserved hosts: one is taken by one recovery at a time, never again before its Host
+shows it returned to the pool, however the Hosts' resyncs fall between the recoveries.
+
 `make test` runs a short sample; `make properties` runs it long
 (MASAKARI_PROPERTY_EXAMPLES: 100 by default, 2,000 there).
 """
@@ -53,6 +56,7 @@ from controller.resources.failure_event import (
     FencingRecord,
     MoveStatus,
 )
+from controller.resources.host import ReservationState
 from controller.resources.segment import HostFailurePolicy, PlacementPolicy, RecoveryMethod
 from tests.unit.fake_cluster import (
     T0,
@@ -498,3 +502,54 @@ def test_an_instance_a_drain_was_moving_when_its_host_died_moves_once(
             event(f"moved by {move.type}")
         else:
             assert times == 0 or move.status == MoveStatus.FAILED, (move, server)
+
+
+# --- reserved hosts -----------------------------------------------------------------------
+
+FAILING = ["h1", "h2", "h3", "h4", "h5"]
+RESERVED = ["h6", "h7"]
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["fail", "resync", "return"]), st.integers(0, 4)),
+        max_size=12,
+    )
+)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_reserved_host_is_taken_by_one_recovery_at_a_time(
+    steps: list[tuple[str, int]],
+) -> None:
+    """Host failures in a reserved_host segment, with the Hosts' resyncs (which show a taken
+    reserved host InUse a moment after) and the pool's returns of used reserved hosts in any
+    order: a reserved host is taken by one recovery at a time, never again before its Host
+    shows it returned (the event that took it is the record, whatever the status shows yet)."""
+    from tests.unit.test_lifecycle import World
+
+    world = World(recoveryMethod="reserved_host", storm={"maxFailedHosts": len(FAILING)})
+    for name in RESERVED:
+        world.store.add_host(name, reserved=True)
+    using: dict[str, str] = {}  # reserved host -> the event that took it, until returned
+    for number, (action, index) in enumerate(steps):
+        if action == "fail":
+            host = FAILING[index]
+            if world.nova.services[host].state == "down":
+                continue
+            world.fail(host, f"vm{number}")
+            world.store.report(f"ev{number}", host)
+            world.run([f"ev{number}"])
+            for reserved in world.store.events[f"ev{number}"].status.reserved_hosts:
+                assert reserved not in using, f"{reserved} taken by ev{number}, in use by {using}"
+                using[reserved] = f"ev{number}"
+            event(f"reserved hosts taken: {len(using)}")
+        elif action == "resync":  # what the Host's plan shows of the events
+            for name in RESERVED:
+                host_record = world.store.hosts_[name]
+                taker = hosts.reserved_by(host_record, list(world.store.events.values()))
+                host_record.status.reservation = (
+                    ReservationState.IN_USE if taker is not None else ReservationState.AVAILABLE
+                )
+        else:  # the segment returns a used reserved host to the pool
+            name = RESERVED[index % len(RESERVED)]
+            if name in using:
+                world.store.hosts_[name].status.reservation_returned = using.pop(name)
