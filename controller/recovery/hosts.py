@@ -7,10 +7,11 @@ and says what to change and what status to write. The handler carries the plan o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from controller.recovery import drain as drains
 from controller.recovery.bmc_check import Readiness, Target, fencing_ready
+from controller.recovery.gates import TERMINAL
 from controller.recovery.host_failure import HOST_FAILURE_REASON
 from controller.recovery.nova import ComputeService
 from controller.recovery.pacemaker import Node
@@ -170,8 +171,9 @@ def _back_in_pool(
     instances: int | None,
     recovering: EventRecord | None,
 ) -> bool:
-    """ReturnsWhenEmpty: a used reserved host with nothing left on it is spare again. A new
-    recovery taking it names it again, in an event of another name: in use again."""
+    """ReturnsWhenEmpty: a used reserved host with nothing left on it, once the recovery that
+    took it ended, is spare again. A new recovery taking it names it again, in an event of
+    another name: in use again."""
     return (
         policy is not None
         and policy.used_reserved_host == UsedReservedHost.RETURNS_WHEN_EMPTY
@@ -199,11 +201,20 @@ def entered_maintenance(status: HostStatus) -> datetime | None:
     return None
 
 
+def _taken_last(event: EventRecord) -> tuple[bool, datetime, datetime, str]:
+    # A host is taken again only once returned, and returned only once its taker ended, so
+    # the uses follow one another: the last taker is the one still running, else the last to
+    # end. Not the creation time: Kubernetes keeps whole seconds, and a report admitted after
+    # a wait may have taken the host after a later report.
+    end = event.status.end_time
+    return (end is None, end or datetime.min.replace(tzinfo=UTC), event.created, event.name)
+
+
 def reserved_by(host: HostRecord, events: list[EventRecord]) -> EventRecord | None:
     """The recovery that last took this reserved host and that the host has not shown
     returned to the pool: the events are the record, the Host's status only catches up."""
     takers = [e for e in events if host.nova_host in e.status.reserved_hosts]
-    taker = max(takers, key=lambda e: (e.created, e.name), default=None)
+    taker = max(takers, key=_taken_last, default=None)
     if taker is not None and host.status.reservation_returned == taker.name:
         return None
     return taker
@@ -242,7 +253,11 @@ def plan(
     if released or recovering is not None:
         status.healthy_since = None
     taker = reserved_by(host, all_events) if spec.reserved else None
-    if taker is not None and _back_in_pool(spec, returning, instances, recovering):
+    if (
+        taker is not None
+        and taker.status.phase in TERMINAL
+        and _back_in_pool(spec, returning, instances, recovering)
+    ):
         status.reservation_returned, taker = taker.name, None
 
     if last is not None:

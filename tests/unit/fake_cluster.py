@@ -74,7 +74,7 @@ class MemoryStore:
             name=name,
             spec=HostSpec.model_validate({"segment": segment, **spec}),
             status=HostStatus(),
-            created=self.clock(),
+            created=self.clock().replace(microsecond=0),  # whole seconds, as creationTimestamp
         )
 
     def report(
@@ -101,7 +101,7 @@ class MemoryStore:
                 }
             ),
             status=FailureEventStatus(),
-            created=self.clock(),
+            created=self.clock().replace(microsecond=0),  # whole seconds, as creationTimestamp
         )
         self.events[name] = record
         return record

@@ -182,11 +182,22 @@ def test_maintenance_disables_at_once_and_waits_for_the_drain_before_standby() -
     assert _maintenance(ended, now).standby is True
 
 
-def _taker(name: str, later: int = 0) -> EventRecord:
+def _taker(
+    name: str, later: int = 0, ended: int | None = 0, created: datetime | None = None
+) -> EventRecord:
+    """A recovery that took reserved host c1, `later` minutes after FAILED_AT, and ended
+    `ended` minutes after that (None: still running)."""
     event = _failure()
-    status = FailureEventStatus(phase=EventPhase.FINISHED, reserved_hosts=["c1"])
-    created = FAILED_AT + timedelta(minutes=later)
-    return EventRecord(name, "ns", event.spec.model_copy(update={"host": "c9"}), status, created)
+    start = FAILED_AT + timedelta(minutes=later)
+    status = FailureEventStatus(
+        phase=EventPhase.FINISHED if ended is not None else EventPhase.RUNNING,
+        reserved_hosts=["c1"],
+        start_time=start,
+        end_time=start + timedelta(minutes=ended) if ended is not None else None,
+    )
+    return EventRecord(
+        name, "ns", event.spec.model_copy(update={"host": "c9"}), status, created or start
+    )
 
 
 def _reserved_pass(
@@ -219,3 +230,27 @@ def test_a_used_reserved_host_returns_to_the_pool_once_empty() -> None:
 def test_by_default_a_used_reserved_host_stays_in_use_even_empty() -> None:
     plan = _reserved_pass(HostStatus(), ReturnPolicy(), 0, [_taker("c9-down")])
     assert plan.status.reservation == "InUse"
+
+
+def test_a_reserved_host_is_not_returned_while_the_recovery_that_took_it_runs() -> None:
+    """Empty is not done: a recovery that took the host and has not landed anything on it yet
+    leaves it empty. Returned then, it would be disabled again under the recovery's moves."""
+    policy = ReturnPolicy(usedReservedHost="ReturnsWhenEmpty")
+    plan = _reserved_pass(HostStatus(), policy, 0, [_taker("c9-down", ended=None)])
+    assert plan.status.reservation == "InUse" and plan.status.reservation_returned is None
+    assert plan.disable is None
+
+
+def test_the_last_recovery_to_take_a_reserved_host_is_the_last_to_end() -> None:
+    """Kubernetes' creationTimestamp has whole seconds: two reports of one second tie, and
+    their names say nothing of which took the host last. The one that ended last (or still
+    runs) is the host's user: a host is taken again only after its return, so each use ends
+    before the next begins."""
+    policy = ReturnPolicy(usedReservedHost="ReturnsWhenEmpty")
+    same_second = FAILED_AT
+    first = _taker("ev8", later=0, ended=1, created=same_second)
+    second = _taker("ev10", later=5, ended=None, created=same_second)  # "ev10" < "ev8"
+    returned = HostStatus(reservation_returned="ev8", reservation="Available")
+    plan = _reserved_pass(returned, policy, 1, [first, second])
+    assert (plan.status.reservation, plan.status.reserved_for) == ("InUse", "ev10")
+    assert hosts.reserved_by(_host(returned, reserved=True), [first, second]) is second
