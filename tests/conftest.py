@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -23,17 +22,6 @@ import pytest
 from tests.harness import control_plane
 
 PROVIDER_VARIABLE = "MASAKARI_TEST_CLUSTER"
-
-
-def _interrupted(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # A session stopped by SIGTERM (a killed job, a timeout) unwinds as Ctrl-C does, so the
-    # fixtures stop what they started: killed outright, the session left the real-Nova lab's
-    # dozen daemons (RabbitMQ, MariaDB, the Nova services; about 1 GB) running for good.
-    signal.signal(signal.SIGTERM, _interrupted)
 
 
 @dataclass
