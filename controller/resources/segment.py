@@ -553,8 +553,9 @@ class ReturnPolicy(Model):
         default=UsedReservedHost.STAYS_IN_USE,
         description="StaysInUse: a reserved host a recovery took stays in use (enabled) until "
         "its spec.reserved is cleared, as Masakari's reserved flag turned false. "
-        "ReturnsWhenEmpty: once no instance is left on it (moved back, or drained by a "
-        "maintenance), it is Available again and disabled, for the next failure.",
+        "ReturnsWhenEmpty: once the recovery that took it has ended and no instance is left "
+        "on it (moved back, or drained by a maintenance), it is Available again and disabled, "
+        "for the next failure.",
     )
 
 
