@@ -37,6 +37,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.cache = CachedStore(self.store)
         self.closers.append(self.cache.close)
+        self.lifecycle.history = self.cache  # ended events, for the reserved hosts' takers
         # One lock per host, the recoveries' (recovery.host_sync.HostLocks).
         locks = self.lifecycle.host_locks
         check = BMCCheck(BMCCheckSignals())

@@ -42,6 +42,7 @@ from controller.recovery.ports import (
     Clouds,
     EventRecord,
     HostRecord,
+    HostStore,
     Signals,
     Store,
 )
@@ -89,6 +90,10 @@ class Lifecycle:
     clock: Callable[[], datetime] = utcnow
     # Shared with the host sync: a recovery holds its host for its whole run.
     host_locks: HostLocks = field(default_factory=HostLocks)
+    # Ended events, read from memory where the operator keeps them (drivers.kube_cache): the
+    # recoveries' own store reads the API server, where listing every event is a whole LIST
+    # of the namespace. None: the store.
+    history: HostStore | None = None
     _segment_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _claims: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -422,12 +427,19 @@ class Lifecycle:
         """Reserved hosts other recoveries took and their Host has not returned to the pool.
         Ended recoveries count too: their Host shows InUse only at its next resync, and a
         failure in between must not take the host as a free spare. Read from the events, so
-        this holds after a restart, when the in-process claims are gone."""
-        others = [
-            e
-            for e in await self.store.failure_events(record.namespace)
-            if e.name != record.name and e.status.reserved_hosts
-        ]
+        this holds after a restart, when the in-process claims are gone. The open events
+        fresh, the ended ones from history: an event records its reserved host when it takes
+        it, long before it ends."""
+        history = self.history or self.store
+        taken = {
+            e.name: e
+            for e in await history.failure_events(record.namespace)
+            if e.status.reserved_hosts
+        }
+        for e in await self.store.failure_events(record.namespace, open_only=True):
+            taken[e.name] = e
+        taken.pop(record.name, None)
+        others = [e for e in taken.values() if e.status.reserved_hosts]
         return {
             h.nova_host
             for h in hosts.values()
