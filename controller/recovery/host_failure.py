@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from controller.recovery import handover, images
 from controller.recovery.handover import Learned
+from controller.recovery.instance_reads import InstanceReads
 from controller.recovery.instances import instance_priority, select_for_evacuation
 from controller.recovery.nova import (
     Conflict,
@@ -147,6 +148,10 @@ class HostFailure:
     _images: dict[str, Image | images.Unreadable] = field(
         default_factory=dict, init=False, repr=False
     )
+    _reads: InstanceReads = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._reads = InstanceReads(self.nova)
 
     async def run(self) -> Outcome:
         try:
@@ -725,7 +730,10 @@ class HostFailure:
         start = self.timing.clock()
         deadline = start + self.policy.evacuation_timeout_seconds
         while True:
-            server = await self.nova.server(before.id)
+            if move.start_time is None:  # a rebuild this recovery did not start: since when?
+                server = await self.nova.server(before.id)
+            else:
+                server = await self._reads.server(before.id, move.start_time - CLOCK_SKEW)
             if server.task_state is None:
                 if server.vm_state == "error" and before.vm_state != "error":
                     # Nova gave up on the rebuild; waiting longer only delays the retry.

@@ -69,6 +69,12 @@ class Nova(Protocol):
         host would cost a round trip each (the readiness check of a whole segment)."""
         ...
 
+    async def servers_changed_since(self, since: datetime) -> list[Server]:
+        """Every server of every project Nova changed at or after `since` (its
+        `changes-since`, to the second), deleted ones left out: one listing for the many
+        instances a recovery waits on at once, where a GET each would cost a round trip each."""
+        ...
+
     async def server(self, server_id: str) -> Server: ...
 
     async def live_migrate(

@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -164,6 +165,22 @@ def test_servers_on_host_carry_metadata_flavor_and_state(
     assert driver(driver.nova.server(ha[0])) == servers[ha[0]]
     with pytest.raises(NotFound):
         driver(driver.nova.server(str(uuid.uuid4())))
+
+
+def test_servers_changed_since_lists_the_recent_changes_as_a_get_shows_them(
+    driver: Driver, nova_backend: NovaBackend
+) -> None:
+    """What the moves waiting to land read together (recovery.instance_reads)."""
+    host = nova_backend.hosts[1]
+    before = datetime.now(UTC) - timedelta(seconds=2)
+    booted = nova_backend.boot_servers(host, 2)
+    changed = {s.id: s for s in driver(driver.nova.servers_changed_since(before))}
+    assert set(booted) <= set(changed)
+    for sid in booted:
+        assert changed[sid] == driver(driver.nova.server(sid))
+        assert changed[sid].host == host and changed[sid].vm_state == "active"
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert not {s.id for s in driver(driver.nova.servers_changed_since(later))} & set(booted)
 
 
 def test_stop_then_start(driver: Driver, nova_backend: NovaBackend) -> None:

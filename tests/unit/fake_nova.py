@@ -196,10 +196,19 @@ class FakeNova:
     async def all_servers(self) -> list[Server]:
         return list(self.servers.values())
 
+    async def servers_changed_since(self, since: datetime) -> list[Server]:
+        """Every server, each read as `server` reads it (more than Nova's changes, which the
+        caller must bear: it asks after a few and may be shown others)."""
+        self._call("servers_changed_since")
+        return [self._read(server_id) for server_id in list(self.servers)]
+
     async def server(self, server_id: str) -> Server:
         self._call("server", server_id)
         if server_id not in self.servers:
             raise NotFound(server_id)
+        return self._read(server_id)
+
+    def _read(self, server_id: str) -> Server:
         if server_id in self.live_endings:
             when, status = self.live_endings[server_id]
             if self.clock() >= when:

@@ -191,6 +191,14 @@ def test_locked_server_refuses_non_admins_only(clean: Sim) -> None:
     assert _nova(clean, "GET", "/servers/detail?all_tenants=1", user="demo")[0] == 403
 
 
+def test_changes_since_must_be_a_moment(clean: Sim) -> None:
+    sid = _boot(clean)
+    status, _, body = _nova(clean, "GET", "/servers/detail?all_tenants=1&changes-since=2026-13-01")
+    assert status == 400 and "changes-since" in body["badRequest"]["message"]
+    status, _, body = _nova(clean, "GET", "/servers/detail?all_tenants=1&changes-since=2000-01-01")
+    assert status == 200 and sid in {s["id"] for s in body["servers"]}
+
+
 def test_evacuate_validates_like_nova(clean: Sim) -> None:
     sid = _boot(clean)
     action = f"/servers/{sid}/action"

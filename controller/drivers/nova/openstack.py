@@ -412,6 +412,16 @@ class OpenStackNova:
         )
         return [server_from_body(s) for s in raw]
 
+    async def servers_changed_since(self, since: datetime) -> list[Server]:
+        # Whole seconds, rounded down: Nova keeps updated_at to the second.
+        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raw = await self._call(
+            f"list servers changed since {stamp}",
+            lambda: self._list_servers({"all_tenants": "True", "changes-since": stamp}),
+        )
+        # Nova lists the deleted too when asked for changes; a GET of one says NotFound.
+        return [server_from_body(s) for s in raw if s.get("status") != "DELETED"]
+
     async def server(self, server_id: str) -> Server:
         path = f"/servers/{urllib.parse.quote(server_id, safe='')}"
         raw = await self._call(
