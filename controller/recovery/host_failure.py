@@ -151,7 +151,7 @@ class HostFailure:
     _reads: InstanceReads = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._reads = InstanceReads(self.nova)
+        self._reads = InstanceReads(self.nova, self.progress.clock)
 
     async def run(self) -> Outcome:
         try:

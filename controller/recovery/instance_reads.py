@@ -8,7 +8,8 @@ time share one read: Nova's listing of the servers changed since the oldest of t
 
 Freshness is kept: a read answers only the moves that asked before it began, so no move gets
 back a state older than its question. Reads do not overlap. The moves that ask while a read
-runs share the next one, as in a group commit. A move alone is read with a GET, as before. If
+runs share the next one, as in a group commit. A move alone, or one that began long ago, is
+read with a GET, as before. If
 the listing fails, or it lacks an instance (not changed in the window, or deleted), that
 instance is read with its own GET, so every move gets the answer or the error a GET gives.
 """
@@ -16,19 +17,25 @@ instance is read with its own GET, so every move gets the answer or the error a 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from controller.recovery.nova import NovaError, Server
 from controller.recovery.ports import Nova
 
+# A move that began longer ago than this (resumed after a long outage) is read with a GET: the
+# listing covers the whole cloud's changes since the oldest move, which in a busy region could
+# be many pages on every poll.
+LISTING_WINDOW = timedelta(minutes=5)
 # A listing shows a down cell's instances as bare records (status UNKNOWN, no host): a GET is
 # the better read of those.
 _PARTIAL = "UNKNOWN"
 
 
 class InstanceReads:
-    def __init__(self, nova: Nova) -> None:
+    def __init__(self, nova: Nova, clock: Callable[[], datetime]) -> None:
         self._nova = nova
+        self._clock = clock
         # server id -> (changed at or after, the moves' answers), for the next read
         self._asked: dict[str, tuple[datetime, list[asyncio.Future[Server]]]] = {}
         self._reading: asyncio.Task[None] | None = None
@@ -71,10 +78,11 @@ class InstanceReads:
             if not all(a.done() for a in answers)
         }
         found: dict[str, Server | Exception] = {}
-        if len(waiting) > 1:
-            since = min(since for since, _ in waiting.values())
+        horizon = self._clock() - LISTING_WINDOW
+        recent = [since for since, _ in waiting.values() if since >= horizon]
+        if len(recent) > 1:
             try:
-                listed = await self._nova.servers_changed_since(since)
+                listed = await self._nova.servers_changed_since(min(recent))
             except NovaError:
                 listed = []  # each instance is read on its own below, its error its own
             found = {s.id: s for s in listed if s.id in waiting and s.status != _PARTIAL}

@@ -8,11 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.recovery.instance_reads import InstanceReads
+from controller.recovery.instance_reads import LISTING_WINDOW, InstanceReads
 from controller.recovery.nova import NotFound, Unavailable
 from tests.unit.fake_nova import FakeNova
 
 SINCE = datetime(2026, 12, 3, tzinfo=UTC)
+
+
+def now() -> datetime:
+    return SINCE + timedelta(seconds=60)
 
 
 def cloud(*names: str) -> FakeNova:
@@ -38,7 +42,7 @@ def test_moves_asking_together_share_one_listing_from_the_oldest_start() -> None
     nova.servers_changed_since = recorded  # type: ignore[method-assign]
 
     async def main() -> list[str]:
-        reads = InstanceReads(nova)  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now)  # type: ignore[arg-type]
         found = await asyncio.gather(
             reads.server("uuid-a", SINCE + timedelta(seconds=5)),
             reads.server("uuid-b", SINCE),
@@ -54,7 +58,7 @@ def test_a_move_alone_is_read_with_its_own_get() -> None:
     nova = cloud("a", "b")
 
     async def main() -> str:
-        return (await InstanceReads(nova).server("uuid-a", SINCE)).name  # type: ignore[arg-type]
+        return (await InstanceReads(nova, now).server("uuid-a", SINCE)).name  # type: ignore[arg-type]
 
     assert asyncio.run(main()) == "a"
     assert nova.calls == [("server", "uuid-a")]
@@ -76,7 +80,7 @@ def test_an_ask_made_during_a_read_waits_for_a_read_begun_after_it() -> None:
     nova.servers_changed_since = slow  # type: ignore[method-assign]
 
     async def main() -> str | None:
-        reads = InstanceReads(nova)  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now)  # type: ignore[arg-type]
         first = asyncio.gather(reads.server("uuid-a", SINCE), reads.server("uuid-b", SINCE))
         await listed.wait()
         nova.servers["uuid-c"] = dataclasses.replace(nova.servers["uuid-c"], host="h2")
@@ -98,7 +102,7 @@ def test_what_the_listing_lacks_or_a_failed_listing_is_read_one_by_one() -> None
         raise Unavailable("Nova: HTTP 503 (gave up after 5 attempts)")
 
     async def main(ids: list[str]) -> list[object]:
-        reads = InstanceReads(nova)  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now)  # type: ignore[arg-type]
         return await asyncio.gather(*(reads.server(i, SINCE) for i in ids), return_exceptions=True)
 
     # A deleted instance is not listed: its GET says NotFound, to its move only.
@@ -117,7 +121,7 @@ def test_a_move_cancelled_while_it_waits_leaves_the_others_answered() -> None:
     nova = cloud("a", "b", "c")
 
     async def main() -> list[str]:
-        reads = InstanceReads(nova)  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now)  # type: ignore[arg-type]
         gone = asyncio.ensure_future(reads.server("uuid-a", SINCE))
         others = [asyncio.ensure_future(reads.server(i, SINCE)) for i in ("uuid-b", "uuid-c")]
         await asyncio.sleep(0)
@@ -138,7 +142,7 @@ def test_an_unexpected_error_reaches_every_move_of_that_read() -> None:
     nova.servers_changed_since = broken  # type: ignore[method-assign]
 
     async def main() -> list[object]:
-        reads = InstanceReads(nova)  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now)  # type: ignore[arg-type]
         found = await asyncio.gather(
             reads.server("uuid-a", SINCE), reads.server("uuid-b", SINCE), return_exceptions=True
         )
@@ -148,3 +152,28 @@ def test_an_unexpected_error_reaches_every_move_of_that_read() -> None:
 
     found = asyncio.run(main())
     assert [type(f).__name__ for f in found] == ["RuntimeError", "RuntimeError", "Server"]
+
+
+def test_a_move_begun_long_ago_does_not_widen_the_listing() -> None:
+    """A move resumed after a long outage: a listing from its start could be the whole cloud."""
+    nova = cloud("a", "b", "c")
+    asked: list[datetime] = []
+    listing = nova.servers_changed_since
+
+    async def recorded(since: datetime) -> list:  # type: ignore[type-arg]
+        asked.append(since)
+        return [s for s in await listing(since) if s.id != "uuid-a"]  # a changed before
+
+    nova.servers_changed_since = recorded  # type: ignore[method-assign]
+
+    async def main() -> None:
+        reads = InstanceReads(nova, now)  # type: ignore[arg-type]
+        await asyncio.gather(
+            reads.server("uuid-a", now() - LISTING_WINDOW - timedelta(seconds=1)),
+            reads.server("uuid-b", SINCE),
+            reads.server("uuid-c", SINCE),
+        )
+
+    asyncio.run(main())
+    assert asked == [SINCE]
+    assert nova.calls == [("servers_changed_since",), ("server", "uuid-a")]
