@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.recovery.instance_reads import LISTING_WINDOW, InstanceReads
-from controller.recovery.nova import NotFound, Unavailable
+from controller.recovery.nova import NotFound, Server, Unavailable
 from tests.unit.fake_nova import FakeNova
 
 SINCE = datetime(2026, 12, 3, tzinfo=UTC)
@@ -30,16 +30,22 @@ def kinds(nova: FakeNova) -> list[str]:
     return [call[0] for call in nova.calls]
 
 
-def test_moves_asking_together_share_one_listing_from_the_oldest_start() -> None:
-    nova = cloud("a", "b", "c")
+def listings(nova: FakeNova, unchanged: frozenset[str] = frozenset()) -> list[datetime]:
+    """The moments the listings were asked from; `unchanged` servers left out of them."""
     asked: list[datetime] = []
     listing = nova.servers_changed_since
 
-    async def recorded(since: datetime) -> list:  # type: ignore[type-arg]
+    async def recorded(since: datetime) -> list[Server]:
         asked.append(since)
-        return await listing(since)
+        return [s for s in await listing(since) if s.id not in unchanged]
 
     nova.servers_changed_since = recorded  # type: ignore[method-assign]
+    return asked
+
+
+def test_moves_asking_together_share_one_listing_from_the_oldest_start() -> None:
+    nova = cloud("a", "b", "c")
+    asked = listings(nova)
 
     async def main() -> list[str]:
         reads = InstanceReads(nova, now)  # type: ignore[arg-type]
@@ -157,14 +163,7 @@ def test_an_unexpected_error_reaches_every_move_of_that_read() -> None:
 def test_a_move_begun_long_ago_does_not_widen_the_listing() -> None:
     """A move resumed after a long outage: a listing from its start could be the whole cloud."""
     nova = cloud("a", "b", "c")
-    asked: list[datetime] = []
-    listing = nova.servers_changed_since
-
-    async def recorded(since: datetime) -> list:  # type: ignore[type-arg]
-        asked.append(since)
-        return [s for s in await listing(since) if s.id != "uuid-a"]  # a changed before
-
-    nova.servers_changed_since = recorded  # type: ignore[method-assign]
+    asked = listings(nova, unchanged=frozenset({"uuid-a"}))
 
     async def main() -> None:
         reads = InstanceReads(nova, now)  # type: ignore[arg-type]
