@@ -3,10 +3,15 @@ what it serves, and when it does not serve at all."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
+import pytest
+
+from controller.drivers import kube_cache
 from controller.drivers.kube import PLURAL, Kube
-from controller.drivers.kube_cache import NamespaceCache
+from controller.drivers.kube_cache import CachedStore, NamespaceCache
+from controller.drivers.kube_store import KubeStore
 
 
 def _host(name: str, segment: str = "seg", **extra: Any) -> dict[str, Any]:
@@ -102,3 +107,45 @@ def test_a_hosts_events_and_the_open_ones_are_found_without_scanning_them_all() 
     assert [e.name for e in cache.failure_events("c7", open_only=True)] == ["new"]
     assert [e.name for e in cache.failure_events(None, open_only=True)] == ["new"]
     assert cache.failure_events("nobody", open_only=False) == []
+
+
+class _SlowDirect:
+    """The API server's reads, slow, counting how many run at once."""
+
+    def __init__(self) -> None:
+        self.kube = None
+        self.running = self.most = self.reads = 0
+        self.gate = asyncio.Event()
+
+    async def failure_events(self, namespace: str, *args: Any) -> list[Any]:
+        self.reads += 1
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await self.gate.wait()
+        self.running -= 1
+        return []
+
+
+def test_while_the_cache_loads_few_reads_go_direct_and_the_rest_wait_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """5,000 Hosts' first syncs each reading direct kept the events' own list from ending."""
+    monkeypatch.setattr(kube_cache, "FIRST_LIST_WAIT", 0.01)
+    direct = _SlowDirect()
+    store = CachedStore(cast(KubeStore, direct))
+    cache = store._namespaces["ns"] = _cache()
+
+    async def main() -> list[list[Any]]:
+        reads = [asyncio.ensure_future(store.failure_events("ns", f"h{i}")) for i in range(50)]
+        while direct.running < kube_cache.DIRECT_READS:
+            await asyncio.sleep(0.01)
+        cache.replace(PLURAL.failure_events, [_event("e1", "h7")], "10")
+        cache.replace(PLURAL.hosts, [], "10")
+        for informer in cache.informers:
+            informer.synced.set()  # listed: the waiting reads are served from memory
+        direct.gate.set()
+        return await asyncio.gather(*reads)
+
+    found = asyncio.run(main())
+    assert direct.most == direct.reads == kube_cache.DIRECT_READS
+    assert [e.name for e in found[7]] == ["e1"]
