@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -37,6 +37,7 @@ from controller.resources.host import DrainStatus, HostStatus
 from controller.resources.segment import FailoverSegmentSpec
 
 log = logging.getLogger("masakari.cache")
+T = TypeVar("T")
 # How long a pass waits for a namespace's first lists before it reads direct. At start every
 # pass of every segment asks at once; each reading 50,000 events direct, side by side, is
 # what first made a 500-host operator 650 MiB.
@@ -195,13 +196,23 @@ class CachedStore:
         for cache in self._namespaces.values():
             await cache.stop()
 
-    async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
+    async def _read(
+        self,
+        namespace: str,
+        from_memory: Callable[[NamespaceCache], T],
+        direct: Callable[[], Awaitable[T]],
+    ) -> T:
         cache = await self._cache(namespace)
         if not cache.serving():
             async with self._direct_reads:
-                if not cache.serving():
-                    return await self.direct.hosts(namespace, segment)
-        return cache.hosts(segment)
+                if not cache.serving():  # asked again: it may have listed while this waited
+                    return await direct()
+        return from_memory(cache)
+
+    async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
+        return await self._read(
+            namespace, lambda c: c.hosts(segment), lambda: self.direct.hosts(namespace, segment)
+        )
 
     async def failure_events(
         self,
@@ -210,12 +221,11 @@ class CachedStore:
         open_only: bool = False,
         instance: str | None = None,
     ) -> list[EventRecord]:
-        cache = await self._cache(namespace)
-        if not cache.serving():
-            async with self._direct_reads:
-                if not cache.serving():
-                    return await self.direct.failure_events(namespace, host, open_only, instance)
-        return cache.failure_events(host, open_only, instance)
+        return await self._read(
+            namespace,
+            lambda c: c.failure_events(host, open_only, instance),
+            lambda: self.direct.failure_events(namespace, host, open_only, instance),
+        )
 
     async def host(self, namespace: str, name: str) -> HostRecord | None:
         return await self.direct.host(namespace, name)

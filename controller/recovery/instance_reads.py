@@ -9,9 +9,9 @@ time share one read: Nova's listing of the servers changed since the oldest of t
 Freshness is kept: a read answers only the moves that asked before it began, so no move gets
 back a state older than its question. Reads do not overlap. The moves that ask while a read
 runs share the next one, as in a group commit. A move alone, or one that began long ago, is
-read with a GET, as before. If
-the listing fails, or it lacks an instance (not changed in the window, or deleted), that
-instance is read with its own GET, so every move gets the answer or the error a GET gives.
+read with a GET, as before. If the listing fails, or it lacks an instance (not changed in the
+window, or deleted), that instance is read with its own GET, so every move gets the answer or
+the error a GET gives.
 """
 
 from __future__ import annotations
