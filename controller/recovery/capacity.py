@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from controller.recovery import images as image_rules
 from controller.recovery.instances import instance_priority, select_for_evacuation
@@ -143,6 +144,19 @@ class Listing:
     servers: list[Server]
     server_groups: list[ServerGroup]
 
+    @cached_property
+    def by_host(self) -> dict[str, list[Server]]:
+        """Grouped once per listing: each segment's check going through every server made
+        100 segments of a 50,000-server cloud cost 5 million checks a round."""
+        grouped: dict[str, list[Server]] = {}
+        for server in self.servers:
+            if (host := server.host) is not None:
+                grouped.setdefault(host, []).append(server)
+        return grouped
+
+    def on(self, hosts: Iterable[str]) -> list[Server]:
+        return [server for host in hosts for server in self.by_host.get(host, ())]
+
 
 async def _list(nova: Nova) -> Listing:
     servers, groups = await asyncio.gather(nova.all_servers(), nova.server_groups())
@@ -189,11 +203,11 @@ async def check(
         nova.host_resources(sorted({h.nova_host for h in counted})),
         listing if listing is not None else _list(nova),
     )
+    servers = listed.on(sorted({h.nova_host for h in counted}))
     found: image_rules.Images = {}
     if image_rules.needed(spec.host_failure, spec.placement):
-        on_hosts = {h.nova_host for h in counted}
-        found = await image_rules.read(nova, [s for s in listed.servers if s.host in on_hosts])
-    return evaluate(spec, counted, resources, listed.servers, now, listed.server_groups, found)
+        found = await image_rules.read(nova, servers)
+    return evaluate(spec, counted, resources, servers, now, listed.server_groups, found)
 
 
 def condition(capacity: CapacityStatus) -> tuple[bool, str, str]:
