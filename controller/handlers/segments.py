@@ -162,7 +162,7 @@ async def _retain(body: kopf.Body, memo: Any) -> None:
     settle = timedelta(seconds=CONFIG.retention_settle)
     policy = Policy.of(FailoverSegmentSpec.model_validate(body["spec"]), settle)
     hosts = await runtime.cache.hosts(namespace)
-    events = of_segment(await runtime.cache.failure_events(namespace), hosts, name)
+    events = of_segment(await runtime.cache.events_by_host(namespace), hosts, name)
     for decision in to_delete(events, hosts, policy, utcnow(), CONFIG.retention_batch):
         try:
             await runtime.kube.delete(PLURAL.failure_events, namespace, decision.event)

@@ -40,6 +40,7 @@ from controller.recovery.ports import (
     Nova,
     PacemakerCluster,
     PowerControl,
+    by_host,
 )
 from controller.recovery.progress import utcnow
 from controller.resources.common import Condition
@@ -294,11 +295,7 @@ class HostSync:
         events = await self.store.failure_events(namespace)
         targets = await self._bmc_targets(namespace, records)
         self.bmc_check.schedule(namespace, targets, access.power)
-        # Grouped once: each host looking through every event of the namespace would make a
-        # pass cost hosts x events (250 million checks at 5,000 hosts and 50,000 events).
-        by_host: dict[str, list[EventRecord]] = {}
-        for event in events:
-            by_host.setdefault(event.spec.host, []).append(event)
+        grouped = by_host(events)
         result = PassResult(hosts=len(records))
         limit = asyncio.Semaphore(self.write_limit)
 
@@ -309,7 +306,7 @@ class HostSync:
             service = services.get(host.nova_host)
             async with limit:
                 try:
-                    own, bmc = by_host.get(host.name, []), targets.get(host.name)
+                    own, bmc = grouped.get(host.name, []), targets.get(host.name)
                     done = await self._sync(
                         namespace, host, service, cluster, own, events, access, read, bmc
                     )

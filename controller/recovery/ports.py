@@ -19,7 +19,7 @@ tests' in-memory fakes implement the same ports.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -175,6 +175,15 @@ class EventRecord:
 
     def report(self) -> Report:
         return Report(self.name, self.spec, self.created, self.status.phase)
+
+
+def by_host(events: Iterable[EventRecord]) -> dict[str, list[EventRecord]]:
+    """Grouped once: looking through every event for each host made a pass over 5,000 hosts
+    and 50,000 events cost 250 million checks."""
+    grouped: dict[str, list[EventRecord]] = {}
+    for event in events:
+        grouped.setdefault(event.spec.host, []).append(event)
+    return grouped
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ Of the rest, an event is deleted when it ended more than `ttlSecondsAfterFinishe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -303,13 +303,18 @@ def to_delete(
 
 
 def of_segment(
-    events: list[EventRecord], hosts: list[HostRecord], segment: str
+    events: Mapping[str, Iterable[EventRecord]], hosts: list[HostRecord], segment: str
 ) -> list[EventRecord]:
-    """The segment's events: those of its Hosts, and those of deleted Hosts that ran in it."""
-    members = {h.name for h in hosts if h.spec.segment == segment}
+    """The segment's events: those of its Hosts, and those of deleted Hosts that ran in it.
+    `events` by host (`ports.by_host`): each segment's pass going through every event of the
+    namespace made a round of 100 segments over 50,000 events 10 million checks."""
     known = {h.name for h in hosts}
-    return [
+    own = [e for h in hosts if h.spec.segment == segment for e in events.get(h.name, ())]
+    left = [
         e
-        for e in events
-        if e.spec.host in members or (e.spec.host not in known and e.status.segment == segment)
+        for host, theirs in events.items()
+        if host not in known
+        for e in theirs
+        if e.status.segment == segment
     ]
+    return own + left

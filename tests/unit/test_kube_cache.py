@@ -107,6 +107,11 @@ def test_a_hosts_events_and_the_open_ones_are_found_without_scanning_them_all() 
     assert [e.name for e in cache.failure_events("c7", open_only=True)] == ["new"]
     assert [e.name for e in cache.failure_events(None, open_only=True)] == ["new"]
     assert cache.failure_events("nobody", open_only=False) == []
+    grouped = cache.events_by_host()
+    assert sorted(e.name for e in grouped["c7"]) == sorted(
+        e.name for e in cache.failure_events("c7", open_only=False)
+    )
+    assert sum(map(len, grouped.values())) == 501 and "nobody" not in grouped
 
 
 class _SlowDirect:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.recovery.ports import EventRecord, HostRecord
+from controller.recovery.ports import EventRecord, HostRecord, by_host
 from controller.recovery.retention import (
     FAILURE_WINDOW,
     Policy,
@@ -212,7 +212,23 @@ def test_a_segment_has_the_events_of_its_hosts_and_of_deleted_hosts_that_ran_in_
         event("orphan", host="gone", segment="seg"),
         event("stray", host="gone2"),
     ]
-    assert [e.name for e in of_segment(events, hosts, "seg")] == ["mine", "orphan"]
+    assert [e.name for e in of_segment(by_host(events), hosts, "seg")] == ["mine", "orphan"]
+
+
+class _Unscannable(list[EventRecord]):
+    """Another segment's host's events."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("went through the events of another segment's host")
+
+
+def test_a_segments_events_are_found_without_going_through_other_segments() -> None:
+    hosts = [host("h1"), *(host(f"o{n}", spec={"segment": "other"}) for n in range(100))]
+    events = by_host([event("mine"), *(event(f"e{n}", host=f"o{n % 100}") for n in range(1000))])
+    for name in events:
+        if name != "h1":
+            events[name] = _Unscannable(events[name])
+    assert [e.name for e in of_segment(events, hosts, "seg")] == ["mine"]
 
 
 # The Host's summary
