@@ -10,6 +10,7 @@ the pass of any binding left in it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -33,9 +34,29 @@ def _access(outcome: BoundCloud) -> Access:
     return Access(outcome.cloud.nova, outcome.pacemaker, marker(outcome), outcome.cloud.power)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL.hosts)
-@kopf.on.update(GROUP, VERSION, PLURAL.hosts, field="spec")
-async def host_changed(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+def unobserved(meta: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether the Host's spec is newer than what its status was last synced from: new, or
+    changed since (while the operator ran or not)."""
+    return meta.get("generation") != status.get("observedGeneration")
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL.hosts)
+async def host_changed(
+    type: str | None,
+    name: str,
+    namespace: str | None,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    memo: Any,
+    **_: Any,
+) -> None:
+    """A new Host, or one whose spec changed, is synced at once. A watch event handler, not a
+    create and update handler: kopf keeps no diff-base for it, so a new Host costs no PATCH of
+    kopf's and no watch event of that PATCH (at 5,000 new Hosts, a fifth of the start's CPU),
+    and the generation the status observed says what a diff-base would. A sync that fails is
+    not retried here: the namespace's pass syncs every Host within INTERVAL."""
+    if type == "DELETED" or not unobserved(meta, status):
+        return
     runtime, namespace = runtime_of(memo), namespace or ""
     with metrics.handler_duration.labels("host").time():
         outcome = await resolve(runtime.clouds, namespace)
@@ -48,9 +69,8 @@ async def host_changed(name: str, namespace: str | None, memo: Any, **_: Any) ->
             runtime.host_sync.signals.unreachable(
                 "nova" if isinstance(error, NovaError) else "pacemaker", error
             )
-            raise kopf.TemporaryError(f"host {name}: {error}", delay=INTERVAL) from None
         except HostBusy as error:
-            raise kopf.TemporaryError(str(error), delay=1.0) from None
+            log.info("%s; left to the next pass", error, extra={"namespace": namespace})
 
 
 @kopf.timer(GROUP, VERSION, PLURAL.cloud_bindings, interval=INTERVAL, initial_delay=1.0)
