@@ -38,8 +38,9 @@ WATCH_SECONDS = (240, 300)  # a watch's length, randomized so the kinds do not r
 
 
 class Sink(Protocol):
-    def replace(self, plural: str, bodies: list[dict[str, Any]], version: str) -> None:
-        """Everything of `plural`, as listed at `version`."""
+    def replace(self, plural: str, bodies: list[Any], version: str) -> None:
+        """Everything of `plural`, as listed at `version`: what the informer's `keep` made of
+        each listed object (the object itself without one)."""
 
     def apply(self, plural: str, kind: str, body: dict[str, Any]) -> None:
         """One watch event: ADDED, MODIFIED or DELETED."""
@@ -70,7 +71,7 @@ class Informer:
         namespace: str,
         plural: str,
         sink: Sink,
-        keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        keep: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.keep = keep  # what of each listed object the sink holds (see Kube.list_versioned)
         self.kube = kube

@@ -73,6 +73,7 @@ class Plural:
 
 PLURAL = Plural()
 Bodies = list[dict[str, Any]]
+Listed = list[Any]  # what a list's `keep` made of each object
 LIST_PAGE = 500  # objects per page of a list call
 
 
@@ -201,13 +202,13 @@ class Kube:
         plural: str,
         namespace: str,
         field_selector: str | None = None,
-        keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    ) -> tuple[Bodies, str]:
+        keep: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> tuple[Listed, str]:
         """Every object and the resourceVersion the list was read at, where a watch of the
         changes since starts (the pages of one list are one consistent snapshot). `keep`,
-        applied page by page, says what of each object to hold on to: a cache of 50,000
-        objects need not hold them whole all at once."""
-        items: Bodies = []
+        applied page by page, says what of each object to hold on to (a part of it, or what
+        is made of it): a cache of 50,000 objects need not hold them whole all at once."""
+        items: Listed = []
         page: str | None = None
         while True:
             query: dict[str, Any] = {"limit": LIST_PAGE}

@@ -43,10 +43,18 @@ def _cache() -> NamespaceCache:
     return NamespaceCache(cast(Kube, None), "ns")  # no informer started: fed by hand
 
 
+def listed(cache: NamespaceCache, plural: str, bodies: list[dict[str, Any]], at: str) -> None:
+    """A list's result as the informer hands it over: each object as its `keep` made it."""
+    [informer] = [i for i in cache.informers if i.plural == plural]
+    assert informer.keep is not None
+    cache.replace(plural, [informer.keep(body) for body in bodies], at)
+
+
 def test_lists_replace_and_watch_events_apply() -> None:
     cache = _cache()
-    cache.replace(PLURAL.hosts, [_host("c1"), _host("c2", "other")], "10")
-    cache.replace(
+    listed(cache, PLURAL.hosts, [_host("c1"), _host("c2", "other")], "10")
+    listed(
+        cache,
         PLURAL.failure_events,
         [_event("e1", "c1", "Finished"), _event("e2", "c1", "Running"), _event("e3", "c2")],
         "10",
@@ -66,7 +74,7 @@ def test_an_object_the_models_refuse_is_left_out_not_fatal() -> None:
     cache = _cache()
     broken = _host("bad")
     broken["spec"]["segment"] = 42
-    cache.replace(PLURAL.hosts, [_host("c1"), broken], "1")
+    listed(cache, PLURAL.hosts, [_host("c1"), broken], "1")
     assert [h.name for h in cache.hosts(None)] == ["c1"]
     cache.apply(PLURAL.hosts, "MODIFIED", {**_host("c1"), "spec": {"segment": None}})
     assert cache.hosts(None) == [], "a change the models refuse drops the stale record"
@@ -95,7 +103,7 @@ class _Unscannable(dict[str, Any]):
 def test_a_hosts_events_and_the_open_ones_are_found_without_scanning_them_all() -> None:
     cache = _cache()
     events = [_event(f"e{n}", f"c{n % 50}", "Finished") for n in range(500)]
-    cache.replace(PLURAL.failure_events, [*events, _event("open", "c7", "Running")], "1")
+    listed(cache, PLURAL.failure_events, [*events, _event("open", "c7", "Running")], "1")
     cache.apply(PLURAL.failure_events, "ADDED", _event("new", "c7"))
     cache.apply(PLURAL.failure_events, "MODIFIED", _event("open", "c7", "Finished"))
     cache.apply(PLURAL.failure_events, "DELETED", _event("e7", "c7", "Finished"))
@@ -144,8 +152,8 @@ def test_while_the_cache_loads_few_reads_go_direct_and_the_rest_wait_for_it(
         reads = [asyncio.ensure_future(store.failure_events("ns", f"h{i}")) for i in range(50)]
         while direct.running < kube_cache.DIRECT_READS:
             await asyncio.sleep(0.01)
-        cache.replace(PLURAL.failure_events, [_event("e1", "h7")], "10")
-        cache.replace(PLURAL.hosts, [], "10")
+        listed(cache, PLURAL.failure_events, [_event("e1", "h7")], "10")
+        listed(cache, PLURAL.hosts, [], "10")
         for informer in cache.informers:
             informer.synced.set()  # listed: the waiting reads are served from memory
         direct.gate.set()
