@@ -65,7 +65,7 @@ import openstack  # noqa: E402
 from kubernetes import client, config, watch  # noqa: E402
 
 from controller.config import OperatorConfig  # noqa: E402
-from controller.recovery.gates import TERMINAL  # noqa: E402
+from controller.drivers.kube_store import OPEN_EVENTS  # noqa: E402
 from tests.harness import control_plane  # noqa: E402
 from tests.harness.control_plane import free_port  # noqa: E402
 from tests.harness.masakari_api import running_api  # noqa: E402
@@ -170,9 +170,8 @@ class Kube:
 
     def open_events(self, namespace: str) -> int:
         """FailureEvents of the namespace not ended yet (as the operator's kopf selects them)."""
-        selector = ",".join(f"status.phase!={phase}" for phase in sorted(TERMINAL))
         listed = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, "failureevents", field_selector=selector
+            GROUP, VERSION, namespace, "failureevents", field_selector=",".join(OPEN_EVENTS)
         )
         return len(cast(dict[str, Any], listed)["items"])
 

@@ -33,6 +33,10 @@ from controller.resources.failure_event import FailureEventSpec, FailureEventSta
 from controller.resources.host import DRAIN, HOLDS, DrainStatus, HostSpec, HostStatus, ServiceHold
 from controller.resources.segment import FailoverSegmentSpec
 
+# The open FailureEvents, as a field selector's terms: an event without a phase selects as ""
+# and is open.
+OPEN_EVENTS = tuple(f"status.phase!={phase}" for phase in sorted(TERMINAL))
+
 
 def _created(body: Mapping[str, Any]) -> datetime:
     return datetime.fromisoformat(body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
@@ -89,8 +93,8 @@ class KubeStore:
         terms = [f"spec.host={host}"] if host else []
         if instance:
             terms.append(f"spec.payload.instance_uuid={instance}")
-        if open_only:  # an event without a phase selects as "" and is open
-            terms += [f"status.phase!={phase}" for phase in sorted(TERMINAL)]
+        if open_only:
+            terms += OPEN_EVENTS
         bodies = await self.kube.list(PLURAL.failure_events, namespace, ",".join(terms) or None)
         return [event_record(b) for b in bodies]
 

@@ -17,13 +17,12 @@ from controller import health, metrics
 from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds, OpenStackConnector
 from controller.drivers.kube import PLURAL, Kube, load_client
-from controller.drivers.kube_store import KubeStore
+from controller.drivers.kube_store import OPEN_EVENTS, KubeStore
 from controller.drivers.lease import Lease
 from controller.drivers.namespace_claims import NamespaceClaims
 from controller.handlers.runtime import Runtime, runtime_of
 from controller.handlers.shard import Shard
 from controller.handlers.signals import RecoverySignals
-from controller.recovery.gates import TERMINAL
 from controller.recovery.host_failure import Timing
 from controller.recovery.lifecycle import Lifecycle, Settings
 from controller.resources.common import GROUP
@@ -46,9 +45,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     # namespace's events, have nothing left for it to do. 5,000 ended events were half the
     # operator's start-up CPU. An event that ends leaves its sight (its watch says DELETED),
     # so the recovery that ends it takes the finalizer off itself (handlers.failure_events).
-    settings.watching.field_selectors[GROUP, PLURAL.failure_events] = ",".join(
-        f"status.phase!={phase}" for phase in sorted(TERMINAL)
-    )
+    settings.watching.field_selectors[GROUP, PLURAL.failure_events] = ",".join(OPEN_EVENTS)
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
