@@ -199,11 +199,11 @@ async def check(
     or ranks by image, each distinct image of the counted hosts' servers (an image Glance does
     not give counts as unknown: its instances need room)."""
     counted = checked_hosts(spec, hosts)
+    nova_hosts = sorted({h.nova_host for h in counted})
     resources, listed = await asyncio.gather(
-        nova.host_resources(sorted({h.nova_host for h in counted})),
-        listing if listing is not None else _list(nova),
+        nova.host_resources(nova_hosts), listing if listing is not None else _list(nova)
     )
-    servers = listed.on(sorted({h.nova_host for h in counted}))
+    servers = listed.on(nova_hosts)
     found: image_rules.Images = {}
     if image_rules.needed(spec.host_failure, spec.placement):
         found = await image_rules.read(nova, servers)
