@@ -72,7 +72,6 @@ class Plural:
 
 
 PLURAL = Plural()
-Bodies = list[dict[str, Any]]
 Listed = list[Any]  # what a list's `keep` made of each object
 LIST_PAGE = 500  # objects per page of a list call
 
