@@ -204,6 +204,9 @@ class OpenStackNova:
         self._retry = retry or RetryPolicy()
         # nova-compute host -> its service's uuid, as the last read of services saw it.
         self._service_ids: dict[str, str] = {}
+        # nova-compute host -> its compute node's resource provider, as the last listing of
+        # hypervisors saw it (see _providers).
+        self._provider_ids: dict[str, str] = {}
 
     @classmethod
     def from_clouds_yaml(
@@ -606,22 +609,28 @@ class OpenStackNova:
     def _providers(self, hosts: Collection[str]) -> dict[str, str]:
         """Service host -> resource provider uuid. The compute node's uuid (the hypervisor id
         from 2.53) is its provider's; the provider's name is the hypervisor host name, which
-        may differ from the service host (libvirt's FQDN, ironic nodes), so names are not used."""
-        wanted = set(hosts)
-        found: dict[str, str] = {}
+        may differ from the service host (libvirt's FQDN, ironic nodes), so names are not used.
+        Hypervisors are listed only for hosts not seen before: a compute node keeps its uuid
+        for life, and in a cloud of 5,000 hypervisors every plan and every segment's
+        readiness check paged through all of them (bench/scale.py), a recovery before its
+        first evacuation. A provider gone since is found again by host_resources."""
+        unknown = set(hosts) - self._provider_ids.keys()
         params: dict[str, str] = {"limit": str(_HYPERVISOR_PAGE)}
         # Raw JSON, paged by hand: the sdk's Hypervisor warns on every deprecated field of
         # each item. Bounded: a cloud of a million nodes would stop at the last page anyway.
         for _page in range(1000):
+            if not unknown:
+                break
             items = self._compute_json("/os-hypervisors/detail", params).get("hypervisors", [])
             for item in items:
                 host = (item.get("service") or {}).get("host")
-                if host in wanted and host not in found:
-                    found[host] = str(item["id"])
-            if len(items) < _HYPERVISOR_PAGE or len(found) == len(wanted):
+                if host is not None:  # learned for every host a page shows, asked or not
+                    self._provider_ids[host] = str(item["id"])
+                    unknown.discard(host)
+            if len(items) < _HYPERVISOR_PAGE:
                 break
             params = {"limit": str(_HYPERVISOR_PAGE), "marker": str(items[-1]["id"])}
-        return found
+        return {h: self._provider_ids[h] for h in hosts if h in self._provider_ids}
 
     def _placement_json(self, path: str) -> Any:
         # Raw, as the compute reads: the sdk's resources cost 3 ms of CPU per call here, and a
@@ -658,16 +667,29 @@ class OpenStackNova:
     async def host_resources(self, hosts: Collection[str]) -> list[HostResources]:
         if not hosts:
             return []
+        known = {h: self._provider_ids[h] for h in hosts if h in self._provider_ids}
         providers = await self._call("list hypervisors", lambda: self._providers(hosts))
+        found = await self._resources(providers)
+        # A provider learned by an earlier call and gone now: its compute node was deleted,
+        # and perhaps made again under a new uuid. Listed again for those, once.
+        gone = [h for h, p in providers.items() if h not in found and known.get(h) == p]
+        if gone:
+            for host in gone:
+                if self._provider_ids.get(host) == known[host]:
+                    del self._provider_ids[host]
+            again = await self._call("list hypervisors", lambda: self._providers(gone))
+            found.update(await self._resources(again))
+        return [found[h] for h in sorted(found)]
 
+    async def _resources(self, providers: Mapping[str, str]) -> dict[str, HostResources]:
         async def one(host: str, provider: str) -> HostResources | None:
             return await self._call(
                 f"read placement of {host}", lambda: self._host_resources(host, provider)
             )
 
         # Two reads per host, at most max_concurrency at a time (the driver's slots).
-        found = await asyncio.gather(*(one(h, p) for h, p in sorted(providers.items())))
-        return [r for r in found if r is not None]
+        read = await asyncio.gather(*(one(h, p) for h, p in sorted(providers.items())))
+        return {r.host: r for r in read if r is not None}
 
     # --- glance ----------------------------------------------------------------------------------
 
