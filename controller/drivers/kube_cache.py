@@ -1,6 +1,6 @@
-"""The namespace's Hosts and FailureEvents kept in memory by watches, for the passes that read
-all of them on a timer: the host pass (every 30 s), the segment resync (every 10 s per
-segment), the capacity check, the retention pass and the detection pass. Read from the API
+"""The namespace's Hosts, FailureEvents and FailoverSegments kept in memory by watches, for the
+passes that read all of them on a timer: the host pass (every 30 s), the segment resync (every
+10 s per segment), the capacity check, the retention pass and the detection pass. Read from the API
 server, those lists cost a full LIST of every event of the namespace each time: at 50,000
 events, several a second.
 
@@ -12,7 +12,8 @@ seconds old by the time its last page is in). A namespace whose watches do not w
 listed, or failing since their last event) is read from the API server, as before: a cache
 that stopped is never served.
 
-Single objects (a Host, an event, a segment) are read from the API server: one GET, fresh.
+Single Hosts and events are read from the API server: one GET, fresh. Segments are read from
+memory: the host pass reads every one of them each pass, for how their hosts are fenced.
 Unlike kopf's indexes, which were measured to hold every handler back for minutes at start
 (docs/scale.md), nothing of a recovery waits for these watches, and a pass waits at most
 FIRST_LIST_WAIT for a namespace's first lists before it reads direct.
@@ -25,6 +26,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -70,13 +72,20 @@ class NamespaceCache:
 
     def __init__(self, kube: Kube, namespace: str) -> None:
         self.namespace = namespace
-        self.records: dict[str, dict[str, Any]] = {PLURAL.hosts: {}, PLURAL.failure_events: {}}
+        self.records: dict[str, dict[str, Any]] = {
+            PLURAL.hosts: {},
+            PLURAL.failure_events: {},
+            PLURAL.segments: {},
+        }
         # The events by host and the open ones, kept along with the records: a Host's sync
         # scanning every event of the namespace made a start with every Host new cost
         # hosts x events (250 million checks at 5,000 Hosts and 50,000 events), and each
         # segment's resync scanned them all for the few open ones every 10 s.
         self._by_host: dict[str, dict[str, EventRecord]] = {}
         self._open: dict[str, EventRecord] = {}
+        # The Hosts by segment, for the same reason: each of 100 segments' resyncs went through
+        # 5,000 Hosts for its own every 10 s, a sixth of the operator's CPU during a recovery.
+        self._by_segment: dict[str, dict[str, HostRecord]] = {}
         self.informers = [
             Informer(kube, namespace, plural, self, functools.partial(self._record, plural))
             for plural in self.records
@@ -114,31 +123,39 @@ class NamespaceCache:
         self.records[plural] = records
         if plural == PLURAL.failure_events:
             self._by_host, self._open = {}, {}
-            for record in records.values():
-                self._index(record)
+        elif plural == PLURAL.hosts:
+            self._by_segment = {}
+        for record in records.values():
+            self._index(plural, record)
 
     def apply(self, plural: str, kind: str, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
         record = None if kind == "DELETED" else self._parsed(_PARSERS[plural], _keep(body))
         before = self.records[plural].pop(name, None)
-        if plural == PLURAL.failure_events and before is not None:
-            self._unindex(before)
+        if before is not None:
+            self._unindex(plural, before)
         if record is not None:
             self.records[plural][name] = record
-            if plural == PLURAL.failure_events:
-                self._index(record)
+            self._index(plural, record)
 
-    def _index(self, event: EventRecord) -> None:
-        self._by_host.setdefault(event.spec.host, {})[event.name] = event
-        if event.status.phase not in TERMINAL:
-            self._open[event.name] = event
+    def _index(self, plural: str, record: Any) -> None:
+        if plural == PLURAL.hosts:
+            self._by_segment.setdefault(record.spec.segment, {})[record.name] = record
+            return
+        if plural == PLURAL.segments:
+            return
+        self._by_host.setdefault(record.spec.host, {})[record.name] = record
+        if record.status.phase not in TERMINAL:
+            self._open[record.name] = record
 
-    def _unindex(self, event: EventRecord) -> None:
-        own = self._by_host.get(event.spec.host, {})
-        own.pop(event.name, None)
-        if not own:
-            self._by_host.pop(event.spec.host, None)
-        self._open.pop(event.name, None)
+    def _unindex(self, plural: str, record: Any) -> None:
+        if plural == PLURAL.hosts:
+            _drop(self._by_segment, record.spec.segment, record.name)
+            return
+        if plural == PLURAL.segments:
+            return
+        _drop(self._by_host, record.spec.host, record.name)
+        self._open.pop(record.name, None)
 
     def _parsed(self, parse: Callable[[Mapping[str, Any]], Any], body: dict[str, Any]) -> Any:
         try:
@@ -155,8 +172,13 @@ class NamespaceCache:
             return None
 
     def hosts(self, segment: str | None) -> list[HostRecord]:
-        hosts: dict[str, HostRecord] = self.records[PLURAL.hosts]
-        return [h for h in hosts.values() if segment is None or h.spec.segment == segment]
+        hosts = self.records[PLURAL.hosts] if segment is None else self._by_segment.get(segment, {})
+        return list(hosts.values())
+
+    def segment(self, name: str) -> FailoverSegmentSpec | None:
+        held: _Segment | None = self.records[PLURAL.segments].get(name)
+        # Validated as read, as the direct read does: a spec the models refuse raises here too.
+        return None if held is None else FailoverSegmentSpec.model_validate(held.spec)
 
     def events_by_host(self) -> dict[str, list[EventRecord]]:
         return {host: list(events.values()) for host, events in self._by_host.items()}
@@ -179,9 +201,26 @@ class NamespaceCache:
         ]
 
 
+def _drop(grouped: dict[str, dict[str, Any]], key: str, name: str) -> None:
+    """`name` out of its group, and the group out once empty: the index shrinks as objects go."""
+    own = grouped.get(key, {})
+    own.pop(name, None)
+    if not own:
+        grouped.pop(key, None)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A segment as held: its spec as listed, validated when read (see NamespaceCache.segment)."""
+
+    name: str
+    spec: Mapping[str, Any]
+
+
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     PLURAL.hosts: host_record,
     PLURAL.failure_events: event_record,
+    PLURAL.segments: lambda body: _Segment(body["metadata"]["name"], body["spec"]),
 }
 
 
@@ -250,7 +289,11 @@ class CachedStore:
         return await self.direct.host(namespace, name)
 
     async def segment(self, namespace: str, name: str) -> FailoverSegmentSpec | None:
-        return await self.direct.segment(namespace, name)
+        """From memory: the host pass read each segment of the namespace from the API server,
+        100 GETs a pass (most of what an idle operator asked of it at 5,000 Hosts)."""
+        return await self._read(
+            namespace, lambda c: c.segment(name), lambda: self.direct.segment(namespace, name)
+        )
 
     async def write_host_status(
         self, namespace: str, name: str, status: HostStatus, released_holds: list[str]

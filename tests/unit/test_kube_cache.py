@@ -7,11 +7,13 @@ import asyncio
 from typing import Any, cast
 
 import pytest
+from pydantic import ValidationError
 
 from controller.drivers import kube_cache
 from controller.drivers.kube import PLURAL, Kube
 from controller.drivers.kube_cache import CachedStore, NamespaceCache
 from controller.drivers.kube_store import KubeStore
+from controller.resources.segment import FailoverSegmentSpec
 
 
 def _host(name: str, segment: str = "seg", **extra: Any) -> dict[str, Any]:
@@ -120,6 +122,42 @@ def test_a_hosts_events_and_the_open_ones_are_found_without_scanning_them_all() 
         e.name for e in cache.failure_events("c7", open_only=False)
     )
     assert sum(map(len, grouped.values())) == 501 and "nobody" not in grouped
+
+
+def test_a_segments_hosts_are_found_without_going_through_the_others() -> None:
+    cache = _cache()
+    hosts = [_host(f"c{n}", f"seg{n % 10}") for n in range(100)]
+    listed(cache, PLURAL.hosts, hosts, "1")
+    listed(cache, PLURAL.failure_events, [_event("c3", "c3")], "1")  # an event named as a Host
+    cache.apply(PLURAL.hosts, "MODIFIED", _host("c3", "seg4"))  # moved to another segment
+    cache.apply(PLURAL.hosts, "DELETED", _host("c9", "seg9"))
+    cache.apply(PLURAL.hosts, "ADDED", _host("new", "seg9"))
+    cache.records[PLURAL.hosts] = _Unscannable(cache.records[PLURAL.hosts])
+
+    assert sorted(h.name for h in cache.hosts("seg3")) == sorted(
+        f"c{n}" for n in range(13, 100, 10)
+    )
+    assert "c3" in {h.name for h in cache.hosts("seg4")}
+    assert sorted(h.name for h in cache.hosts("seg9")) == sorted(
+        ["new", *(f"c{n}" for n in range(19, 100, 10))]
+    )
+    assert [e.name for e in cache.failure_events(None, open_only=True)] == ["c3"]
+    for n in range(13, 100, 10):
+        cache.apply(PLURAL.hosts, "DELETED", _host(f"c{n}", "seg3"))
+    assert cache.hosts("seg3") == [] and "seg3" not in cache._by_segment  # shrinks as they go
+
+
+def test_segments_are_held_as_listed_and_read_as_the_api_server_would_answer() -> None:
+    cache = _cache()
+    segment = {"metadata": {"name": "seg"}, "spec": {"serviceType": "COMPUTE", "recoveryMethod": "auto"}}
+    listed(cache, PLURAL.segments, [segment], "1")
+    assert cache.segment("seg") == FailoverSegmentSpec.model_validate(segment["spec"])
+    assert cache.segment("other") is None
+    cache.apply(PLURAL.segments, "MODIFIED", {**segment, "spec": {"serviceType": "COMPUTE", "recoveryMethod": 7}})
+    with pytest.raises(ValidationError):  # refused as the direct read refuses it
+        cache.segment("seg")
+    cache.apply(PLURAL.segments, "DELETED", segment)
+    assert cache.segment("seg") is None
 
 
 class _SlowDirect:
