@@ -149,11 +149,12 @@ def test_a_segments_hosts_are_found_without_going_through_the_others() -> None:
 
 def test_segments_are_held_as_listed_and_read_as_the_api_server_would_answer() -> None:
     cache = _cache()
-    segment = {"metadata": {"name": "seg"}, "spec": {"serviceType": "COMPUTE", "recoveryMethod": "auto"}}
+    spec = {"serviceType": "COMPUTE", "recoveryMethod": "auto"}
+    segment = {"metadata": {"name": "seg"}, "spec": spec}
     listed(cache, PLURAL.segments, [segment], "1")
-    assert cache.segment("seg") == FailoverSegmentSpec.model_validate(segment["spec"])
+    assert cache.segment("seg") == FailoverSegmentSpec.model_validate(spec)
     assert cache.segment("other") is None
-    cache.apply(PLURAL.segments, "MODIFIED", {**segment, "spec": {"serviceType": "COMPUTE", "recoveryMethod": 7}})
+    cache.apply(PLURAL.segments, "MODIFIED", {**segment, "spec": {**spec, "recoveryMethod": 7}})
     with pytest.raises(ValidationError):  # refused as the direct read refuses it
         cache.segment("seg")
     cache.apply(PLURAL.segments, "DELETED", segment)
