@@ -113,11 +113,11 @@ async def _check_capacity(memo: Any, body: kopf.Body) -> None:
         # Bounded by the interval: a slow Nova delays the next check, never piles them up.
         verdict = await asyncio.wait_for(
             capacity.check(
-                outcome.cloud.nova,
+                outcome.readiness,
                 spec,
                 hosts,
                 utcnow(),
-                LISTINGS.listing(namespace, outcome.cloud.nova),
+                LISTINGS.listing(namespace, outcome.readiness),
             ),
             timeout=CONFIG.capacity_interval,
         )

@@ -19,6 +19,7 @@ from controller.drivers.clouds import (
     check_clouds_yaml,
 )
 from controller.drivers.kube import Gone, KubeError
+from controller.drivers.nova.openstack import OpenStackNova
 from controller.drivers.pacemaker.cluster import CrmCluster
 from controller.drivers.pacemaker.runner import SshRunner
 from controller.recovery.ports import CloudNotBound
@@ -264,6 +265,9 @@ def test_the_connector_builds_clients_from_memory_and_refuses_without_quoting() 
     try:
         assert isinstance(connected.pacemaker, CrmCluster)
         assert isinstance(connected.pacemaker.runner, SshRunner)
+        # The readiness checks read through a client of their own (BoundCloud.readiness).
+        assert isinstance(connected.readiness, OpenStackNova)
+        assert connected.readiness is not connected.nova
     finally:
         connected.close()
     with pytest.raises(Unbound) as caught:

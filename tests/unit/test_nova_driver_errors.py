@@ -298,3 +298,31 @@ def test_a_change_waiting_for_a_slot_goes_before_the_reads_waiting(clean: Sim) -
     asyncio.run(scenario())
     print(f"order of the calls' ends: {ended}")
     assert ended == ["read 0", "change", "read 1", "read 2", "read 3"], ended
+
+
+def test_a_siblings_reads_never_hold_back_the_drivers_own(clean: Sim) -> None:
+    """The readiness checks' reads (a sibling) and the recovery's (the driver): with every
+    listing of servers slow and the sibling's slots all taken, the recovery's read is answered
+    at once. Through one driver it would wait for a slot: a listing's latency at least."""
+    latency = 2.0
+    clean.control("PUT", "faults", {"routes": {"servers": {"latency": latency}}})
+    nova = OpenStackNova.from_clouds_yaml(clean.clouds_yaml, clean.cloud, max_concurrency=2)
+    readiness = nova.sibling(2)
+
+    async def scenario() -> tuple[float, int]:
+        checks = asyncio.gather(*(readiness.all_servers() for _ in range(4)))
+        await asyncio.sleep(0.5)  # two listings under way, two waiting for a slot
+        begin = asyncio.get_running_loop().time()
+        services = await nova.compute_services()
+        spent = asyncio.get_running_loop().time() - begin
+        assert not checks.done()
+        await checks
+        return spent, len(services)
+
+    try:
+        spent, found = asyncio.run(scenario())
+    finally:
+        clean.control("PUT", "faults", {})
+        readiness.close()
+        nova.close()
+    assert found == 3 and spent < latency / 2

@@ -192,10 +192,13 @@ class OpenStackNova:
         max_concurrency: int = 8,
         retry: RetryPolicy | None = None,
         leading: Callable[[], bool] = lambda: True,
+        owns_connection: bool = True,
     ) -> None:
         """`leading`: asked before every try of a call that changes Nova (retries included):
-        a replica that no longer holds its Lease changes nothing (NotLeading); reads go on."""
+        a replica that no longer holds its Lease changes nothing (NotLeading); reads go on.
+        `owns_connection`: `close` closes `conn` too (not a `sibling`'s)."""
         self._conn = conn
+        self._owns_connection = owns_connection
         self._leading = leading
         self._secrets = tuple(s for s in secrets if s)
         self._slots = _Slots(max_concurrency)
@@ -223,9 +226,23 @@ class OpenStackNova:
         conn, secrets = connect(path, cloud, api_timeout=api_timeout)
         return cls(conn, secrets, max_concurrency=max_concurrency, retry=retry, leading=leading)
 
+    def sibling(self, max_concurrency: int) -> OpenStackNova:
+        """A driver over the same connection (one token, one pool of sockets) with slots and
+        threads of its own: the calls through one never queue behind the other's. Closed on
+        its own, before this one."""
+        return OpenStackNova(
+            self._conn,
+            self._secrets,
+            max_concurrency=max_concurrency,
+            retry=self._retry,
+            leading=self._leading,
+            owns_connection=False,
+        )
+
     def close(self) -> None:
         self._threads.shutdown(wait=False)
-        self._conn.close()
+        if self._owns_connection:
+            self._conn.close()
 
     # --- calling openstacksdk ---------------------------------------------------------------
 
