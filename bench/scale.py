@@ -456,6 +456,10 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         if args.logs is None:  # last, once the operators have stopped writing their logs
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        # Once the API server has stopped, and with it the watches: a thread still reading one
+        # as the interpreter exits aborted the bench (exit status 134) after its figures.
+        watches: list[HostWatch] = []
+        stack.callback(lambda: [w.thread.join(30) for w in watches])
         plane = stack.enter_context(control_plane.running())
         sim = stack.enter_context(
             running_sim(
@@ -472,6 +476,8 @@ def main() -> int:
         build(kube, args, hosts)
         print(f"created in {time.monotonic() - begin:.0f}s", flush=True)
         hosts_watch = HostWatch(kube, BIG)
+        watches.append(hosts_watch)
+        stack.callback(setattr, hosts_watch, "stopped", True)  # before the API server stops
         hosts_watch.wait(
             "the watch's first list", lambda: len(hosts_watch.phase) == len(hosts), 300
         )
@@ -510,7 +516,6 @@ def main() -> int:
         figure("operator RSS, every Host synced", f"{rss_mib(pid):.0f} MiB", "<= 500 MB")
         print(f"  operator CPU so far: {cpu_seconds(pid):.0f} s", flush=True)
         if args.start_only:
-            hosts_watch.stopped = True
             return 0
 
         time.sleep(min(60.0, float(env.get("MASAKARI_HOST_RESYNC_INTERVAL", 30))))
@@ -570,6 +575,8 @@ def main() -> int:
         for name in SMALL_HOSTS:
             kube.create(SMALL, "hosts", host(name, "seg"))
         small_watch = HostWatch(kube, SMALL)
+        watches.append(small_watch)
+        stack.callback(setattr, small_watch, "stopped", True)
         small_watch.wait(
             "the small namespace's Hosts",
             lambda: len(small_watch.first_status) == len(SMALL_HOSTS),
@@ -625,7 +632,6 @@ def main() -> int:
             print(f"  Nova requests during the soak: {stats}", flush=True)
             print(f"  soak operator CPU: {cpu_seconds(soak.process.pid):.0f} s", flush=True)
             soak.stop()
-        hosts_watch.stopped = True
 
     print("\n| figure | measured | goal |\n|---|---|---|")
     for name, value, goal in figures:
