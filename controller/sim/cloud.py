@@ -231,6 +231,7 @@ class Cloud:
         self.hosts: dict[str, Host] = {}
         self.hosts_by_service_id: dict[str, Host] = {}
         self.servers: dict[str, Server] = {}
+        self._newest_first: list[Server] | None = None
         self.migrations: list[Migration] = []
         self.migrations_by_instance: dict[str, list[Migration]] = {}
         self.aggregates: dict[int, Aggregate] = {}
@@ -370,7 +371,18 @@ class Cloud:
         host.claim(flavor)
         host.servers[server_id] = server
         self.servers[server_id] = server
+        self._newest_first = None
         return server
+
+    def newest_first(self) -> list[Server]:
+        """Every server in Nova's default order, newest first; sorted again only after a
+        server came or went. Sorted for each page, a listing of 50,000 servers (50 pages)
+        kept the simulator busy for seconds, where Nova pages from an index."""
+        if self._newest_first is None:
+            self._newest_first = sorted(
+                self.servers.values(), key=lambda s: (s.created, s.id), reverse=True
+            )
+        return self._newest_first
 
     # --- services --------------------------------------------------------------------------
 
@@ -458,6 +470,7 @@ class Cloud:
         self.hosts[server.host].claim(server.flavor, -1)
         del self.hosts[server.host].servers[server_id]
         del self.servers[server_id]
+        self._newest_first = None
         for group in self.server_groups.values():
             if server_id in group.members:
                 group.members.remove(server_id)

@@ -183,16 +183,19 @@ async def list_servers(request: web.Request) -> web.Response:
     servers: Iterable[sim_cloud.Server]
     if host_name is not None:
         host = cloud.hosts.get(host_name)
-        servers = host.servers.values() if host else ()
+        servers = sorted(
+            host.servers.values() if host else (),
+            key=lambda s: (s.created, s.id),
+            reverse=True,
+        )
     else:
-        servers = cloud.servers.values()
+        servers = cloud.newest_first()  # Nova's default order: newest first
     if not all_tenants:
         servers = (s for s in servers if s.project_id == ctx.project_id)
     if "changes-since" in request.query:
         since = _moment(request.query["changes-since"], "changes-since")
-        servers = [s for s in servers if s.updated >= since]
-    # Nova's default order: newest first.
-    ordered = sorted(servers, key=lambda s: (s.created, s.id), reverse=True)
+        servers = (s for s in servers if s.updated >= since)
+    ordered = servers if isinstance(servers, list) else list(servers)
     page, links = _page(request, ordered, lambda s: s.id)
     if request.path.endswith("/detail"):
         body: dict[str, Any] = {"servers": [_server_view(s, ctx) for s in page]}

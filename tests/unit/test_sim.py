@@ -411,6 +411,28 @@ def test_listing_pages_through_more_than_max_limit(sim: Sim) -> None:
         sim.control("POST", "topology", _default_topology(sim))
 
 
+def test_every_server_listed_newest_first_across_pages_as_servers_come_and_go(
+    clean: Sim,
+) -> None:
+    def listed() -> list[str]:
+        found: list[str] = []
+        path = "/servers?all_tenants=1&limit=3"
+        for _ in range(20):
+            status, _, body = _nova(clean, "GET", path)
+            assert status == 200
+            found += [s["id"] for s in body["servers"]]
+            if not body.get("servers_links"):
+                return found
+            path = f"/servers?all_tenants=1&limit=3&marker={found[-1]}"
+        raise AssertionError("more pages than servers")
+
+    first = [_boot(clean, f"compute{1 + n % 3}") for n in range(7)]
+    assert listed() == first[::-1]
+    later = [_boot(clean) for _ in range(2)]  # listed at once: the order is made again
+    assert _nova(clean, "DELETE", f"/servers/{first[3]}")[0] == 204
+    assert listed() == [*later[::-1], *first[::-1][:3], *first[::-1][4:]]
+
+
 def test_example_topology_loads(sim: Sim) -> None:
     example = (Path(__file__).resolve().parents[2] / "examples/sim/topology.yaml").read_text()
     sim.control("POST", "topology", example)
