@@ -4,6 +4,7 @@ within a bounded time, and no write once the replica does not lead."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any
 
@@ -148,3 +149,21 @@ def test_lists_come_in_pages_and_all_of_them_are_read() -> None:
         c["limit"] == LIST_PAGE and c["field_selector"] == "spec.segment=a" for c in objects.calls
     )
     assert [c.get("_continue") for c in objects.calls] == [None, "2", "4"]
+
+
+def test_what_a_list_keeps_is_kept_out_of_the_collectors_generations() -> None:
+    """A full collection walks every object of its generations, the event loop held: with
+    50,000 events cached, 22 of them in the operator's first minute, up to 2.4 s each. What a
+    cache keeps of a list is frozen page by page; a read's list is not (it is soon gone)."""
+
+    class Kept:
+        def __init__(self, body: dict[str, Any]) -> None:
+            self.name = body["metadata"]["name"]
+
+    objects = PagedObjects([f"h{i}" for i in range(5)])
+    kept, _ = asyncio.run(kube(objects).list_versioned("hosts", "ns", keep=Kept))
+    read = asyncio.run(kube(PagedObjects(["r0", "r1"])).list("hosts", "ns"))
+    collected = {id(o) for generation in (0, 1, 2) for o in gc.get_objects(generation)}
+    assert [k.name for k in kept] == ["h0", "h1", "h2", "h3", "h4"]
+    assert not {id(k) for k in kept} & collected
+    assert {id(r) for r in read} <= collected
