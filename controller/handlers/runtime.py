@@ -26,8 +26,9 @@ class Runtime:
     store: KubeStore  # the recoveries': read fresh from the API server
     clouds: KubeClouds  # each namespace's cloud
     lifecycle: Lifecycle
-    # The passes' (host, segment, capacity, retention, detection): lists from memory.
-    cache: CachedStore = field(init=False)
+    # The passes' (host, segment, capacity, retention, detection): lists from memory; the
+    # lifecycle's history of ended events too.
+    cache: CachedStore
     host_sync: HostSync = field(init=False)
     # The latest readiness check of each segment, (namespace, name): every status write of the
     # segment carries it, so the resync never puts back an older one.
@@ -35,9 +36,7 @@ class Runtime:
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.cache = CachedStore(self.store)
         self.closers.append(self.cache.close)
-        self.lifecycle.history = self.cache  # ended events, for the reserved hosts' takers
         # One lock per host, the recoveries' (recovery.host_sync.HostLocks).
         locks = self.lifecycle.host_locks
         check = BMCCheck(BMCCheckSignals())

@@ -17,6 +17,7 @@ from controller import health, metrics
 from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds, OpenStackConnector
 from controller.drivers.kube import PLURAL, Kube, load_client
+from controller.drivers.kube_cache import CachedStore
 from controller.drivers.kube_store import OPEN_EVENTS, KubeStore
 from controller.drivers.lease import Lease
 from controller.drivers.namespace_claims import NamespaceClaims
@@ -91,6 +92,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     # Each namespace's cloud comes from its CloudBinding: there is no cloud of the operator's.
     clouds = KubeClouds(kube, connector, recheck=config.binding_resync_interval)
     store = KubeStore(kube)
+    cache = CachedStore(store)
     runtime = Runtime(
         config=config,
         kube=kube,
@@ -105,7 +107,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
                 timing=Timing(poll_interval=config.poll_interval),
             ),
             overall_limit=asyncio.Semaphore(config.max_evacuations),
+            history=cache,  # ended events, for the reserved hosts' takers
         ),
+        cache=cache,
     )
     runtime.closers.append(clouds.close)
     memo.runtime = runtime
