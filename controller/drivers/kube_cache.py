@@ -35,7 +35,7 @@ from controller.drivers.informer import Informer
 from controller.drivers.kube import PLURAL, Kube
 from controller.drivers.kube_store import KubeStore, event_record, host_record
 from controller.recovery.gates import TERMINAL
-from controller.recovery.ports import EventRecord, HostRecord, by_host
+from controller.recovery.ports import EndedEvent, EventRecord, EventView, HostRecord, by_host
 from controller.resources.host import DrainStatus, HostStatus
 from controller.resources.segment import FailoverSegmentSpec
 
@@ -81,7 +81,7 @@ class NamespaceCache:
         # scanning every event of the namespace made a start with every Host new cost
         # hosts x events (250 million checks at 5,000 Hosts and 50,000 events), and each
         # segment's resync scanned them all for the few open ones every 10 s.
-        self._by_host: dict[str, dict[str, EventRecord]] = {}
+        self._by_host: dict[str, dict[str, EventView]] = {}
         self._open: dict[str, EventRecord] = {}
         # The Hosts by segment, for the same reason: each of 100 segments' resyncs went through
         # 5,000 Hosts for its own every 10 s, a sixth of the operator's CPU during a recovery.
@@ -145,7 +145,7 @@ class NamespaceCache:
         if plural == PLURAL.segments:
             return
         self._by_host.setdefault(record.spec.host, {})[record.name] = record
-        if record.status.phase not in TERMINAL:
+        if isinstance(record, EventRecord):
             self._open[record.name] = record
 
     def _unindex(self, plural: str, record: Any) -> None:
@@ -180,25 +180,17 @@ class NamespaceCache:
         # Validated as read, as the direct read does: a spec the models refuse raises here too.
         return None if held is None else FailoverSegmentSpec.model_validate(held.spec)
 
-    def events_by_host(self) -> dict[str, list[EventRecord]]:
+    def events_by_host(self) -> dict[str, list[EventView]]:
         return {host: list(events.values()) for host, events in self._by_host.items()}
 
-    def failure_events(
-        self, host: str | None, open_only: bool, instance: str | None = None
-    ) -> list[EventRecord]:
-        events: dict[str, EventRecord]
-        if host is not None:
-            events = self._by_host.get(host, {})
-        elif open_only:
-            events = self._open
-        else:
-            events = self.records[PLURAL.failure_events]
-        return [
-            e
-            for e in events.values()
-            if (not open_only or e.status.phase not in TERMINAL)
-            and (instance is None or e.spec.payload.instance_uuid == instance)
-        ]
+    def failure_events(self, host: str | None) -> list[EventView]:
+        events = (
+            self.records[PLURAL.failure_events] if host is None else self._by_host.get(host, {})
+        )
+        return list(events.values())
+
+    def open_events(self) -> list[EventRecord]:
+        return list(self._open.values())
 
 
 def _drop(grouped: dict[str, dict[str, Any]], key: str, name: str) -> None:
@@ -217,9 +209,18 @@ class _Segment:
     spec: Mapping[str, Any]
 
 
+def _event(body: Mapping[str, Any]) -> EventRecord | EndedEvent:
+    """An open event whole (the segment's summary reads its conditions), an ended one as only
+    what the passes read of it (`EndedEvent`): ended events are nearly all of a namespace's,
+    and nothing reads the rest of them from memory. Validated whole either way, as the
+    direct reads do."""
+    record = event_record(body)
+    return EndedEvent.of(record) if record.status.phase in TERMINAL else record
+
+
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     PLURAL.hosts: host_record,
-    PLURAL.failure_events: event_record,
+    PLURAL.failure_events: _event,
     PLURAL.segments: lambda body: _Segment(body["metadata"]["name"], body["spec"]),
 }
 
@@ -263,24 +264,27 @@ class CachedStore:
             namespace, lambda c: c.hosts(segment), lambda: self.direct.hosts(namespace, segment)
         )
 
-    async def failure_events(
-        self,
-        namespace: str,
-        host: str | None = None,
-        open_only: bool = False,
-        instance: str | None = None,
-    ) -> list[EventRecord]:
+    async def failure_events(self, namespace: str, host: str | None = None) -> list[EventView]:
+        """The namespace's events, or its host's: the ended ones as `EndedEvent`s."""
+
+        async def direct() -> list[EventView]:
+            return list(await self.direct.failure_events(namespace, host))
+
+        return await self._read(namespace, lambda c: c.failure_events(host), direct)
+
+    async def open_events(self, namespace: str) -> list[EventRecord]:
+        """The events not ended, whole."""
         return await self._read(
             namespace,
-            lambda c: c.failure_events(host, open_only, instance),
-            lambda: self.direct.failure_events(namespace, host, open_only, instance),
+            lambda c: c.open_events(),
+            lambda: self.direct.failure_events(namespace, open_only=True),
         )
 
-    async def events_by_host(self, namespace: str) -> dict[str, list[EventRecord]]:
+    async def events_by_host(self, namespace: str) -> dict[str, list[EventView]]:
         """Every event of the namespace, by host (`ports.by_host`): from memory, without
         going through each."""
 
-        async def direct() -> dict[str, list[EventRecord]]:
+        async def direct() -> dict[str, list[EventView]]:
             return by_host(await self.direct.failure_events(namespace))
 
         return await self._read(namespace, lambda c: c.events_by_host(), direct)

@@ -19,7 +19,7 @@ from controller.drivers.kube_cache import CachedStore
 from controller.monitors.host_failures import HostEvent, NodeReport
 from controller.monitors.reporting import HostEntry, failure_event
 from controller.recovery.detection import SOURCE, Finding
-from controller.recovery.ports import EventRecord, HostRecord
+from controller.recovery.ports import EventView, HostRecord
 from controller.resources.segment import FailoverSegmentSpec
 
 log = logging.getLogger("masakari.detection")
@@ -43,7 +43,7 @@ class KubeDetectionStore:
     async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
         return await self.store.hosts(namespace, segment)
 
-    async def failure_events(self, namespace: str, host: str | None = None) -> list[EventRecord]:
+    async def failure_events(self, namespace: str, host: str | None = None) -> list[EventView]:
         return await self.store.failure_events(namespace, host)
 
     async def report(self, namespace: str, finding: Finding, generated: datetime) -> bool:

@@ -68,7 +68,7 @@ async def _summarize(body: kopf.Body, memo: Any) -> None:
         FailoverSegmentSpec.model_validate(body["spec"]),
         previous,
         await runtime.cache.hosts(namespace, name),
-        await runtime.cache.failure_events(namespace, open_only=True),
+        await runtime.cache.open_events(namespace),
         now,
         generation,
         None if isinstance(outcome, Unbound) else outcome.pacemaker is not None,

@@ -35,7 +35,7 @@ from enum import StrEnum
 
 from controller.recovery.gates import DUPLICATE_WINDOW, OPEN_PHASES
 from controller.recovery.nova import ComputeService
-from controller.recovery.ports import EventRecord, HostRecord
+from controller.recovery.ports import EventView, HostRecord
 from controller.resources.failure_event import FailureType
 from controller.resources.segment import FailoverSegmentSpec, FencingMethod
 
@@ -130,8 +130,8 @@ def silent(
     return found
 
 
-def _host_failures(events: Iterable[EventRecord]) -> dict[str, list[EventRecord]]:
-    by_host: dict[str, list[EventRecord]] = {}
+def _host_failures(events: Iterable[EventView]) -> dict[str, list[EventView]]:
+    by_host: dict[str, list[EventView]] = {}
     for event in events:
         spec = event.spec
         if spec.type == FailureType.COMPUTE_HOST and spec.payload.event == "STOPPED":
@@ -139,7 +139,7 @@ def _host_failures(events: Iterable[EventRecord]) -> dict[str, list[EventRecord]
     return by_host
 
 
-def _reported(candidate: Silent, events: list[EventRecord], now: datetime) -> Hold | None:
+def _reported(candidate: Silent, events: list[EventView], now: datetime) -> Hold | None:
     name = candidate.name
     for event in events:
         if event.status.phase in OPEN_PHASES:
@@ -157,7 +157,7 @@ def _reported(candidate: Silent, events: list[EventRecord], now: datetime) -> Ho
 
 
 def unreported(
-    candidates: Iterable[Silent], events: Iterable[EventRecord], now: datetime
+    candidates: Iterable[Silent], events: Iterable[EventView], now: datetime
 ) -> tuple[list[Silent], list[Hold]]:
     """Rules 2 (the agent) and 4: the silent hosts worth a probe. `events`: at least every
     event of the candidates."""
@@ -207,7 +207,7 @@ def detect(
     hosts: Iterable[HostRecord],
     segments: Mapping[str, FailoverSegmentSpec],
     services: Mapping[str, ComputeService],
-    events: Iterable[EventRecord],
+    events: Iterable[EventView],
     answers: Mapping[str, bool],
     now: datetime,
 ) -> Outcome:

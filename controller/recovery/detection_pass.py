@@ -17,7 +17,7 @@ from typing import Protocol
 from controller.recovery import detection
 from controller.recovery.detection import Finding, Hold, Silent
 from controller.recovery.nova import NovaError
-from controller.recovery.ports import EventRecord, HostRecord, Nova
+from controller.recovery.ports import EventView, HostRecord, Nova
 from controller.recovery.progress import utcnow
 from controller.resources.segment import FailoverSegmentSpec
 
@@ -33,9 +33,7 @@ class DetectionStore(Protocol):
 
     async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]: ...
 
-    async def failure_events(
-        self, namespace: str, host: str | None = None
-    ) -> list[EventRecord]: ...
+    async def failure_events(self, namespace: str, host: str | None = None) -> list[EventView]: ...
 
     async def report(self, namespace: str, finding: Finding, generated: datetime) -> bool:
         """Create the finding's FailureEvent; False when one of its name exists already."""
@@ -115,12 +113,12 @@ class DetectionPass:
             self.signals.reported(namespace, finding, created)
         return result
 
-    async def _events(self, namespace: str, candidates: list[Silent]) -> list[EventRecord]:
+    async def _events(self, namespace: str, candidates: list[Silent]) -> list[EventView]:
         if not candidates:
             return []
         if len(candidates) > EVENTS_PER_HOST:
             return await self.store.failure_events(namespace)
-        events: list[EventRecord] = []
+        events: list[EventView] = []
         for candidate in candidates:
             events += await self.store.failure_events(namespace, candidate.name)
         return events

@@ -20,7 +20,7 @@ tick planned from the body of before the create handler's write.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +33,7 @@ from controller.recovery.host_drain import Drains
 from controller.recovery.nova import ComputeService, NotFound, NovaError
 from controller.recovery.pacemaker import ClusterState, PacemakerError
 from controller.recovery.ports import (
-    EventRecord,
+    EventView,
     HostRecord,
     HostSignals,
     HostStore,
@@ -428,8 +428,8 @@ class HostSync:
         host: HostRecord,
         service: ComputeService | None,
         cluster: ClusterState | None,
-        own: list[EventRecord],
-        events: list[EventRecord],
+        own: Sequence[EventView],
+        events: Sequence[EventView],
         access: Access,
         read: Read,
         fencing: Target | None,

@@ -6,6 +6,7 @@ and says what to change and what status to write. The handler carries the plan o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,7 @@ from controller.recovery.gates import TERMINAL
 from controller.recovery.host_failure import HOST_FAILURE_REASON
 from controller.recovery.nova import ComputeService
 from controller.recovery.pacemaker import Node
-from controller.recovery.ports import EventRecord, HostRecord
+from controller.recovery.ports import EventView, HostRecord
 from controller.recovery.retention import ACTED, summarize
 from controller.resources.common import set_condition
 from controller.resources.failure_event import EventPhase, FailureType
@@ -66,7 +67,7 @@ class Plan:
     released_holds: list[str] = field(default_factory=list)  # status.serviceHolds to clear
 
 
-def _open_host_failure(events: list[EventRecord]) -> EventRecord | None:
+def _open_host_failure(events: Sequence[EventView]) -> EventView | None:
     for event in events:
         if (
             event.spec.type == FailureType.COMPUTE_HOST
@@ -78,7 +79,7 @@ def _open_host_failure(events: list[EventRecord]) -> EventRecord | None:
 
 
 def _last_host_failure(
-    events: list[EventRecord], holds: dict[str, ServiceHold]
+    events: Sequence[EventView], holds: dict[str, ServiceHold]
 ) -> FailureRecord | None:
     """The latest host failure that took the host out: one acted on (Ignored reports took
     nothing out), or one that recorded a service hold, even if its event has since ended
@@ -169,7 +170,7 @@ def _back_in_pool(
     spec: HostSpec,
     policy: ReturnPolicy | None,
     instances: int | None,
-    recovering: EventRecord | None,
+    recovering: EventView | None,
 ) -> bool:
     """ReturnsWhenEmpty: a used reserved host with nothing left on it, once the recovery that
     took it ended, is spare again. A new recovery taking it names it again, in an event of
@@ -201,7 +202,7 @@ def entered_maintenance(status: HostStatus) -> datetime | None:
     return None
 
 
-def _taken_last(event: EventRecord) -> tuple[bool, datetime, datetime, str]:
+def _taken_last(event: EventView) -> tuple[bool, datetime, datetime, str]:
     # A host is taken again only once returned, and returned only once its taker ended, so
     # the uses follow one another: the last taker is the one still running, else the last to
     # end. Not the creation time: Kubernetes keeps whole seconds, and a report admitted after
@@ -210,7 +211,7 @@ def _taken_last(event: EventRecord) -> tuple[bool, datetime, datetime, str]:
     return (end is None, end or datetime.min.replace(tzinfo=UTC), event.created, event.name)
 
 
-def reserved_by(host: HostRecord, events: list[EventRecord]) -> EventRecord | None:
+def reserved_by(host: HostRecord, events: Sequence[EventView]) -> EventView | None:
     """The recovery that last took this reserved host and that the host has not shown
     returned to the pool: the events are the record, the Host's status only catches up."""
     takers = [e for e in events if host.nova_host in e.status.reserved_hosts]
@@ -224,8 +225,8 @@ def plan(
     host: HostRecord,
     service: ComputeService | None,
     node: Node | None,
-    own_events: list[EventRecord],
-    all_events: list[EventRecord],
+    own_events: Sequence[EventView],
+    all_events: Sequence[EventView],
     now: datetime,
     generation: int,
     fenced_at: datetime | None = None,
@@ -361,10 +362,10 @@ def _decide(
     spec: HostSpec,
     service: ComputeService | None,
     node: Node | None,
-    recovering: EventRecord | None,
+    recovering: EventView | None,
     last: FailureRecord | None,
     released: bool,
-    taker: EventRecord | None,
+    taker: EventView | None,
     standby_ok: bool = True,
     auto_return: bool = False,
 ) -> tuple[HostPhase, str, str]:

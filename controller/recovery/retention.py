@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from controller.recovery.gates import DUPLICATE_WINDOW, OPEN_PHASES
-from controller.recovery.ports import EventRecord, HostRecord
+from controller.recovery.ports import EventView, HostRecord
 from controller.resources.failure_event import EventPhase, FailureType
 from controller.resources.host import (
     FAILURE_WINDOW_DAYS,
@@ -83,17 +83,17 @@ class Decision:
 # The Host's summary -------------------------------------------------------------------------
 
 
-def _open(event: EventRecord) -> bool:
+def _open(event: EventView) -> bool:
     """New, Running or Error: a recovery still drives it (lifecycle.TERMINAL ends it)."""
     return event.status.phase in OPEN_PHASES
 
 
-def _counted(event: EventRecord) -> bool:
+def _counted(event: EventView) -> bool:
     """A failure of its own: every report but those ignored as another report's duplicate."""
     return not (event.status.phase == EventPhase.IGNORED and event.status.reason == DUPLICATE)
 
 
-def _failure(event: EventRecord) -> FailureRecord:
+def _failure(event: EventView) -> FailureRecord:
     return FailureRecord(
         event=event.name,
         type=event.spec.type,
@@ -102,7 +102,7 @@ def _failure(event: EventRecord) -> FailureRecord:
     )
 
 
-def _recovery(event: EventRecord) -> RecoveryRecord | None:
+def _recovery(event: EventView) -> RecoveryRecord | None:
     start, end = event.status.start_time, event.status.end_time
     if _open(event) or start is None or end is None:
         return None
@@ -121,7 +121,7 @@ def _recovery_key(record: RecoveryRecord) -> tuple[datetime, str]:
 
 
 def summarize(
-    previous: HostStatus, events: Iterable[EventRecord], now: datetime
+    previous: HostStatus, events: Iterable[EventView], now: datetime
 ) -> tuple[list[FailureRecord], RecoveryRecord | None]:
     """The host's `recentFailures` and `lastRecovery`: what it showed, updated with its
     FailureEvents as they are now (an event deleted since keeps its entry)."""
@@ -143,7 +143,7 @@ def summarize(
     return recent[-FAILURES_KEPT:], last
 
 
-def summarized(event: EventRecord, host: HostRecord | None, now: datetime) -> bool:
+def summarized(event: EventView, host: HostRecord | None, now: datetime) -> bool:
     """Whether deleting the event loses nothing of the Host's summary."""
     if host is None:
         return True  # no Host left to keep a summary on
@@ -186,16 +186,16 @@ class Policy:
         )
 
 
-def _ended(event: EventRecord) -> datetime:
+def _ended(event: EventView) -> datetime:
     return event.status.end_time or event.created
 
 
-def _age_key(event: EventRecord) -> tuple[datetime, datetime, str]:
+def _age_key(event: EventView) -> tuple[datetime, datetime, str]:
     """Newer failures first by when they happened, then by when they were reported."""
     return (event.spec.generated_time, event.created, event.name)
 
 
-def _takes_host_out(event: EventRecord) -> bool:
+def _takes_host_out(event: EventView) -> bool:
     return (
         event.spec.type == FailureType.COMPUTE_HOST
         and event.spec.payload.event == "STOPPED"
@@ -224,13 +224,13 @@ class _Hosts:
                 reserved.setdefault(host.nova_host, (order, host.name))
         return cls({h.name: h for h in hosts}, holders, reserved)
 
-    def reserved_taken(self, event: EventRecord) -> str | None:
+    def reserved_taken(self, event: EventView) -> str | None:
         """The first reserved Host, in the order listed, that the event took."""
         taken = [self.reserved[n] for n in event.status.reserved_hosts if n in self.reserved]
         return min(taken)[1] if taken else None
 
 
-def _needed(event: EventRecord, hosts: _Hosts, policy: Policy, now: datetime) -> Decision | None:
+def _needed(event: EventView, hosts: _Hosts, policy: Policy, now: datetime) -> Decision | None:
     """Why the event must stay, if it must."""
     name = event.name
     if _open(event):
@@ -259,7 +259,7 @@ def _needed(event: EventRecord, hosts: _Hosts, policy: Policy, now: datetime) ->
 
 
 def judge(
-    events: list[EventRecord],
+    events: list[EventView],
     hosts: list[HostRecord],
     policy: Policy,
     now: datetime,
@@ -294,7 +294,7 @@ def judge(
 
 
 def to_delete(
-    events: list[EventRecord], hosts: list[HostRecord], policy: Policy, now: datetime, limit: int
+    events: list[EventView], hosts: list[HostRecord], policy: Policy, now: datetime, limit: int
 ) -> list[Decision]:
     """The deletions of one pass: at most `limit`, oldest first."""
     keys = {e.name: _age_key(e) for e in events}
@@ -303,8 +303,8 @@ def to_delete(
 
 
 def of_segment(
-    events: Mapping[str, Iterable[EventRecord]], hosts: list[HostRecord], segment: str
-) -> list[EventRecord]:
+    events: Mapping[str, Iterable[EventView]], hosts: list[HostRecord], segment: str
+) -> list[EventView]:
     """The segment's events: those of its Hosts, and those of deleted Hosts that ran in it.
     `events` by host (`ports.by_host`): each segment's pass going through every event of the
     namespace made a round of 100 segments over 50,000 events 10 million checks."""
