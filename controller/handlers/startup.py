@@ -16,7 +16,7 @@ import kopf
 from controller import health, metrics
 from controller.config import OperatorConfig
 from controller.drivers.clouds import KubeClouds, OpenStackConnector
-from controller.drivers.kube import PLURAL, Kube, load_client
+from controller.drivers.kube import LIST_PAGE, PLURAL, Kube, load_client
 from controller.drivers.kube_cache import CachedStore
 from controller.drivers.kube_store import OPEN_EVENTS, KubeStore
 from controller.drivers.lease import Lease
@@ -49,6 +49,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     settings.watching.field_selectors[GROUP, PLURAL.failure_events] = ",".join(OPEN_EVENTS)
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
+    # kopf's first list of a kind is one answer without a limit unless told: 5,000 Hosts
+    # whole, decoded at once, raise the process's memory for good.
+    settings.watching.chunk_size = LIST_PAGE
     settings.execution.max_workers = 8
 
     config = OperatorConfig.from_environment()
