@@ -4,6 +4,7 @@ CapacityReady condition it puts on the segment."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Collection
 from typing import Any, cast
@@ -269,7 +270,10 @@ class _Elsewhere(Server):
 
 
 def test_a_segments_check_looks_only_at_the_servers_of_its_hosts() -> None:
-    others = [_Elsewhere(*vars(s).values()) for s in servers("elsewhere", 1000)]
+    others = [
+        _Elsewhere(*(getattr(s, f.name) for f in dataclasses.fields(s)))
+        for s in servers("elsewhere", 1000)
+    ]
     listing = capacity.Listing([*servers("c1", 3), *others, *servers("c2", 2)], [])
     nova = Counting()
     hosts = [record("c1"), record("c2"), record("c3")]

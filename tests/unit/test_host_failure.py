@@ -240,8 +240,8 @@ def test_retry_moves_only_what_failed() -> None:
     assert (first.phase, first.reason) == ("Error", "EvacuationFailed")
     assert moves(store)["b"][0] == "failed"
     nova.failing_evacuations.clear()
-    nova.servers["uuid-b"] = nova.servers["uuid-b"].__class__(
-        **{**nova.servers["uuid-b"].__dict__, "vm_state": "active", "status": "ACTIVE"}
+    nova.servers["uuid-b"] = dataclasses.replace(
+        nova.servers["uuid-b"], vm_state="active", status="ACTIVE"
     )
     second = run(nova, store)
     assert second.phase == "Finished"
@@ -280,8 +280,8 @@ def test_a_fallback_waits_for_the_rebuild_its_first_method_started(method: str) 
 def test_a_rebuild_nova_runs_is_waited_for_even_without_a_record_of_ours() -> None:
     """Someone (a person, another tool) evacuated it: Nova's task state says so."""
     nova = cloud(("a", {}))
-    nova.servers["uuid-a"] = nova.servers["uuid-a"].__class__(
-        **{**nova.servers["uuid-a"].__dict__, "task_state": "rebuild_spawning"}
+    nova.servers["uuid-a"] = dataclasses.replace(
+        nova.servers["uuid-a"], task_state="rebuild_spawning"
     )
     nova._landing["uuid-a"] = ("h3", 3)
     store = Store()
