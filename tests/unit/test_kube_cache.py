@@ -116,6 +116,7 @@ def test_ended_events_are_held_small_and_read_as_their_whole_record() -> None:
     for body in bodies[:3]:
         name = body["metadata"]["name"]
         assert isinstance(held[name], EndedEvent), name
+        assert held[name].generated_time.tzinfo is held[name].created.tzinfo is UTC
         whole = _read_as(ports.EventView, event_record(body))
         assert _read_as(ports.EventView, held[name]) == {
             **whole,
