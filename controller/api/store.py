@@ -136,11 +136,15 @@ class Store:
                 missing = contents.unnumbered(plural)
                 if missing:
                     log.info("giving %d %s their Masakari ids", len(missing), plural)
-                    numbered = await self._call(
-                        self.ids.assign_missing(plural, kind, missing, contents.highest_id[plural])
+                    await self._call(
+                        self.ids.number(
+                            plural,
+                            kind,
+                            missing,
+                            contents.highest_id[plural],
+                            functools.partial(contents.apply, plural, "MODIFIED"),
+                        )
                     )
-                    for body in numbered:
-                        contents.apply(plural, "MODIFIED", body)
 
     @contextlib.asynccontextmanager
     async def reporting(self, host_object: str) -> AsyncIterator[None]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from controller.recovery.gates import Report
@@ -271,22 +271,23 @@ class EndedEvent:
     @classmethod
     def of(cls, record: EventRecord) -> EndedEvent:
         spec, status = record.spec, record.status
-        # Interned: the same few hosts, segments and reasons recur in every event.
+        # Interned: the same few hosts, segments and reasons recur in every event. In UTC's
+        # one time zone: pydantic gives each time it parses a time zone object of its own.
         return cls(
             record.name,
             sys.intern(record.namespace),
-            record.created,
+            _utc(record.created),
             spec.type,
             sys.intern(spec.host),
-            spec.generated_time,
+            _utc(spec.generated_time),
             sys.intern(spec.payload.event),
             spec.payload.instance_uuid,
             status.phase,
             status.reason and sys.intern(status.reason),
             status.segment and sys.intern(status.segment),
             tuple(map(sys.intern, status.reserved_hosts)),
-            status.start_time,
-            status.end_time,
+            status.start_time and _utc(status.start_time),
+            status.end_time and _utc(status.end_time),
         )
 
     @property
@@ -300,6 +301,12 @@ class EndedEvent:
     @property
     def payload(self) -> EndedEvent:
         return self
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.tzinfo is UTC:
+        return moment  # a naive time is left as the models gave it, not taken for local
+    return moment.astimezone(UTC)
 
 
 E = TypeVar("E", bound=EventView)
