@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -87,7 +85,7 @@ class NamespaceCache:
         self._open: dict[str, EventRecord] = {}
         # The Hosts by segment, for the same reason: each of 100 segments' resyncs went through
         # 5,000 Hosts for its own every 10 s, a sixth of the operator's CPU during a recovery.
-        self._by_segment: dict[str, dict[str, _Host]] = {}
+        self._by_segment: dict[str, dict[str, HostRecord]] = {}
         self.informers = [
             Informer(kube, namespace, plural, self, functools.partial(self._record, plural))
             for plural in self.records
@@ -142,7 +140,7 @@ class NamespaceCache:
 
     def _index(self, plural: str, record: Any) -> None:
         if plural == PLURAL.hosts:
-            self._by_segment.setdefault(record.segment, {})[record.name] = record
+            self._by_segment.setdefault(record.spec.segment, {})[record.name] = record
             return
         if plural == PLURAL.segments:
             return
@@ -152,7 +150,7 @@ class NamespaceCache:
 
     def _unindex(self, plural: str, record: Any) -> None:
         if plural == PLURAL.hosts:
-            _drop(self._by_segment, record.segment, record.name)
+            _drop(self._by_segment, record.spec.segment, record.name)
             return
         if plural == PLURAL.segments:
             return
@@ -175,7 +173,7 @@ class NamespaceCache:
 
     def hosts(self, segment: str | None) -> list[HostRecord]:
         hosts = self.records[PLURAL.hosts] if segment is None else self._by_segment.get(segment, {})
-        return [host.record() for host in hosts.values()]
+        return list(hosts.values())
 
     def segment(self, name: str) -> FailoverSegmentSpec | None:
         held: _Segment | None = self.records[PLURAL.segments].get(name)
@@ -203,29 +201,6 @@ def _drop(grouped: dict[str, dict[str, Any]], key: str, name: str) -> None:
         grouped.pop(key, None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Host:
-    """A Host as held: its JSON, made a record again when read. As records, 5,000 Hosts with
-    their statuses (conditions, history, ten recent failures: some 40 pydantic objects each)
-    were about 75 MiB of the operator, 16 KB a Host, and 200,000 objects for the collector
-    to walk again after every status write; as JSON, 2 KB a Host. A read costs about 30 us
-    a Host (a host pass at 5,000 Hosts: 0.15 s every 30 s)."""
-
-    name: str
-    segment: str
-    body: str
-
-    @classmethod
-    def of(cls, body: Mapping[str, Any]) -> _Host:
-        record = host_record(body)  # validated as held: one the models refuse is left out
-        return cls(
-            record.name, sys.intern(record.spec.segment), json.dumps(body, separators=(",", ":"))
-        )
-
-    def record(self) -> HostRecord:
-        return host_record(json.loads(self.body))
-
-
 @dataclass(frozen=True)
 class _Segment:
     """A segment as held: its spec as listed, validated when read (see NamespaceCache.segment)."""
@@ -244,7 +219,7 @@ def _event(body: Mapping[str, Any]) -> EventRecord | EndedEvent:
 
 
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    PLURAL.hosts: _Host.of,
+    PLURAL.hosts: host_record,
     PLURAL.failure_events: _event,
     PLURAL.segments: lambda body: _Segment(body["metadata"]["name"], body["spec"]),
 }

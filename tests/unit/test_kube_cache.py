@@ -4,7 +4,7 @@ what it serves, and when it does not serve at all."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, cast
 
 import pytest
@@ -13,18 +13,13 @@ from pydantic import ValidationError
 from controller.drivers import kube_cache
 from controller.drivers.kube import PLURAL, Kube
 from controller.drivers.kube_cache import CachedStore, NamespaceCache
-from controller.drivers.kube_store import KubeStore, event_record, host_record
+from controller.drivers.kube_store import KubeStore, event_record
 from controller.recovery import ports
 from controller.recovery.ports import EndedEvent, EventRecord
-from controller.resources.host import HistoryEntry
 from controller.resources.segment import FailoverSegmentSpec
 
-T0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
-
-def _host(
-    name: str, segment: str = "seg", status: dict[str, Any] | None = None, **extra: Any
-) -> dict[str, Any]:
+def _host(name: str, segment: str = "seg", **extra: Any) -> dict[str, Any]:
     return {
         "metadata": {
             "name": name, "namespace": "ns", "uid": f"u-{name}", "generation": 1,
@@ -32,7 +27,6 @@ def _host(
             "annotations": {"kopf": "x"},
         },
         "spec": {"segment": segment, **extra},
-        "status": status or {},
     }  # fmt: skip
 
 
@@ -132,20 +126,6 @@ def test_ended_events_are_held_small_and_read_as_their_whole_record() -> None:
     cache.apply(PLURAL.failure_events, "MODIFIED", ended)
     assert isinstance(held["running"], EndedEvent) and cache.open_events() == []
     assert {e.name for e in cache.failure_events("c1")} == {"taker", "failed", "running"}
-
-
-def test_hosts_are_held_as_json_and_each_read_is_the_readers_own() -> None:
-    """As records, 5,000 Hosts with their statuses were 75 MiB of the operator (16 KB each);
-    held as JSON, 2 KB. Each read makes records anew: one reader's change to a status it
-    read is never what another reads."""
-    cache = _cache()
-    body = _host("c1", status={"phase": "Active"})
-    listed(cache, PLURAL.hosts, [body], "1")
-    [first] = cache.hosts(None)
-    assert first == host_record(body)
-    first.status.history.append(HistoryEntry(time=T0, phase="Failed", reason="Changed"))
-    [again] = cache.hosts("seg")
-    assert again == host_record(body) and again.status.history == []
 
 
 def test_an_object_the_models_refuse_is_left_out_not_fatal() -> None:
