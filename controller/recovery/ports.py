@@ -8,7 +8,8 @@
   (controller.drivers.bmc over sushy and pyghmi);
 - `Store`: the Kubernetes objects (controller.drivers.kube_store), with `EventRecord` and
   `HostRecord`, the shared records of FailureEvents and Hosts;
-- `HostStore` and `HostSignals`: the same for the host sync (recovery.host_sync);
+- `HostStore` and `HostSignals`: the same for the host sync (recovery.host_sync), whose
+  events are `EventView`s: an `EventRecord`, or an `EndedEvent` where memory holds them;
 - `Signals`: Kubernetes Events, metrics and log lines (controller.handlers.signals);
 - `Clouds`: which cloud a namespace is bound to (controller.drivers.clouds).
 
