@@ -56,6 +56,10 @@ WRITE_LIMIT = 8  # hosts of one pass changed or written at a time
 # leaves the host to its next run, a single host's sync fails with HostBusy to be tried again.
 PASS_PATIENCE = 1.0
 SYNC_PATIENCE = 30.0
+# Hosts synced one by one at a time (each new Host at start, a spec change): the others wait
+# before reading anything, so memory holds this many hosts' reads and writes, not every
+# Host's at start.
+ONE_HOST_SYNCS = 256
 
 
 class HostBusy(Exception):
@@ -278,9 +282,11 @@ class HostSync:
     # The last read of each segment, (namespace, name): a few per namespace.
     _segments: dict[tuple[str, str], FailoverSegmentSpec | None] = field(default_factory=dict)
     _segment_reads: SegmentReads = field(init=False)
+    _one_host: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
         self._segment_reads = SegmentReads(self.store.segment)
+        self._one_host = asyncio.Semaphore(ONE_HOST_SYNCS)
 
     async def sync_namespace(self, namespace: str, access: Access) -> PassResult:
         """One pass over every Host of the namespace."""
@@ -324,7 +330,7 @@ class HostSync:
     async def sync_host(self, namespace: str, name: str, access: Access) -> Done:
         """Sync one Host at once, read fresh. NovaError or PacemakerError when Nova cannot be
         read or a change fails, for the caller to try again."""
-        async with self._hold(namespace, name, SYNC_PATIENCE) as hold:
+        async with self._one_host, self._hold(namespace, name, SYNC_PATIENCE) as hold:
             if hold == Hold.BUSY:
                 raise HostBusy(f"host {name} is being changed; try again")
             host = await self.store.host(namespace, name)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from controller.recovery.host_sync import Access, Done, HostSync, SegmentReads
+from controller.recovery.host_sync import ONE_HOST_SYNCS, Access, Done, HostSync, SegmentReads
 from controller.recovery.hosts import MAINTENANCE_REASON
 from controller.recovery.nova import ComputeService
 from controller.recovery.pacemaker import ClusterState
@@ -353,3 +353,34 @@ def test_a_segment_read_begun_before_a_sync_asked_does_not_serve_it() -> None:
 
     asyncio.run(scenario())
     assert answers == ["auto", "reserved_host"]
+
+
+def test_hosts_synced_one_by_one_run_a_bounded_number_at_once() -> None:
+    """At start every new Host is synced on its own, 5,000 at once at the scale benchmark's
+    size: each holding its fresh read and its write until the others' turn came left the
+    operator 136 MiB bigger once every Host had status (508 MiB, against 372 with 256 at
+    once, and no slower: 52.6 s against 58.2 until every Host had status)."""
+    world = World(3 * ONE_HOST_SYNCS)
+    running, most = 0, 0
+    read = world.store.host
+
+    async def host(namespace: str, name: str) -> HostRecord | None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0)  # an API server round trip: the other syncs go on meanwhile
+        try:
+            return await read(namespace, name)
+        finally:
+            running -= 1
+
+    world.store.host = host  # type: ignore[method-assign]
+    nova_only = Access(world.nova, None, bound)
+
+    async def all_at_once() -> list[Done]:
+        syncs = (world.sync.sync_host(NAMESPACE, name, nova_only) for name in world.names)
+        return await asyncio.gather(*syncs)
+
+    done = asyncio.run(all_at_once())
+    assert most == ONE_HOST_SYNCS
+    assert all(world.phase(name) == "Active" for name in world.names), set(done)
