@@ -64,6 +64,20 @@ class KubernetesStore:
             raise
         return True
 
+    def exists(self, name: str) -> bool:
+        try:
+            self._call(
+                self.objects.get_namespaced_custom_object,
+                plural=PLURAL.failure_events,
+                namespace=self.namespace,
+                name=name,
+            )
+        except Unreachable as error:
+            if isinstance(error.__cause__, ApiException) and error.__cause__.status == 404:
+                return False
+            raise
+        return True
+
     def _call(self, method: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             result: dict[str, Any] = method(

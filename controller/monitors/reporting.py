@@ -15,13 +15,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from controller.resources.common import API_VERSION
 from controller.resources.failure_event import FailureEventSpec, FailureType, Payload
 
-from .host_failures import NodeReport
+from .host_failures import NodeReport, fencing_neighbours
 
 log = logging.getLogger("masakari.hostmonitor")
 
@@ -54,6 +54,10 @@ class FailureEventStore(Protocol):
 
     def create(self, body: dict[str, Any]) -> bool:
         """Create a FailureEvent; True if created, False if one of that name exists."""
+        ...
+
+    def exists(self, name: str) -> bool:
+        """Whether a FailureEvent of that name exists."""
         ...
 
 
@@ -191,11 +195,20 @@ class Reporter:
             return
         body = failure_event(report, host, self.source)
         name = body["metadata"]["name"]
-        try:
-            created = self.store.create(body)
-        except Rejected as error:
-            log.error("FailureEvent %s refused by the API server: %s", name, error)
-            return
+        # Another monitor may have reported the same fencing stamped a second apart: its name
+        # is taken as this one's. Two monitors checking at the same instant can still both
+        # create; the operator then ignores the later one as the first one's duplicate.
+        for episode in fencing_neighbours(report.episode):
+            other = event_name(host.name, replace(report, episode=episode))
+            if self.store.exists(other):
+                name, created = other, False
+                break
+        else:
+            try:
+                created = self.store.create(body)
+            except Rejected as error:
+                log.error("FailureEvent %s refused by the API server: %s", name, error)
+                return
         self.sent.append((name, created))
         log.info(
             "reported %s of node %s (host %s, host_status %s) as %s: %s",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -48,6 +49,9 @@ class MemoryStore:
             return False
         self.objects[name] = body
         return True
+
+    def exists(self, name: str) -> bool:
+        return name in self.objects
 
 
 def wait_empty(reporter: Reporter, timeout: float = 5.0) -> None:
@@ -93,6 +97,28 @@ def test_two_monitors_reporting_one_failure_make_one_object() -> None:
     assert list(store.objects) == ["node3-stopped-fenced-20261126-022701"]
     assert list(first.sent) == [("node3-stopped-fenced-20261126-022701", True)]
     assert list(second.sent) == [("node3-stopped-fenced-20261126-022701", False)]
+
+
+@pytest.mark.parametrize("apart", [-1, 1])
+def test_one_fencing_stamped_a_second_apart_makes_one_object(apart: int) -> None:
+    """Each node's fencer stamps a fencing's completion with its own clock: the lab's two
+    survivors once read 00:56:18 and 00:56:19 for one fencing, and reported it twice."""
+    store = MemoryStore({"node3": HostEntry("node3", "seg")})
+    first, second = Reporter(store, "hostmonitor/node1"), Reporter(store, "hostmonitor/node2")
+    stamped = (WHEN.replace(second=1) + timedelta(seconds=apart)).strftime("%Y%m%d-%H%M%S")
+    for reporter, episode in ((first, STOPPED.episode), (second, f"fenced-{stamped}")):
+        reporter.deliver(replace(STOPPED, episode=episode))
+        reporter.deliver(
+            replace(STOPPED, event=HostEvent.STARTED, cluster_status="ONLINE", episode=episode)
+        )
+    assert list(store.objects) == [
+        "node3-stopped-fenced-20261126-022701",
+        "node3-started-fenced-20261126-022701",
+    ]
+    assert [created for _, created in second.sent] == [False, False]
+    # Two seconds apart is another fencing.
+    second.deliver(replace(STOPPED, episode="fenced-20261126-022703"))
+    assert second.sent[-1] == ("node3-stopped-fenced-20261126-022703", True)
 
 
 def test_reports_survive_an_outage_in_order() -> None:
