@@ -128,7 +128,9 @@ async def _check_capacity(memo: Any, body: kopf.Body) -> None:
         capacity_log.warning("%s/%s: readiness not checked: %s", namespace, name, why)
         return
     before = runtime.capacity.get(key)
-    runtime.capacity[key] = verdict
+    runtime.capacity[key] = capacity.carried(
+        before, verdict, timedelta(seconds=capacity.SAME_VERDICT_CHECKS * CONFIG.capacity_interval)
+    )
     metrics.segment_capacity_ready.labels(namespace, name).set(1 if verdict.ready else 0)
     if before is None or before.ready != verdict.ready:
         _, reason, message = capacity.condition(verdict)

@@ -706,7 +706,9 @@ class CapacityStatus(Model):
         "puts two on one host, so they count as without room.",
     )
     observed_at: datetime | None = Field(
-        default=None, description="When Placement and the servers were read."
+        default=None,
+        description="When Placement and the servers were read for this verdict: a verdict "
+        "the next checks find unchanged keeps it for up to 10 checks.",
     )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Collection
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
@@ -298,3 +299,31 @@ def test_evaluation_of_100_hosts_with_20_instances_each_is_quick() -> None:
     assert verdict.ready
     # 100 scenarios of 20 instances over 99 hosts: 45 ms measured here (2 shared cores).
     assert elapsed < 5, elapsed
+
+
+def test_an_unchanged_verdict_keeps_its_time_until_it_is_old() -> None:
+    """A status write per segment per check only to move `observedAt` was most of what an idle
+    operator wrote at 100 segments: an unchanged verdict is carried, for at most `max_age`."""
+    hosts = [record(h) for h in ("c1", "c2", "c3")]
+    rooms = [room(h, used=2) for h in ("c1", "c2", "c3")]
+    listed = [s for h in ("c1", "c2", "c3") for s in servers(h, 2)]
+    max_age = timedelta(minutes=10)
+
+    def check(at: timedelta, counted: int = 3) -> Any:
+        return capacity.evaluate(segment(), hosts[:counted], rooms, listed, T0 + at)
+
+    first = check(timedelta(0))
+    shown = capacity.carried(None, first, max_age)
+    assert shown is first
+    for minute in range(1, 10):
+        shown = capacity.carried(shown, check(timedelta(minutes=minute)), max_age)
+        assert shown is first
+    # Old: the check's own, with its time.
+    refreshed = capacity.carried(shown, check(timedelta(minutes=10)), max_age)
+    assert refreshed.observed_at == T0 + timedelta(minutes=10)
+    # Changed: the check's at once (a host left the segment).
+    changed = check(timedelta(minutes=11), counted=2)
+    assert changed.model_dump(exclude={"observed_at"}) != refreshed.model_dump(
+        exclude={"observed_at"}
+    )
+    assert capacity.carried(refreshed, changed, max_age) is changed
