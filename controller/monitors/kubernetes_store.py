@@ -51,29 +51,24 @@ class KubernetesStore:
         return found
 
     def create(self, body: dict[str, Any]) -> bool:
+        return self._create(body, dry_run=False)
+
+    def taken(self, body: dict[str, Any]) -> bool:
+        # A server-side dry run: answered like the create (409 if the name exists), nothing
+        # stored, and no read permission needed.
+        return not self._create(body, dry_run=True)
+
+    def _create(self, body: dict[str, Any], dry_run: bool) -> bool:
         try:
             self._call(
                 self.objects.create_namespaced_custom_object,
                 plural=PLURAL.failure_events,
                 namespace=self.namespace,
                 body=body,
+                **({"dry_run": "All"} if dry_run else {}),
             )
         except ApiException as error:
             if error.status == 409:
-                return False
-            raise
-        return True
-
-    def exists(self, name: str) -> bool:
-        try:
-            self._call(
-                self.objects.get_namespaced_custom_object,
-                plural=PLURAL.failure_events,
-                namespace=self.namespace,
-                name=name,
-            )
-        except Unreachable as error:
-            if isinstance(error.__cause__, ApiException) and error.__cause__.status == 404:
                 return False
             raise
         return True

@@ -56,8 +56,9 @@ class FailureEventStore(Protocol):
         """Create a FailureEvent; True if created, False if one of that name exists."""
         ...
 
-    def exists(self, name: str) -> bool:
-        """Whether a FailureEvent of that name exists."""
+    def taken(self, body: dict[str, Any]) -> bool:
+        """Whether a FailureEvent of the body's name exists, asked without reading: a monitor
+        may create FailureEvents, never read them (deploy/hostmonitor/rbac.yaml)."""
         ...
 
 
@@ -196,19 +197,19 @@ class Reporter:
         body = failure_event(report, host, self.source)
         name = body["metadata"]["name"]
         # Another monitor may have reported the same fencing stamped a second apart: its name
-        # is taken as this one's. Two monitors checking at the same instant can still both
+        # is taken as this one's. Two monitors asking at the same instant can still both
         # create; the operator then ignores the later one as the first one's duplicate.
-        for episode in fencing_neighbours(report.episode):
-            other = event_name(host.name, replace(report, episode=episode))
-            if self.store.exists(other):
-                name, created = other, False
-                break
-        else:
-            try:
+        try:
+            for episode in fencing_neighbours(report.episode):
+                other = failure_event(replace(report, episode=episode), host, self.source)
+                if self.store.taken(other):
+                    name, created = other["metadata"]["name"], False
+                    break
+            else:
                 created = self.store.create(body)
-            except Rejected as error:
-                log.error("FailureEvent %s refused by the API server: %s", name, error)
-                return
+        except Rejected as error:
+            log.error("FailureEvent %s refused by the API server: %s", name, error)
+            return
         self.sent.append((name, created))
         log.info(
             "reported %s of node %s (host %s, host_status %s) as %s: %s",

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.drivers.kube import load_client
+from controller.monitors.kubernetes_store import KubernetesStore
 from tests.conftest import Cluster
 
 pytestmark = pytest.mark.integration
@@ -349,6 +351,7 @@ def test_the_host_monitor_may_list_hosts_and_create_failure_events_and_nothing_e
         ("patch", "failureevents.masakari.dev"),
         ("delete", "failureevents.masakari.dev"),
         ("patch", "failureevents.masakari.dev/status"),
+        ("get", "failureevents.masakari.dev"),
         ("create", "hosts.masakari.dev"),
         ("patch", "hosts.masakari.dev"),
         ("list", "failoversegments.masakari.dev"),
@@ -362,6 +365,16 @@ def test_the_host_monitor_may_list_hosts_and_create_failure_events_and_nothing_e
         "create", f"--as={account}", "-n", namespace, "-f", "-",
         stdin=report("compute-9", "compute-9-stopped-lost-20261202-101500"),
     )  # fmt: skip
+    # Whether another monitor took a name is asked by a dry-run create, with no read: taken
+    # for the name just created, free (and still not stored) for another.
+    api = load_client(str(cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", account)
+    store = KubernetesStore(api, namespace)
+    assert store.taken(json.loads(report("compute-9", "compute-9-stopped-lost-20261202-101500")))
+    free = "compute-9-stopped-lost-20261202-101600"
+    assert not store.taken(json.loads(report("compute-9", free)))
+    missing = cluster.kubectl("get", "failureevent", free, "-n", namespace, check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr, missing.stderr
 
 
 def test_a_host_monitor_reports_the_hosts_of_its_own_segment_only(

@@ -50,8 +50,8 @@ class MemoryStore:
         self.objects[name] = body
         return True
 
-    def exists(self, name: str) -> bool:
-        return name in self.objects
+    def taken(self, body: dict[str, Any]) -> bool:
+        return body["metadata"]["name"] in self.objects
 
 
 def wait_empty(reporter: Reporter, timeout: float = 5.0) -> None:
