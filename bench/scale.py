@@ -345,11 +345,7 @@ def release(kube: Kube, sim: Sim, seen: HostWatch, namespace: str, victim: str) 
     sim.control("POST", f"hosts/{victim}/revive")
     kube.patch_spec(namespace, "hosts", victim, {"releaseFailure": f"fail-{victim}"})
     seen.wait(f"{victim} Active again", lambda: seen.phase.get(victim) == "Active", 300)
-    deadline = time.monotonic() + 300
-    while kube.open_events(namespace):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"events of {namespace} still open 300s after {victim}'s recovery")
-        time.sleep(0.5)
+    seen.wait(f"the events of {namespace} to end", lambda: not kube.open_events(namespace), 300)
 
 
 def api_latency(sim: Sim, url: str, hosts: list[str], requests: int) -> dict[str, list[float]]:

@@ -65,7 +65,7 @@ class KubernetesStore:
                 plural=PLURAL.failure_events,
                 namespace=self.namespace,
                 body=body,
-                **({"dry_run": "All"} if dry_run else {}),
+                dry_run="All" if dry_run else None,
             )
         except ApiException as error:
             if error.status == 409:
