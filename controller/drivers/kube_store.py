@@ -1,13 +1,19 @@
 """The recovery domain's view of the cluster (recovery.ports.Store), read from and written to
 the API server.
 
-Reads are direct (LIST and GET, quorum reads: a read right after this process's own write sees
-it, which the storm gate's counts need). kopf's indexes were tried as the source of reads and
-measured: kopf runs no handler before every indexed object is indexed, and that wait grows with
-the square of the objects (5 minutes for 5,500 on 2 cores, docs/scale.md), during which nothing
-is recovered: an operator restart or a leader change would leave a cloud without recovery for
-minutes. The recoveries read here; the passes that list whole namespaces on timers read the
-watches of kube_cache, which hold nothing back.
+Reads are direct (LIST and GET): a read right after this process's own write sees it, which the
+storm gate's counts need. GETs and the event lists are quorum reads. Hosts are listed as a
+snapshot no older than this process's newest Host write in the namespace: every Host status
+(the phases and service holds the storm gate counts) is written by the operator that owns the
+namespace, through this store, so that snapshot holds all of them and everything written
+before them; a quorum list of Hosts waited 60-100 ms for the API server's watch cache on every
+admission (issue 12). Until this process has written a Host there, the list is a quorum read.
+
+kopf's indexes were tried as the source of reads and measured: kopf runs no handler before every
+indexed object is indexed, and that wait grows with the square of the objects (5 minutes for 5,500
+on 2 cores, docs/scale.md), during which nothing is recovered: an operator restart or a leader
+change would leave a cloud without recovery for minutes. The recoveries read here; the passes that
+list whole namespaces on timers read the watches of kube_cache, which hold nothing back.
 """
 
 from __future__ import annotations
@@ -76,6 +82,10 @@ def _not_recorded(error: KubeError) -> NotRecorded:
 class KubeStore:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+        # The resourceVersion of this process's newest Host write, per namespace: etcd's
+        # revision, an integer: comparable between objects of one resource, as Kubernetes
+        # documents since 1.35 (KEP-5504).
+        self._hosts_written: dict[str, int] = {}
 
     async def failure_event(self, namespace: str, name: str) -> EventRecord | None:
         try:
@@ -131,7 +141,19 @@ class KubeStore:
 
     async def hosts(self, namespace: str, segment: str | None = None) -> list[HostRecord]:
         selector = f"spec.segment={segment}" if segment else None
-        return [host_record(b) for b in await self.kube.list(PLURAL.hosts, namespace, selector)]
+        written = self._hosts_written.get(namespace)
+        bodies = await self.kube.list(
+            PLURAL.hosts, namespace, selector, not_older_than=str(written) if written else None
+        )
+        return [host_record(b) for b in bodies]
+
+    async def _write_host(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        written = await self.kube.merge_status(PLURAL.hosts, namespace, name, patch)
+        version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        if version.isdigit():
+            self._hosts_written[namespace] = max(
+                int(version), self._hosts_written.get(namespace, 0)
+            )
 
     async def segment(self, namespace: str, name: str) -> FailoverSegmentSpec | None:
         try:
@@ -151,7 +173,7 @@ class KubeStore:
     async def hold_host_service(self, namespace: str, host: str, event: str) -> None:
         hold = ServiceHold(since=utcnow()).to_wire()
         try:
-            await self.kube.merge_status(PLURAL.hosts, namespace, host, {HOLDS: {event: hold}})
+            await self._write_host(namespace, host, {HOLDS: {event: hold}})
         except (StorageFull, TooLarge, Invalid) as error:
             raise _not_recorded(error) from None
 
@@ -163,9 +185,9 @@ class KubeStore:
         patch = status.to_merge_patch(exclude={"service_holds", "drain"})
         if released_holds:
             patch[HOLDS] = dict.fromkeys(released_holds)  # None removes each
-        await self.kube.merge_status(PLURAL.hosts, namespace, name, patch)
+        await self._write_host(namespace, name, patch)
 
     async def write_host_drain(self, namespace: str, name: str, drain: DrainStatus) -> None:
         # Whole: a merge patch replaces the list of moves, and names every field of the drain.
         patch = {DRAIN: drain.to_merge_patch()}
-        await self.kube.merge_status(PLURAL.hosts, namespace, name, patch)
+        await self._write_host(namespace, name, patch)

@@ -109,3 +109,48 @@ def test_both_stores_answer_alike_and_the_cache_follows(cluster: Cluster, namesp
     assert found["of_c1"] == {"e-new", "e-run", "e-err", *VM_EVENTS}
     assert found["of_a"] == {"vm-a1", "vm-a2"}
     assert all(found["same"].values()), found["same"]
+
+
+def test_hosts_are_listed_no_older_than_this_process_wrote_them(
+    cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Host list after this process wrote a Host is a snapshot at that write or newer (not a
+    quorum read, which waits for the watch cache) and holds the write: the storm gate counts
+    the service holds it reads there. Paged, and in a namespace not written, a quorum read."""
+    for name in ("c1", "c2", "c3"):
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(host(name)))
+    monkeypatch.setattr("controller.drivers.kube.LIST_PAGE", 2)
+
+    async def scenario() -> dict[str, Any]:
+        kube = Kube(load_client(str(cluster.kubeconfig)))
+        sent: list[dict[str, Any]] = []
+        listing = kube._objects.list_namespaced_custom_object
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            sent.append(kwargs)
+            return listing(*args, **kwargs)
+
+        kube._objects.list_namespaced_custom_object = recorded  # type: ignore[method-assign]
+        store = KubeStore(kube)
+        before = await store.hosts(namespace, "seg")
+        unwritten = list(sent)
+        sent.clear()
+        await store.hold_host_service(namespace, "c3", "e1")
+        written = (await kube.get("hosts", namespace, "c3"))["metadata"]["resourceVersion"]
+        after = await store.hosts(namespace, "seg")
+        return {
+            "before": [h.name for h in before],
+            "unwritten": unwritten,
+            "after": {h.name: sorted(h.status.service_holds) for h in after},
+            "sent": sent,
+            "written": written,
+        }
+
+    found = asyncio.run(scenario())
+    assert found["before"] == ["c1", "c2", "c3"]
+    assert all("resource_version" not in call for call in found["unwritten"])
+    assert found["after"] == {"c1": [], "c2": [], "c3": ["e1"]}
+    first, second = found["sent"]
+    assert first["resource_version"] == found["written"]
+    assert first["resource_version_match"] == "NotOlderThan"
+    assert "resource_version" not in second and second["_continue"]
