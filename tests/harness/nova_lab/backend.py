@@ -30,6 +30,7 @@ BOOT_TIMEOUT = 120.0
 REVIVE_TIMEOUT = 90.0
 RESET_TIMEOUT = 180.0
 POLL_INTERVAL = 0.5
+DISABLED_TRAIT = "COMPUTE_STATUS_DISABLED"
 
 
 @dataclass
@@ -133,6 +134,11 @@ class NovaLabBackend:
         for service in self._compute_services():
             if service.status != "enabled":
                 self.compute.enable_service(service)
+        # Enabled is not yet schedulable: Nova takes COMPUTE_STATUS_DISABLED off the host's
+        # resource provider through that compute, and a boot onto it meanwhile gets NoValidHost
+        # (the bench's N=30 run after a recovery, 2026-12-05; F8).
+        _wait("every compute schedulable in Placement", deadline - time.monotonic(),
+              self._schedulable, "")  # fmt: skip
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -141,6 +147,24 @@ class NovaLabBackend:
 
     def _service(self, host: str) -> Any:
         return next(s for s in self._compute_services() if s.host == host)
+
+    def _schedulable(self) -> bool:
+        listed = self.compute.get("/os-hypervisors/detail", microversion="2.53")
+        raise_from_response(listed)
+        providers = {
+            (h.get("service") or {}).get("host"): h["id"]
+            for h in listed.json().get("hypervisors") or []
+        }
+        for host in self.hosts:
+            if host not in providers:
+                return False
+            traits = self._connection.placement.get(
+                f"/resource_providers/{providers[host]}/traits", microversion="1.6"
+            )
+            raise_from_response(traits)
+            if DISABLED_TRAIT in traits.json().get("traits", []):
+                return False
+        return True
 
     def _all_up(self) -> bool:
         return all(service.state == "up" for service in self._compute_services())
