@@ -151,7 +151,7 @@ class HostFailure:
     _reads: InstanceReads = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._reads = InstanceReads(self.nova, self.progress.clock)
+        self._reads = InstanceReads(self.nova, self.progress.clock, self.host)
 
     async def run(self) -> Outcome:
         try:
@@ -598,7 +598,7 @@ class HostFailure:
     async def _move(self, move: InstanceMove, target: str | None) -> _Ending:
         """Nova's part of one instance's move, up to its landing; `_end_move` records it."""
         try:
-            server = await self.nova.server(move.instance_uuid)
+            server = await self._reads.before_move(move.instance_uuid)
         except NotFound:
             return _Ending(MoveStatus.IGNORED, message="the instance no longer exists")
         except NovaError as error:

@@ -191,7 +191,10 @@ class FakeNova:
         return self._set_service(host, forced_down=forced)
 
     async def servers_on_host(self, host: str) -> list[Server]:
-        return [s for s in self.servers.values() if s.host == host]
+        """Each read as `server` reads it, as Nova's listing is as fresh as its GET."""
+        self._call("servers_on_host", host)
+        on_host = [sid for sid, s in self.servers.items() if s.host == host]
+        return [s for s in map(self._read, on_host) if s.host == host]
 
     async def all_servers(self) -> list[Server]:
         return list(self.servers.values())
