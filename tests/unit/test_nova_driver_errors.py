@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +298,36 @@ def test_a_change_waiting_for_a_slot_goes_before_the_reads_waiting(clean: Sim) -
     asyncio.run(scenario())
     print(f"order of the calls' ends: {ended}")
     assert ended == ["read 0", "change", "read 1", "read 2", "read 3"], ended
+
+
+def test_an_unlock_waiting_for_a_slot_goes_after_the_changes_and_reads_waiting(
+    clean: Sim,
+) -> None:
+    """Issue 12: when fifty instances landed at once, the next fifty moves' reads and evacuate
+    calls waited behind the fifty unlocks, which no move waits on. One slot, a slow read under
+    way, then an unlock, a read and a change asked in that order: the unlock goes last."""
+    (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
+    nova = _driver(clean, max_concurrency=1)
+    asyncio.run(nova.compute_services())
+    _fault(clean, "servers", latency=0.2)
+    ended: list[str] = []
+
+    async def scenario() -> None:
+        async def after(delay: float, name: str, call: Awaitable[object]) -> None:
+            await asyncio.sleep(delay)
+            await call
+            ended.append(name)
+
+        await asyncio.gather(
+            after(0, "read under way", nova.server(sid)),
+            after(0.05, "unlock", nova.unlock_server(sid)),
+            after(0.06, "read", nova.server(sid)),
+            after(0.07, "change", nova.force_down("compute1", True)),
+        )
+
+    asyncio.run(scenario())
+    print(f"order of the calls' ends: {ended}")
+    assert ended == ["read under way", "change", "read", "unlock"], ended
 
 
 def test_a_siblings_reads_never_hold_back_the_drivers_own(clean: Sim) -> None:
