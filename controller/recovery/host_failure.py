@@ -151,7 +151,12 @@ class HostFailure:
     _reads: InstanceReads = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._reads = InstanceReads(self.nova, self.progress.clock, self.host)
+        self._reads = InstanceReads(
+            self.nova,
+            self.progress.clock,
+            self.host,
+            lambda: sum(m.status != MoveStatus.SUCCEEDED for m in self.progress.status.instances),
+        )
 
     async def run(self) -> Outcome:
         try:

@@ -48,7 +48,7 @@ def test_moves_asking_together_share_one_listing_from_the_oldest_start() -> None
     asked = listings(nova)
 
     async def main() -> list[str]:
-        reads = InstanceReads(nova, now, "h1")  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now, "h1", lambda: len(nova.servers))  # type: ignore[arg-type]
         found = await asyncio.gather(
             reads.server("uuid-a", SINCE + timedelta(seconds=5)),
             reads.server("uuid-b", SINCE),
@@ -64,7 +64,9 @@ def test_a_move_alone_is_read_with_its_own_get() -> None:
     nova = cloud("a", "b")
 
     async def main() -> str:
-        return (await InstanceReads(nova, now, "h1").server("uuid-a", SINCE)).name  # type: ignore[arg-type]
+        return (
+            await InstanceReads(nova, now, "h1", lambda: len(nova.servers)).server("uuid-a", SINCE)
+        ).name  # type: ignore[arg-type]
 
     assert asyncio.run(main()) == "a"
     assert nova.calls == [("server", "uuid-a")]
@@ -86,7 +88,7 @@ def test_an_ask_made_during_a_read_waits_for_a_read_begun_after_it() -> None:
     nova.servers_changed_since = slow  # type: ignore[method-assign]
 
     async def main() -> str | None:
-        reads = InstanceReads(nova, now, "h1")  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now, "h1", lambda: len(nova.servers))  # type: ignore[arg-type]
         first = asyncio.gather(reads.server("uuid-a", SINCE), reads.server("uuid-b", SINCE))
         await listed.wait()
         nova.servers["uuid-c"] = dataclasses.replace(nova.servers["uuid-c"], host="h2")
@@ -108,7 +110,7 @@ def test_what_the_listing_lacks_or_a_failed_listing_is_read_one_by_one() -> None
         raise Unavailable("Nova: HTTP 503 (gave up after 5 attempts)")
 
     async def main(ids: list[str]) -> list[object]:
-        reads = InstanceReads(nova, now, "h1")  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now, "h1", lambda: len(nova.servers))  # type: ignore[arg-type]
         return await asyncio.gather(*(reads.server(i, SINCE) for i in ids), return_exceptions=True)
 
     # A deleted instance is not listed: its GET says NotFound, to its move only.
@@ -127,7 +129,7 @@ def test_a_move_cancelled_while_it_waits_leaves_the_others_answered() -> None:
     nova = cloud("a", "b", "c")
 
     async def main() -> list[str]:
-        reads = InstanceReads(nova, now, "h1")  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now, "h1", lambda: len(nova.servers))  # type: ignore[arg-type]
         gone = asyncio.ensure_future(reads.server("uuid-a", SINCE))
         others = [asyncio.ensure_future(reads.server(i, SINCE)) for i in ("uuid-b", "uuid-c")]
         await asyncio.sleep(0)
@@ -148,7 +150,7 @@ def test_an_unexpected_error_reaches_every_move_of_that_read() -> None:
     nova.servers_changed_since = broken  # type: ignore[method-assign]
 
     async def main() -> list[object]:
-        reads = InstanceReads(nova, now, "h1")  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now, "h1", lambda: len(nova.servers))  # type: ignore[arg-type]
         found = await asyncio.gather(
             reads.server("uuid-a", SINCE), reads.server("uuid-b", SINCE), return_exceptions=True
         )
@@ -166,7 +168,7 @@ def test_a_move_begun_long_ago_does_not_widen_the_listing() -> None:
     asked = listings(nova, unchanged=frozenset({"uuid-a"}))
 
     async def main() -> None:
-        reads = InstanceReads(nova, now, "h1")  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now, "h1", lambda: len(nova.servers))  # type: ignore[arg-type]
         await asyncio.gather(
             reads.server("uuid-a", now() - LISTING_WINDOW - timedelta(seconds=1)),
             reads.server("uuid-b", SINCE),
@@ -186,9 +188,28 @@ def test_moves_starting_together_share_one_listing_of_the_failed_host() -> None:
     nova.servers["uuid-c"] = dataclasses.replace(nova.servers["uuid-c"], host="h2")
 
     async def main() -> list[str | None]:
-        reads = InstanceReads(nova, now, "h1")  # type: ignore[arg-type]
+        reads = InstanceReads(nova, now, "h1", lambda: len(nova.servers))  # type: ignore[arg-type]
         found = await asyncio.gather(*(reads.before_move(f"uuid-{n}") for n in "abc"))
         return [s.host for s in found]
 
     assert asyncio.run(main()) == ["h1", "h1", "h2"]
     assert nova.calls == [("servers_on_host", "h1"), ("server", "uuid-c")]
+
+
+def test_a_few_moves_of_a_full_host_read_their_own() -> None:
+    """A listing costs Nova by the servers it shows: three moves starting on a host of thirty
+    (the default concurrency) read their instances with three GETs; on a host of six, the
+    three share its listing."""
+
+    def calls(held: int) -> list[str]:
+        nova = cloud(*(f"vm{n:02d}" for n in range(held)))
+
+        async def main() -> None:
+            reads = InstanceReads(nova, now, "h1", lambda: held)  # type: ignore[arg-type]
+            await asyncio.gather(*(reads.before_move(f"uuid-vm{n:02d}") for n in range(3)))
+
+        asyncio.run(main())
+        return kinds(nova)
+
+    assert calls(30) == ["server"] * 3
+    assert calls(6) == ["servers_on_host"]
