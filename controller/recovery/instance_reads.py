@@ -90,13 +90,16 @@ class _SharedReads:
     def __init__(self, nova: Nova, listing: Listing) -> None:
         self._nova = nova
         self._listing = listing
-        # server id -> each ask's (changed at or after, answer), for the next read
-        self._asked: dict[str, list[tuple[datetime | None, asyncio.Future[Server]]]] = {}
+        # server id -> (changed at or after, the moves' answers), for the next read
+        self._asked: dict[str, tuple[datetime | None, list[asyncio.Future[Server]]]] = {}
         self._reading: asyncio.Task[None] | None = None
 
     async def read(self, server_id: str, since: datetime | None) -> Server:
         answer: asyncio.Future[Server] = asyncio.get_running_loop().create_future()
-        self._asked.setdefault(server_id, []).append((since, answer))
+        earliest, answers = self._asked.get(server_id, (since, []))
+        # A move that cannot say when its instance changed (None) leaves no bound for any.
+        since = None if earliest is None or since is None else min(earliest, since)
+        self._asked[server_id] = (since, [*answers, answer])
         if self._reading is None or self._reading.done():
             self._reading = asyncio.create_task(self._read())
         return await answer
@@ -108,29 +111,28 @@ class _SharedReads:
             try:
                 await self._answer(asked)
             except Exception as error:  # not Nova's: each move meets it as its own read would
-                for asks in asked.values():
-                    for _, answer in asks:
+                for _, answers in asked.values():
+                    for answer in answers:
                         if not answer.done():
                             answer.set_exception(error)
             except BaseException:
                 # Cancelled (the loop closing): no move is left waiting on an answer.
-                for asks in [*asked.values(), *self._asked.values()]:
-                    for _, answer in asks:
+                for _, answers in [*asked.values(), *self._asked.values()]:
+                    for answer in answers:
                         answer.cancel()
                 raise
 
     async def _answer(
-        self, asked: dict[str, list[tuple[datetime | None, asyncio.Future[Server]]]]
+        self, asked: dict[str, tuple[datetime | None, list[asyncio.Future[Server]]]]
     ) -> None:
         # A move cancelled while it waited needs no read.
         waiting = {
-            sid: [(since, a) for since, a in asks if not a.done()] for sid, asks in asked.items()
+            sid: (since, [a for a in answers if not a.done()])
+            for sid, (since, answers) in asked.items()
+            if not all(a.done() for a in answers)
         }
-        waiting = {sid: asks for sid, asks in waiting.items() if asks}
         found: dict[str, Server | Exception] = {}
-        listing = (
-            self._listing([_min_since(asks) for asks in waiting.values()]) if waiting else None
-        )
+        listing = self._listing([since for since, _ in waiting.values()]) if waiting else None
         if listing is not None:
             try:
                 listed = await listing
@@ -145,18 +147,12 @@ class _SharedReads:
             if not isinstance(result, Server | Exception):
                 raise result  # a cancellation is not an answer
             found[sid] = result
-        for sid, asks in waiting.items():
+        for sid, (_, answers) in waiting.items():
             result = found[sid]
-            for _, answer in asks:
+            for answer in answers:
                 if answer.done():
                     continue
                 if isinstance(result, Exception):
                     answer.set_exception(result)
                 else:
                     answer.set_result(result)
-
-
-def _min_since(asks: Sequence[tuple[datetime | None, object]]) -> datetime | None:
-    """The earliest change the asks for one instance allow (None if any does not know)."""
-    known = [since for since, _ in asks if since is not None]
-    return min(known) if len(known) == len(asks) else None
