@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from controller.recovery.host_failure import DISABLE, EVACUATE, PREPARE, HostFailure, Timing
-from controller.recovery.nova import ComputeService
+from controller.recovery.nova import ComputeService, Server
 from controller.recovery.outcome import Outcome
 from controller.recovery.progress import Progress
 from controller.resources.failure_event import FailureEventStatus
@@ -308,6 +309,58 @@ def test_moves_starting_and_landing_together_share_their_reads() -> None:
     assert kinds.count("server") == 3 * 50
     assert kinds.count("servers_on_host") == 2
     assert 0 < kinds.count("servers_changed_since") <= 10
+
+
+def test_moves_starting_as_others_land_share_one_listing_of_what_the_host_still_holds() -> None:
+    """Issue 12: the shared first read lists the failed host when the moves asking are at least
+    half of the instances it still holds; it counted an instance seen landed as still held
+    until its move had recorded its end (after its unlock), so the next round's moves each read
+    their own: 34 GETs at once on the simulator at concurrency 50, 70 ms before their
+    write-ahead. Rounds of three on a host of nine, each landing together; the unlocks slow,
+    as calls to Nova are: the first round reads its own (3 of 9), the next two one listing
+    each (3 of 6, then 3 of 3)."""
+    nova = cloud(*((f"vm{i}", {}) for i in range(9)))
+    nova.vcpus = dict.fromkeys(nova.vcpus, 100)
+    nova.landing_reads = 2
+    unlock = nova.unlock_server
+
+    async def slow_unlock(server_id: str) -> None:
+        await asyncio.sleep(0.05)
+        await unlock(server_id)
+
+    nova.unlock_server = slow_unlock  # type: ignore[method-assign]
+    store = Store()
+    assert run(nova, store, evacuation_concurrency=3).phase == "Finished"
+    kinds = [call[0] for call in nova.calls]
+    # One listing is the PREPARE step's; the fake's own reads in lock, evacuate and unlock.
+    assert kinds.count("servers_on_host") == 1 + 2, kinds
+    assert kinds.count("server") == 3 * 9 + 3
+
+
+def test_a_landing_instance_is_read_every_wait_counted_from_when_the_read_was_asked() -> None:
+    """Issue 12: the wait between two reads of a landing instance began when the read came
+    back, so every period was the wait plus the read's own time (a shared read answered
+    30-50 ms after it was asked on the simulator with 50 moves), and each landing was seen
+    that much later. Reads taking 50 ms here, the wait 100 ms early in a move: 100 ms from
+    one read's start to the next, not 150."""
+    nova = cloud(("a", {}))
+    nova.landing_reads = 5
+    store = Store()
+    host_failure = recovery(nova, store)
+    timing = host_failure.timing
+    read = nova.server
+    starts: list[float] = []
+
+    async def slow_read(server_id: str) -> Server:
+        if nova.servers[server_id].task_state == "rebuilding":
+            starts.append(timing.clock())
+        await timing.sleep(0.05)
+        return await read(server_id)
+
+    nova.server = slow_read  # type: ignore[method-assign]
+    assert asyncio.run(host_failure.run()).phase == "Finished"
+    gaps = [round(later - earlier, 3) for earlier, later in itertools.pairwise(starts)]
+    assert gaps == [timing.first_poll] * 5, gaps
 
 
 def _clean_run_calls(landing_reads: int, concurrency: int) -> list[tuple[str, int]]:
