@@ -679,7 +679,13 @@ class HostFailure:
     ) -> None:
         """One write ahead of the calls: the move ongoing (its attempt counted) and, when the
         recovery is about to lock the instance, that the lock is its own, so a crash after
-        locking still unlocks. An instance someone else locked stays theirs to unlock."""
+        locking still unlocks. An instance someone else locked stays theirs to unlock.
+
+        Locked once its evacuation has begun, not before it as Masakari does: with fifty moves
+        starting at once, their fifty locks went out among the evacuate calls (the first
+        wave's calls 0.12 s apart on the simulator against 0.06 s), and every evacuate waited
+        for a lock's round trip (about 100 ms on the real-Nova lab). The lock still guards the
+        whole rebuild, during which Nova refuses most other actions anyway."""
         lock = not server.locked
         move.locked_by_recovery = move.locked_by_recovery or lock
         move.status = MoveStatus.ONGOING
@@ -690,15 +696,20 @@ class HostFailure:
         move.message = None
         move.attempts += 1
         await self.progress.save()
-        # One call of the driver, not three: as separate calls, every move starting at once
-        # queued its lock ahead of the first evacuate (50 moves: 100-140 ms on the simulator).
-        await self.nova.lock_and_evacuate(
+        await self.nova.reset_and_evacuate(
             server.id,
             target,
-            lock=f"evacuation ({self.event})" if lock else None,
             # Nova evacuates only settled instances; Masakari resets the others to error first.
             reset=server.vm_state not in _SETTLED_STATES or server.task_state is not None,
         )
+        if not lock:
+            return
+        try:
+            await self.nova.lock_server(server.id, f"evacuation ({self.event})")
+        except NovaError as error:
+            # The evacuation is under way: a refused lock does not stop it. The unlock at the
+            # end is tried all the same: a lock whose answer was lost may have been taken.
+            self.progress.note(EVACUATE, f"{_name(move)} not locked: {_describe(error)}")
 
     async def _evacuation_in_flight(self, move: InstanceMove, server: Server) -> bool:
         """Is Nova still moving it? Then wait for it: resetting it or evacuating it again while

@@ -106,16 +106,18 @@ class Nova(Protocol):
 
     async def start_server(self, server_id: str) -> None: ...
 
-    async def lock_and_evacuate(
-        self, server_id: str, target_host: str | None, *, lock: str | None, reset: bool
+    async def reset_and_evacuate(
+        self, server_id: str, target_host: str | None, *, reset: bool
     ) -> None:
-        """Lock the server with the reason `lock` (None: leave its lock as it is), reset it to
-        "error" when `reset`, then start its evacuation (to `target_host`; the scheduler picks
-        when None): one unit of work, each call sent only once the one before it succeeded,
-        none of them queued behind other callers' calls in between. (As separate calls, the
-        fifty moves a recovery starts at once each queued their lock, and every lock went out
-        before the first evacuate.) A failure says which call failed; the calls before it stay
-        done."""
+        """Reset the server to "error" when `reset`, then start its evacuation (to
+        `target_host`; the scheduler picks when None): one unit of work, the evacuate sent only
+        once the reset succeeded, neither queued behind other callers' calls in between. A
+        failure says which call failed; a reset before it stays done."""
+        ...
+
+    async def lock_server(self, server_id: str, reason: str) -> None:
+        """Lock the server with `reason`, after the other calls waiting: a recovery locks an
+        instance once its evacuation has begun, which does not wait on the lock."""
         ...
 
     async def unlock_server(self, server_id: str) -> None: ...

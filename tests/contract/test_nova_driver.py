@@ -195,13 +195,14 @@ def test_stop_then_start(driver: Driver, nova_backend: NovaBackend) -> None:
     assert (started.status, started.power_state) == ("ACTIVE", 1)
 
 
-def test_lock_and_evacuate_unlock_and_admin_may_act_on_locked_server(
+def test_evacuate_lock_unlock_and_admin_may_act_on_locked_server(
     driver: Driver, nova_backend: NovaBackend
 ) -> None:
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1)
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.lock_and_evacuate(sid, None, lock="masakari: evacuating", reset=False))
+    driver(driver.nova.reset_and_evacuate(sid, None, reset=False))
+    driver(driver.nova.lock_server(sid, "masakari: evacuating"))  # the rebuild under way
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     assert moved.locked is True
     assert nova_backend.evacuation_count(sid) == 1
@@ -231,7 +232,7 @@ def test_evacuate_refused_while_source_service_is_up(
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1)
     with pytest.raises(Conflict, match="still in use"):
-        driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+        driver(driver.nova.reset_and_evacuate(sid, None, reset=False))
     server = driver(driver.nova.server(sid))
     assert (server.host, server.vm_state, server.task_state) == (source, "active", None)
     assert nova_backend.evacuation_count(sid) == 0
@@ -243,7 +244,7 @@ def test_evacuate_after_force_down_keeps_active_server_active(
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1, metadata={"HA_Enabled": "True"})
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+    driver(driver.nova.reset_and_evacuate(sid, None, reset=False))
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     assert moved.host in nova_backend.hosts[1:]
     assert (moved.status, moved.vm_state) == ("ACTIVE", "active")
@@ -255,7 +256,7 @@ def test_evacuated_stopped_server_stays_stopped(driver: Driver, nova_backend: No
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1, stopped=True)
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+    driver(driver.nova.reset_and_evacuate(sid, None, reset=False))
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     assert (moved.status, moved.vm_state) == ("SHUTOFF", "stopped")
 
@@ -268,7 +269,7 @@ def test_evacuated_server_in_error_comes_back_active(
     (sid,) = nova_backend.boot_servers(source, 1)
     driver(driver.nova.reset_state(sid, "error"))
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+    driver(driver.nova.reset_and_evacuate(sid, None, reset=False))
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     assert (moved.status, moved.vm_state) == ("ACTIVE", "active")
 
@@ -278,7 +279,7 @@ def test_evacuate_to_explicit_target_host(driver: Driver, nova_backend: NovaBack
     servers = nova_backend.boot_servers(source, 2)
     _fail_host(driver, nova_backend, source)
     for sid in servers:
-        driver(driver.nova.lock_and_evacuate(sid, target, lock=None, reset=False))
+        driver(driver.nova.reset_and_evacuate(sid, target, reset=False))
     for sid in servers:
         moved = driver.settled(sid, "moved", lambda s: s.host != source)
         assert (moved.host, moved.vm_state) == (target, "active")
@@ -296,7 +297,7 @@ def test_evacuate_with_no_valid_host_fails_the_server_on_its_source(
         driver(driver.nova.disable_service(host, "contract test: nothing may take the server"))
     _fail_host(driver, nova_backend, source)
     try:
-        driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+        driver(driver.nova.reset_and_evacuate(sid, None, reset=False))
     except NoValidHost:
         return  # a Nova that refuses synchronously is also within the contract
     failed = driver.settled(sid, "failed", lambda s: s.vm_state == "error")
@@ -316,7 +317,7 @@ def test_migration_record_of_an_evacuation(driver: Driver, nova_backend: NovaBac
     (bystander,) = nova_backend.boot_servers(nova_backend.hosts[1], 1)
     assert driver(driver.nova.migrations(sid)) == []
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+    driver(driver.nova.reset_and_evacuate(sid, None, reset=False))
     moved = driver.settled(sid, "moved", lambda s: s.host != source)
     records = driver.wait_for(
         lambda: driver.nova.migrations(sid),
@@ -337,7 +338,7 @@ def test_failed_host_can_be_unforced_only_after_it_cleaned_up_its_evacuations(
     source = nova_backend.hosts[0]
     (sid,) = nova_backend.boot_servers(source, 1)
     _fail_host(driver, nova_backend, source)
-    driver(driver.nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+    driver(driver.nova.reset_and_evacuate(sid, None, reset=False))
     driver.settled(sid, "moved", lambda s: s.host != source)
     with pytest.raises(NovaError):
         driver(driver.nova.force_down(source, False))

@@ -77,7 +77,7 @@ def test_an_evacuation_allocates_on_its_target(driver: Driver, nova_backend: Nov
     before = _by_host(driver, [target])[target]
     nova_backend.kill_host(source)
     driver(driver.nova.force_down(source, True))
-    driver(driver.nova.lock_and_evacuate(server_id, target, lock=None, reset=False))
+    driver(driver.nova.reset_and_evacuate(server_id, target, reset=False))
     landed = driver.settled(server_id, f"on {target}", lambda s: s.host == target)
     assert landed.vm_state == "active"
     after = _by_host(driver, [target])[target]

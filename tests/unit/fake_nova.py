@@ -284,17 +284,15 @@ class FakeNova:
         server = await self.server(server_id)
         self.servers[server_id] = dataclasses.replace(server, vm_state="active", status="ACTIVE")
 
-    async def lock_server(self, server_id: str, reason: str | None = None) -> None:
+    async def lock_server(self, server_id: str, reason: str) -> None:
         self._call("lock_server", server_id)
         self.servers[server_id] = dataclasses.replace(await self.server(server_id), locked=True)
 
-    async def lock_and_evacuate(
-        self, server_id: str, target_host: str | None, *, lock: str | None, reset: bool
+    async def reset_and_evacuate(
+        self, server_id: str, target_host: str | None, *, reset: bool
     ) -> None:
-        # Each call recorded (and a crash point) as its own, in the driver's order; a failure
-        # stops the ones after it.
-        if lock is not None:
-            await self.lock_server(server_id, lock)
+        # Each call recorded (and a crash point) as its own, in the driver's order; a failed
+        # reset stops the evacuate.
         if reset:
             await self.reset_state(server_id, "error")
         await self.evacuate(server_id, target_host)

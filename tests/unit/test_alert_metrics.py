@@ -85,7 +85,7 @@ def test_a_recoverys_failed_evacuation_counts_and_a_404_does_not(sim: Sim) -> No
     nova = OpenStackNova.from_clouds_yaml(sim.clouds_yaml, sim.cloud, retry=FAST)
     before = nova_errors("Conflict")
     with pytest.raises(NovaError):  # the source host is still up: Nova refuses
-        asyncio.run(nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+        asyncio.run(nova.reset_and_evacuate(sid, None, reset=False))
     assert nova_errors("Conflict") == before + 1
     before_404 = nova_errors("NotFound")
     with pytest.raises(NotFound):

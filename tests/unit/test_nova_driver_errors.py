@@ -101,7 +101,7 @@ def test_client_errors_are_mapped_and_never_retried(clean: Sim) -> None:
         with pytest.raises(NotFound, match="HTTP 404"):
             await nova.server("0c6f2b4e-5d3a-4f8e-9d1c-000000000000")
         with pytest.raises(Conflict, match="still in use"):  # Nova's 400 for a live source
-            await nova.lock_and_evacuate(sid, None, lock=None, reset=False)
+            await nova.reset_and_evacuate(sid, None, reset=False)
         with pytest.raises(NovaError, match="HTTP 400") as bad:
             await nova.reset_state(sid, "bogus")
         assert type(bad.value) is NovaError
@@ -122,7 +122,7 @@ def test_forbidden_is_an_error_not_a_retry(clean: Sim, tmp_path: Path) -> None:
     clean.control("POST", "hosts/compute1/kill")
     nova = OpenStackNova.from_clouds_yaml(demo, clean.cloud, retry=FAST)
     with pytest.raises(NovaError, match="HTTP 403"):
-        asyncio.run(nova.lock_and_evacuate(sid, None, lock=None, reset=False))
+        asyncio.run(nova.reset_and_evacuate(sid, None, reset=False))
     assert _requests(clean, "actions") == 1
 
 
@@ -220,31 +220,31 @@ def test_a_change_is_refused_once_the_replica_stops_leading_even_between_retries
     _fault(clean, "actions", error_rate=1.0, status=503)
     nova = _driver(clean, retry=FAST, leading=leading)
     with pytest.raises(NotLeading, match="evacuate"):
-        asyncio.run(nova.lock_and_evacuate(server, None, lock=None, reset=False))
+        asyncio.run(nova.reset_and_evacuate(server, None, reset=False))
     assert _requests(clean, "actions") == 1
     assert asyncio.run(nova.server(server)).host == "compute1"  # reads go on
 
 
-def test_lock_and_evacuate_sends_each_call_only_after_the_one_before_succeeded(
+def test_reset_and_evacuate_sends_the_evacuate_only_after_the_reset_succeeded(
     clean: Sim,
 ) -> None:
-    """The unit a recovery's move sends: a lock that fails stops the evacuate (an instance is
-    locked before it is moved), and an evacuate that Nova refuses says so, the lock done."""
+    """The unit a recovery's move sends: a reset that fails stops the evacuate (Nova evacuates
+    only settled instances), and an evacuate that Nova refuses says so, the reset done."""
     (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
     nova = _driver(clean, retry=FAST)
     _fault(clean, "actions", error_rate=1.0, status=503)
-    with pytest.raises(Unavailable, match=rf"lock server {sid}: HTTP 503.*after 3 attempts"):
-        asyncio.run(nova.lock_and_evacuate(sid, None, lock="evacuation (e1)", reset=False))
-    assert _requests(clean, "actions") == 3  # the lock, tried three times; no evacuate
+    with pytest.raises(Unavailable, match=rf"reset state \(error\) of server {sid}: HTTP 503"):
+        asyncio.run(nova.reset_and_evacuate(sid, None, reset=True))
+    assert _requests(clean, "actions") == 3  # the reset, tried three times; no evacuate
     _fault(clean, "actions")  # none
     with pytest.raises(Conflict, match=rf"evacuate server {sid}: HTTP 400.*still in use"):
-        asyncio.run(nova.lock_and_evacuate(sid, None, lock="evacuation (e1)", reset=False))
+        asyncio.run(nova.reset_and_evacuate(sid, None, reset=True))
     assert _requests(clean, "actions") == 5
-    assert asyncio.run(nova.server(sid)).locked
+    assert asyncio.run(nova.server(sid)).vm_state == "error"
     assert clean.control("GET", f"servers/{sid}/evacuations")["evacuations"] == 0
 
 
-def test_a_retry_of_lock_and_evacuate_resumes_at_the_call_that_failed(clean: Sim) -> None:
+def test_a_retry_of_reset_and_evacuate_resumes_at_the_call_that_failed(clean: Sim) -> None:
     """A transient failure of the evacuate retries the evacuate alone: sending the reset
     again could clear the task of a rebuild the failed-looking call did start."""
     (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
@@ -266,15 +266,15 @@ def test_a_retry_of_lock_and_evacuate_resumes_at_the_call_that_failed(clean: Sim
 
     nova = FirstEvacuateFails.from_clouds_yaml(clean.clouds_yaml, clean.cloud, retry=FAST)
     asyncio.run(nova.force_down("compute1", True))
-    asyncio.run(nova.lock_and_evacuate(sid, "compute2", lock="evacuation (e1)", reset=True))
-    assert sent == ["lock", "os-resetState", "evacuate", "evacuate"]
+    asyncio.run(nova.reset_and_evacuate(sid, "compute2", reset=True))
+    assert sent == ["os-resetState", "evacuate", "evacuate"]
     server = asyncio.run(nova.server(sid))
-    assert server.locked and server.task_state in ("rebuilding", None)
+    assert server.task_state in ("rebuilding", None)
     assert clean.control("GET", f"servers/{sid}/evacuations")["evacuations"] == 1
 
 
 def test_a_change_waiting_for_a_slot_goes_before_the_reads_waiting(clean: Sim) -> None:
-    """Issue 12: with fifty moves starting at once, the first moves' lock-and-evacuate calls
+    """Issue 12: with fifty moves starting at once, the first moves' evacuate calls
     waited behind the reads of all the others. One slot, four slow reads asked first, then a
     change: the change is sent as soon as the read in flight ends."""
     (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
@@ -300,12 +300,13 @@ def test_a_change_waiting_for_a_slot_goes_before_the_reads_waiting(clean: Sim) -
     assert ended == ["read 0", "change", "read 1", "read 2", "read 3"], ended
 
 
-def test_an_unlock_waiting_for_a_slot_goes_after_the_changes_and_reads_waiting(
+def test_a_lock_or_an_unlock_waiting_for_a_slot_goes_after_the_changes_and_reads_waiting(
     clean: Sim,
 ) -> None:
     """Issue 12: when fifty instances landed at once, the next fifty moves' reads and evacuate
-    calls waited behind the fifty unlocks, which no move waits on. One slot, a slow read under
-    way, then an unlock, a read and a change asked in that order: the unlock goes last."""
+    calls waited behind the fifty unlocks, which no move waits on; and fifty moves starting at
+    once sent their locks among their evacuate calls. One slot, a slow read under way, then an
+    unlock, a lock, a read and a change asked in that order: the lock and the unlock go last."""
     (sid,) = clean.control("POST", "servers", {"host": "compute1", "count": 1})["ids"]
     nova = _driver(clean, max_concurrency=1)
     asyncio.run(nova.compute_services())
@@ -321,13 +322,14 @@ def test_an_unlock_waiting_for_a_slot_goes_after_the_changes_and_reads_waiting(
         await asyncio.gather(
             after(0, "read under way", nova.server(sid)),
             after(0.05, "unlock", nova.unlock_server(sid)),
+            after(0.055, "lock", nova.lock_server(sid, "evacuation (e1)")),
             after(0.06, "read", nova.server(sid)),
             after(0.07, "change", nova.force_down("compute1", True)),
         )
 
     asyncio.run(scenario())
     print(f"order of the calls' ends: {ended}")
-    assert ended == ["read under way", "change", "read", "unlock"], ended
+    assert ended == ["read under way", "change", "read", "unlock", "lock"], ended
 
 
 def test_a_siblings_reads_never_hold_back_the_drivers_own(clean: Sim) -> None:

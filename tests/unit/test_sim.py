@@ -245,7 +245,7 @@ def test_scheduler_skips_full_disabled_and_down_hosts(sim: Sim) -> None:
             await nova.force_down("source", True)
             servers = await nova.servers_on_host("source")
             for server in servers:
-                await nova.lock_and_evacuate(server.id, None, lock=None, reset=False)
+                await nova.reset_and_evacuate(server.id, None, reset=False)
             await asyncio.sleep(1)
             return {(await nova.server(s.id)).host or "" for s in servers}
 
@@ -276,7 +276,7 @@ def test_injected_evacuation_failure(clean: Sim) -> None:
 
     async def scenario() -> None:
         await nova.force_down("compute1", True)
-        await nova.lock_and_evacuate(sid, None, lock=None, reset=False)
+        await nova.reset_and_evacuate(sid, None, reset=False)
         for _ in range(100):
             server = await nova.server(sid)
             if server.task_state is None:
@@ -301,7 +301,7 @@ def test_stalled_rebuild_and_an_evacuation_from_a_running_host(clean: Sim) -> No
 
     async def scenario() -> None:
         await nova.force_down("compute1", True)
-        await nova.lock_and_evacuate(sid, None, lock=None, reset=False)
+        await nova.reset_and_evacuate(sid, None, reset=False)
         await asyncio.sleep(1.0)  # twice the simulator's default rebuild
         server = await nova.server(sid)
         assert (server.status, server.task_state) == ("REBUILD", "rebuilding")

@@ -97,9 +97,11 @@ class RetryPolicy:
 
 
 # The ranks of the calls waiting for a slot, first served first.
-_CHANGE = 0  # the next step of a move under way: its lock and evacuate
+_CHANGE = 0  # the next step of a move under way: its reset and evacuate
 _READ = 1  # the start of a move, or a poll
-_TIDY = 2  # what no move waits on: the unlock of an instance that has landed
+# What no evacuation waits on: the lock of an instance whose evacuation has begun, the unlock
+# of one that has landed.
+_TIDY = 2
 
 
 class _Slots:
@@ -504,13 +506,11 @@ class OpenStackNova:
     async def start_server(self, server_id: str) -> None:
         await self._act("start", server_id, {"os-start": None})
 
-    async def lock_and_evacuate(
-        self, server_id: str, target_host: str | None, *, lock: str | None, reset: bool
+    async def reset_and_evacuate(
+        self, server_id: str, target_host: str | None, *, reset: bool
     ) -> None:
         where = f" to {target_host}" if target_host else ""
         calls: list[tuple[str, Mapping[str, Any]]] = []
-        if lock is not None:
-            calls.append((f"lock server {server_id}", {"lock": {"locked_reason": lock}}))
         if reset:
             calls.append(
                 (
@@ -533,7 +533,10 @@ class OpenStackNova:
                     raise self._translate(operation, exc) from None
                 sent += 1
 
-        await self._call(f"lock and evacuate server {server_id}{where}", send, change=True)
+        await self._call(f"evacuate server {server_id}{where}", send, change=True)
+
+    async def lock_server(self, server_id: str, reason: str) -> None:
+        await self._act("lock", server_id, {"lock": {"locked_reason": reason}}, tidy=True)
 
     async def unlock_server(self, server_id: str) -> None:
         await self._act("unlock", server_id, {"unlock": None}, tidy=True)
