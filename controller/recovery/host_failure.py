@@ -818,7 +818,14 @@ class HostFailure:
             f"{_name(move)} {verb[status]} {detail}",
             done / total if total else 1.0,
         )
-        await self.progress.save()
+        # A move waiting for this one's slot writes its write-ahead within a read: this end
+        # goes out with it, not as a patch of its own ahead of it (with fifty landing
+        # together on the simulator, their next moves' evacuate calls waited 0.13-0.17 s
+        # for two patches). Nothing waits on an end but the recovery's own.
+        await self.progress.save(within=self.timing.first_poll if self._pending() else 0.0)
+
+    def _pending(self) -> bool:
+        return any(m.status == MoveStatus.PENDING for m in self.progress.status.instances)
 
 
 def _maybe_live_migrated(server: Server, failed_host: str) -> bool:

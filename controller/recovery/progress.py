@@ -12,6 +12,7 @@ out with the fencing proof, the first moves), not ten.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -61,13 +62,22 @@ class Progress:
         self._persist = persist
         self.clock = clock
         self._wanted = 0
+        self._begun = 0  # the last change the write begun last carries
         self._written = 0
         self._writing = False
         self._changed = asyncio.Condition()
 
-    async def save(self) -> None:
+    async def save(self, within: float = 0.0) -> None:
+        """Return once a write holding the caller's change has completed. `within`: how long
+        the change may wait for a write begun by another caller to carry it before it starts
+        its own (a move's end, which nothing waits on, and the next move's write-ahead,
+        which its evacuate call waits on, in one patch)."""
         self._wanted += 1
         mine = self._wanted
+        if within > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within), self._changed:
+                    await self._changed.wait_for(lambda: self._begun >= mine)
         # One turn of the loop before the write: the moves starting at the same moment mark
         # themselves first, and one patch carries all their write-aheads (the first of them
         # went out alone, and every other one waited for a second write).
@@ -78,11 +88,13 @@ class Progress:
             if self._written >= mine:
                 return
             self._writing = True
-        # One write, of everything wanted so far, then the writer returns: the saves that came
-        # in meanwhile are written by the next of them, not by this caller (which kept on
-        # writing for the others and held its own evacuate call back by a write or more).
+            # One write, of everything wanted so far, then the writer returns: the saves that
+            # came in meanwhile are written by the next of them, not by this caller (which
+            # kept on writing for the others and held its own evacuate call back by a write
+            # or more).
+            target = self._begun = self._wanted
+            self._changed.notify_all()  # the changes waiting for a write to carry them
         try:
-            target = self._wanted
             await self._persist(self.status.model_copy(deep=True))
             self._written = max(self._written, target)
         finally:

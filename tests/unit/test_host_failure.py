@@ -363,6 +363,29 @@ def test_a_landing_instance_is_read_every_wait_counted_from_when_the_read_was_as
     assert gaps == [timing.first_poll] * 5, gaps
 
 
+def test_a_move_s_end_goes_out_with_the_next_move_s_write_ahead() -> None:
+    """Issue 12: each move's end was written the moment its instance landed, and the next
+    move's write-ahead, a read later, waited for that patch before making its own (on the
+    simulator with fifty landing together, 0.13-0.17 s from a move's start to its evacuate
+    call). One slot, three instances: each write-ahead carries the end before it."""
+    nova = cloud(("a", {}), ("b", {}), ("c", {}))
+    store = Store()
+    evacuate = nova.evacuate
+    seen: list[tuple[int, list[str]]] = []
+
+    async def counted(server_id: str, target_host: str | None = None) -> None:
+        seen.append((store.writes, [m.status for m in store.status.instances]))
+        await evacuate(server_id, target_host)
+
+    nova.evacuate = counted  # type: ignore[method-assign]
+    assert run(nova, store, evacuation_concurrency=1).phase == "Finished"
+    writes = [count for count, _ in seen]
+    print(f"status writes before each evacuate call: {writes}")
+    assert [later - earlier for earlier, later in itertools.pairwise(writes)] == [1, 1], seen
+    assert seen[1][1] == ["succeeded", "ongoing", "pending"], seen
+    assert seen[2][1] == ["succeeded", "succeeded", "ongoing"], seen
+
+
 def _clean_run_calls(landing_reads: int, concurrency: int) -> list[tuple[str, int]]:
     nova = cloud(("a", {}), ("b", {"vm_state": "stopped"}), ("c", {}))
     nova.landing_reads = landing_reads

@@ -49,3 +49,33 @@ def test_a_save_returns_once_its_own_change_is_written() -> None:
     order = asyncio.run(scenario())
     print(order)
     assert order == ["first back after ['first']", "second back after ['first', 'second']"]
+
+
+def test_a_change_that_may_wait_goes_out_with_the_next_write_or_alone_after_its_wait() -> None:
+    """Issue 12: a move's end was written the moment it landed, and the next move's
+    write-ahead, asked for a read later, waited for that patch and then made its own: two
+    writes before its evacuate call. An end may wait for another write to carry it; with none
+    coming, it is written alone once its wait is over."""
+    written: list[str | None] = []
+
+    async def persist(status: FailureEventStatus) -> None:
+        await asyncio.sleep(0.01)
+        written.append(status.reason)
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        progress = Progress(FailureEventStatus(), persist)
+        progress.status.reason = "an end"
+        end = asyncio.create_task(progress.save(within=5.0))
+        await asyncio.sleep(0.02)  # the next move reads its instance
+        progress.status.reason = "an end and a write-ahead"
+        await progress.save()
+        await end
+        alone = loop.time()
+        progress.status.reason = "the last end"
+        await progress.save(within=0.05)
+        return loop.time() - alone
+
+    waited = asyncio.run(scenario())
+    assert written == ["an end and a write-ahead", "the last end"], written
+    assert waited >= 0.05, waited
