@@ -363,6 +363,22 @@ def test_a_landing_instance_is_read_every_wait_counted_from_when_the_read_was_as
     assert gaps == [timing.first_poll] * 5, gaps
 
 
+def test_the_moves_waiting_for_their_instances_read_them_on_shared_ticks() -> None:
+    """Issue 12: each move read its instance again a wait after its own ask, so fifty moves
+    whose asks fell at different moments each needed a read of their own: a listing of Nova
+    was always under way (313 in 4.5 s on the simulator). The asks now fall on ticks of
+    first_poll, the wait counted from the ask (not from the answer, 30-50 ms later)."""
+    now = [1.04]
+    timing = Timing(poll_interval=1.0, clock=lambda: now[0])
+    # Two moves that asked 38 ms apart, answered by one read, wait to the same tick.
+    assert round(now[0] + timing.until_next_read(1.003, 0.2), 6) == 1.1
+    assert round(now[0] + timing.until_next_read(1.041 - 0.04, 0.2), 6) == 1.1
+    # A wait long in a move (a fifth of it, at most poll_interval), from its ask.
+    assert round(now[0] + timing.until_next_read(1.0, 4.0), 6) == 1.8
+    now[0] = 9.0  # an answer later than the wait: no sleep
+    assert timing.until_next_read(1.0, 0.2) == 0.0
+
+
 def test_a_move_s_end_goes_out_with_the_next_move_s_write_ahead() -> None:
     """Issue 12: each move's end was written the moment its instance landed, and the next
     move's write-ahead, a read later, waited for that patch before making its own (on the
