@@ -89,14 +89,19 @@ class Timing:
 
     def until_next_read(self, asked: float, waited: float) -> float:
         """How long to sleep before reading again a landing instance last asked for at
-        `asked`, its poll having waited `waited` seconds: until the tick of first_poll (on the
-        clock) nearest to `after(waited)` past the ask. Counted from the ask, not the answer,
-        which a shared read gave 30-50 ms later under load (the simulator, fifty moves): each
-        wait was that much longer than meant. On ticks, so that the moves waiting together ask
-        together and one read answers them: each asking from its own ask, fifty moves kept a
-        listing of Nova always under way (313 in 4.5 s, against one a tick at most)."""
-        tick = round((asked + self.after(waited)) / self.first_poll) * self.first_poll
-        return max(0.0, tick - self.clock())
+        `asked`, its poll having waited `waited` seconds: until the tick (of first_poll, or of
+        poll_interval if shorter, on the clock) nearest to `after(waited)` past the ask; never
+        less than half a tick past it, as no wait is shorter than a tick. Counted from the
+        ask, not the answer, which a shared read gave 30-50 ms later under load (the
+        simulator, fifty moves): each wait was that much longer than meant. On ticks, so that
+        the moves waiting together ask together and one read answers them: each asking from
+        its own ask, fifty moves kept a listing of Nova always under way (313 in 4.5 s,
+        against one a tick at most)."""
+        wait = self.after(waited)
+        tick = min(self.first_poll, self.poll_interval)
+        if tick <= 0:
+            return wait
+        return max(0.0, round((asked + wait) / tick) * tick - self.clock())
 
 
 async def wait_for_vm_state(

@@ -377,6 +377,10 @@ def test_the_moves_waiting_for_their_instances_read_them_on_shared_ticks() -> No
     assert round(now[0] + timing.until_next_read(1.0, 4.0), 6) == 1.8
     now[0] = 9.0  # an answer later than the wait: no sleep
     assert timing.until_next_read(1.0, 0.2) == 0.0
+    # A poll_interval shorter than first_poll makes the ticks: never a read again at once.
+    now[0] = 1.0
+    quick = Timing(poll_interval=0.02, clock=lambda: now[0])
+    assert round(quick.until_next_read(1.0, 0.0), 6) == 0.02
 
 
 def test_a_move_s_end_goes_out_with_the_next_move_s_write_ahead() -> None:
