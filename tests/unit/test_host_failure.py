@@ -90,6 +90,18 @@ def cloud(*servers: tuple[str, dict[str, Any]]) -> FakeNova:
     return nova
 
 
+def slow_unlocks(nova: FakeNova) -> None:
+    """Unlocks that take 50 ms, as a call to Nova does; the fake's every other call takes no
+    time at all, so an unlock would never still be under way when the next move starts."""
+    unlock = nova.unlock_server
+
+    async def slow(server_id: str) -> None:
+        await asyncio.sleep(0.05)
+        await unlock(server_id)
+
+    nova.unlock_server = slow  # type: ignore[method-assign]
+
+
 def moves(store: Store) -> dict[str, tuple[str, str | None]]:
     return {m.instance_name: (m.status, m.destination_host) for m in store.status.instances}
 
@@ -322,13 +334,7 @@ def test_moves_starting_as_others_land_share_one_listing_of_what_the_host_still_
     nova = cloud(*((f"vm{i}", {}) for i in range(9)))
     nova.vcpus = dict.fromkeys(nova.vcpus, 100)
     nova.landing_reads = 2
-    unlock = nova.unlock_server
-
-    async def slow_unlock(server_id: str) -> None:
-        await asyncio.sleep(0.05)
-        await unlock(server_id)
-
-    nova.unlock_server = slow_unlock  # type: ignore[method-assign]
+    slow_unlocks(nova)
     store = Store()
     assert run(nova, store, evacuation_concurrency=3).phase == "Finished"
     kinds = [call[0] for call in nova.calls]
@@ -596,7 +602,6 @@ def test_a_move_s_slot_goes_to_the_next_instance_once_it_has_landed() -> None:
     nova = cloud(("a", {}), ("b", {}), ("c", {}))
     store = Store()
     evacuate = nova.evacuate
-    unlock = nova.unlock_server
     landed_at: dict[str, int] = {}
     seen: list[int] = []
 
@@ -606,12 +611,8 @@ def test_a_move_s_slot_goes_to_the_next_instance_once_it_has_landed() -> None:
         await evacuate(server_id, target_host)
         landed_at[server_id] = store.writes  # the fake lands it at once
 
-    async def slow_unlock(server_id: str) -> None:
-        await asyncio.sleep(0.05)  # the fake's every other call takes no time at all
-        await unlock(server_id)
-
     nova.evacuate = counted  # type: ignore[method-assign]
-    nova.unlock_server = slow_unlock  # type: ignore[method-assign]
+    slow_unlocks(nova)
     assert run(nova, store, evacuation_concurrency=1).phase == "Finished"
     print(f"status writes from one landing to the next evacuate call: {seen}")
     assert seen == [1, 1], seen
