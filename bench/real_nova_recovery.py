@@ -26,6 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.host_recovery import warm_up  # noqa: E402
 from bench.scale import production_env  # noqa: E402
 from tests.harness import control_plane  # noqa: E402
 from tests.harness.nova_lab import running_nova_backend  # noqa: E402
@@ -158,6 +159,7 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         backend = stack.enter_context(running_nova_backend())
         plane = stack.enter_context(control_plane.running())
+        warm_up(plane)
         raw = [raw_sdk(backend) for _ in range(args.runs)]
         ours = [operator(backend, plane, run) for run in range(args.runs)]
     print(f"real Nova 34, {SERVERS} servers, {args.runs} runs each (median, min-max):")
