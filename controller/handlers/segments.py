@@ -96,7 +96,8 @@ async def segment_resync(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 async def _check_capacity(memo: Any, body: kopf.Body) -> None:
     """Check, keep the verdict for every status write of the segment, write it now. A failed
-    read leaves the last verdict with its observedAt: stale, and saying so."""
+    read leaves the last verdict with its observedAt: stale, and saying so; so does a check
+    left out while a host of the cloud is being recovered (capacity.recovering)."""
     runtime = runtime_of(memo)
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     spec = FailoverSegmentSpec.model_validate(body["spec"])
@@ -107,6 +108,12 @@ async def _check_capacity(memo: Any, body: kopf.Body) -> None:
         metrics.forget_segment_capacity(namespace, name)
         if isinstance(outcome, Unbound):
             LISTINGS.forget(namespace)  # bound again, maybe to another cloud
+        return
+    recovered = capacity.recovering(await runtime.cache.open_events(namespace))
+    if recovered is not None:
+        capacity_log.info(
+            "%s/%s: readiness not checked while %s is being recovered", namespace, name, recovered
+        )
         return
     hosts = await runtime.cache.hosts(namespace, name)
     try:

@@ -36,7 +36,8 @@ from controller.recovery.nova import (
     flavor_resources,
 )
 from controller.recovery.placement import Candidate, Instance, SegmentHost, readiness
-from controller.recovery.ports import HostRecord, Nova
+from controller.recovery.ports import EventRecord, HostRecord, Nova
+from controller.resources.failure_event import EventPhase, FailureType
 from controller.resources.host import HostPhase, ReservationState
 from controller.resources.segment import CapacityStatus, FailoverSegmentSpec, RecoveryMethod
 
@@ -185,6 +186,17 @@ class Listings:
 
     def forget(self, namespace: str) -> None:
         self._made.pop(namespace, None)
+
+
+def recovering(events: Iterable[EventRecord]) -> str | None:
+    """A host of the cloud whose failure is being recovered now (its event Running), if any:
+    the check waits until none is. It lists every server of the cloud on the Nova the recovery
+    needs (on the real-Nova lab 1.3-2.2 s of nova-api's time in the middle of thirty
+    evacuations), and with instances in flight its verdict would judge a passing state."""
+    for event in events:
+        if event.spec.type == FailureType.COMPUTE_HOST and event.status.phase == EventPhase.RUNNING:
+            return event.spec.host
+    return None
 
 
 async def check(

@@ -23,8 +23,9 @@ from controller.recovery.nova import (
     Server,
     ServerGroup,
 )
-from controller.recovery.ports import HostRecord, Nova
+from controller.recovery.ports import EventRecord, HostRecord, Nova
 from controller.recovery.segments import summarize
+from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
 from controller.resources.host import HostPhase, HostSpec, HostStatus, ReservationState
 from controller.resources.segment import FailoverSegmentSpec, FailoverSegmentStatus
 from tests.unit.fake_cluster import T0
@@ -327,3 +328,35 @@ def test_an_unchanged_verdict_keeps_its_time_until_it_is_old() -> None:
         exclude={"observed_at"}
     )
     assert capacity.carried(refreshed, changed, max_age) is changed
+
+
+def report(kind: str, host: str, phase: str | None) -> EventRecord:
+    payload: dict[str, Any] = {"event": "STOPPED"}
+    if kind == "VM":
+        payload["instance_uuid"] = "6a1b0a3e-0000-4000-8000-000000000001"
+        payload.update(event="LIFECYCLE", vir_domain_event="STOPPED_FAILED")
+    if kind == "PROCESS":
+        payload["process_name"] = "nova-compute"
+    spec = FailureEventSpec.model_validate(
+        {"type": kind, "host": host, "generatedTime": T0, "payload": payload}
+    )
+    status = FailureEventStatus.model_validate({"phase": phase} if phase else {})
+    return EventRecord(f"{host}-{kind}", "ns", spec, status, T0)
+
+
+@pytest.mark.parametrize(
+    ("events", "waits_for"),
+    [
+        ([], None),
+        ([report("COMPUTE_HOST", "c1", "Running")], "c1"),
+        # Not recovering yet (admission may still turn it away), or waiting for its retry.
+        ([report("COMPUTE_HOST", "c1", None), report("COMPUTE_HOST", "c2", "Error")], None),
+        # An instance's or a process's failure is one or two calls to Nova, not a host's.
+        ([report("VM", "c1", "Running"), report("PROCESS", "c2", "Running")], None),
+        ([report("VM", "c1", "Running"), report("COMPUTE_HOST", "c3", "Running")], "c3"),
+    ],
+)
+def test_the_check_waits_while_a_host_of_the_cloud_is_being_recovered(
+    events: list[EventRecord], waits_for: str | None
+) -> None:
+    assert capacity.recovering(events) == waits_for
