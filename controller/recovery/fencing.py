@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from controller.recovery.gates import Decision, Report, Verdict
 from controller.recovery.host_failure import Timing
-from controller.recovery.nova import NotFound, NovaError
+from controller.recovery.nova import ComputeService, NotFound, NovaError
 from controller.recovery.outcome import Outcome
 from controller.recovery.pacemaker import ClusterState, FenceStatus, PacemakerError
 from controller.recovery.ports import Cloud, HostRecord
@@ -247,6 +247,9 @@ class FenceHost:
     clock: Callable[[], datetime]
     timing: Timing
     _seen_down: bool = False
+    # The host's compute service as the last evidence read it (None: not read, or no such
+    # service): the recovery takes it out of Nova moments later.
+    service: ComputeService | None = None
 
     async def run(self) -> Outcome | None:
         """None once the host is confirmed off. Confirmed by an earlier attempt of this event,
@@ -360,9 +363,10 @@ class FenceHost:
             returned=self._seen_down
             or (online_since is not None and online_since > self.report.created),
         )
+        self.service = None
         try:
-            service = await self.cloud.nova.compute_service(self.host.nova_host)
-            evidence = replace(evidence, heartbeat=service.updated_at)
+            self.service = await self.cloud.nova.compute_service(self.host.nova_host)
+            evidence = replace(evidence, heartbeat=self.service.updated_at)
         except NotFound:
             pass
         except NovaError as error:

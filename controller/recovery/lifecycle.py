@@ -333,7 +333,7 @@ class Lifecycle:
             if payload.event == "STARTED":
                 return Outcome.finished("HostStarted", f"{host.name} reported started")
             progress.status.recovery_method = segment.recovery_method
-            fenced = await FenceHost(
+            fencing = FenceHost(
                 report=record.report(),
                 namespace=record.namespace,
                 host=host,
@@ -342,7 +342,8 @@ class Lifecycle:
                 progress=progress,
                 clock=self.clock,
                 timing=self.settings.timing,
-            ).run()
+            )
+            fenced = await fencing.run()
             if fenced is not None:
                 return fenced
 
@@ -366,6 +367,7 @@ class Lifecycle:
                 placement=segment.placement,
                 segment_hosts=_segment_targets(host, context.hosts),
                 live_migration_timeout=segment.maintenance.instance_timeout_seconds,
+                known_service=fencing.service,
             ).run()
         if record.spec.type == FailureType.VM:
             return await InstanceFailure(

@@ -67,6 +67,12 @@ class Nova(Protocol):
 
     async def force_down(self, host: str, forced: bool) -> ComputeService: ...
 
+    async def take_out(self, host: str, reason: str) -> ComputeService:
+        """Forced down and disabled with `reason`, in one update: Nova stores both, then finds
+        the service down and makes no call to its compute (which a disable alone would, and
+        wait on a dead one)."""
+        ...
+
     async def servers_on_host(self, host: str) -> list[Server]:
         """Every server on `host`, across all projects, with metadata and flavor."""
         ...

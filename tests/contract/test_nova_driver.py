@@ -128,6 +128,24 @@ def test_force_down_then_up(driver: Driver, nova_backend: NovaBackend) -> None:
     driver.wait_for(lambda: driver.nova.compute_service(host), ComputeService.is_up.fget, "up")  # type: ignore[arg-type]
 
 
+def test_a_host_just_killed_is_taken_out_in_one_update_without_waiting_on_it(
+    driver: Driver, nova_backend: NovaBackend
+) -> None:
+    """Nova still counts the compute up (its heartbeat is recent), where a disable alone waits
+    on an RPC to the dead compute (real Nova: rpc_response_timeout, F14); forced down in the
+    same update, it is down before Nova would call it."""
+    host = nova_backend.hosts[2]
+    nova_backend.kill_host(host)
+    started = time.monotonic()
+    service = driver(driver.nova.take_out(host, "masakari: host failed"))
+    took = time.monotonic() - started
+    assert (service.forced_down, service.state) == (True, "down")
+    assert (service.status, service.disabled_reason) == ("disabled", "masakari: host failed")
+    assert driver(driver.nova.compute_service(host)).disabled_reason == "masakari: host failed"
+    # The lab's rpc_response_timeout is 15 s: a call made to the dead compute would last it.
+    assert took < 7.5, f"the take-out waited {took:.1f}s"
+
+
 def test_killed_host_goes_down_after_service_down_time(
     driver: Driver, nova_backend: NovaBackend
 ) -> None:

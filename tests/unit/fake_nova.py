@@ -190,6 +190,10 @@ class FakeNova:
         self._call("force_down", host)
         return self._set_service(host, forced_down=forced)
 
+    async def take_out(self, host: str, reason: str) -> ComputeService:
+        self._call("take_out", host)
+        return self._set_service(host, forced_down=True, status="disabled", disabled_reason=reason)
+
     async def servers_on_host(self, host: str) -> list[Server]:
         """Each read as `server` reads it, as Nova's listing is as fresh as its GET."""
         self._call("servers_on_host", host)

@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from controller.recovery.host_failure import DISABLE, EVACUATE, PREPARE, HostFailure, Timing
+from controller.recovery.host_failure import (
+    DISABLE,
+    EVACUATE,
+    HOST_FAILURE_REASON,
+    PREPARE,
+    HostFailure,
+    Timing,
+)
 from controller.recovery.nova import ComputeService, Server, Unavailable
 from controller.recovery.outcome import Outcome
 from controller.recovery.progress import Progress
@@ -127,6 +134,44 @@ def test_the_host_is_taken_out_without_reading_its_service_first() -> None:
     assert ("disable_service", "h1") not in nova.calls
     service = nova.services["h1"]
     assert (service.forced_down, service.disabled_reason) == (True, "operator: bad DIMM")
+
+
+def taken_out(nova: FakeNova, known: ComputeService | None) -> list[tuple[str, ...]]:
+    """The calls that took h1 out of Nova, the fencing step having read its service as
+    `known` moments before."""
+
+    async def attempt() -> Outcome:
+        host_failure = recovery(nova, Store())
+        host_failure.known_service = known
+        return await host_failure.run()
+
+    outcome = asyncio.run(attempt())
+    assert (outcome.phase, outcome.reason) == ("Finished", "Recovered")
+    changes = ("force_down", "disable_service", "take_out")
+    return [c for c in nova.calls if c[0] in changes]
+
+
+def test_a_service_read_enabled_is_forced_down_and_disabled_in_one_update() -> None:
+    nova = cloud(("a", {}))
+    assert taken_out(nova, nova.services["h1"]) == [("take_out", "h1")]
+    service = nova.services["h1"]
+    assert (service.forced_down, service.status) == (True, "disabled")
+    assert (service.disabled_reason or "").startswith(HOST_FAILURE_REASON)
+
+
+def test_a_service_read_disabled_by_an_operator_keeps_their_reason() -> None:
+    nova = cloud(("a", {}))
+    nova.services["h1"] = dataclasses.replace(
+        nova.services["h1"], status="disabled", disabled_reason="operator: bad DIMM"
+    )
+    assert taken_out(nova, nova.services["h1"]) == [("force_down", "h1")]
+    service = nova.services["h1"]
+    assert (service.forced_down, service.disabled_reason) == (True, "operator: bad DIMM")
+
+
+def test_a_service_not_read_is_forced_down_then_disabled_if_nova_says_enabled() -> None:
+    nova = cloud(("a", {}))
+    assert taken_out(nova, None) == [("force_down", "h1"), ("disable_service", "h1")]
 
 
 def test_auto_evacuates_everything_ha_enabled_first() -> None:

@@ -105,6 +105,9 @@ def test_a_fenced_host_is_recovered() -> None:
     world.run(["ev"])
     assert world.phase("ev") == ("Finished", "Recovered")
     assert dict(world.nova.evacuations) == {"uuid-a": 1, "uuid-b": 1}
+    # Its service read enabled by the fencing step: forced down and disabled in one update.
+    changes = ("force_down", "disable_service", "take_out")
+    assert [c for c in world.nova.calls if c[0] in changes] == [("take_out", "h1")]
 
 
 def test_a_clean_stop_of_a_live_host_is_fenced_before_anything_moves() -> None:
@@ -116,13 +119,13 @@ def test_a_clean_stop_of_a_live_host_is_fenced_before_anything_moves() -> None:
     world.pacemaker.stop_cleanly("h1")
     world.store.report("ev", "h1", host_status="NORMAL")
     fenced_before: list[bool] = []
-    force_down = world.nova.force_down
+    take_out = world.nova.take_out
 
-    async def watched(host: str, forced: bool) -> Any:
+    async def watched(host: str, reason: str) -> Any:
         fenced_before.append(world.pacemaker.fenced(host))
-        return await force_down(host, forced)
+        return await take_out(host, reason)
 
-    world.nova.force_down = watched  # type: ignore[method-assign]
+    world.nova.take_out = watched  # type: ignore[method-assign]
     world.run(["ev"])
     assert world.phase("ev") == ("Finished", "Recovered")
     assert world.pacemaker.requests == ["h1"]
@@ -382,13 +385,13 @@ def test_the_hold_is_recorded_before_nova_is_touched() -> None:
     world.fail("h1", "a")
     world.store.report("ev", "h1")
     recorded_before: list[bool] = []
-    force_down = world.nova.force_down
+    take_out = world.nova.take_out
 
-    async def watched(host: str, forced: bool) -> Any:
+    async def watched(host: str, reason: str) -> Any:
         recorded_before.append(bool(world.store.hosts_["h1"].status.service_holds))
-        return await force_down(host, forced)
+        return await take_out(host, reason)
 
-    world.nova.force_down = watched  # type: ignore[method-assign]
+    world.nova.take_out = watched  # type: ignore[method-assign]
     world.run(["ev"])
     assert recorded_before == [True]
 

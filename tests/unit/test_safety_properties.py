@@ -71,7 +71,15 @@ from tests.unit.fake_nova import Crash, FakeNova
 NAMESPACE = "cloud"
 HOSTS = ["h1", "h2", "h3", "h4", "h5", "h6"]
 LIMIT = 2
-CALLS = ["force_down", "disable_service", "evacuate", "lock_server", "server", "reset_state"]
+CALLS = [
+    "force_down",
+    "disable_service",
+    "take_out",
+    "evacuate",
+    "lock_server",
+    "server",
+    "reset_state",
+]
 
 
 class Stays(dict[str, Server]):
@@ -105,6 +113,11 @@ class WatchedNova(FakeNova):
         if forced and not self.pacemaker.fenced(host):
             self.violations.append(f"forced down {host}, which was never fenced")
         return await super().force_down(host, forced)
+
+    async def take_out(self, host: str, reason: str) -> Any:
+        if not self.pacemaker.fenced(host):
+            self.violations.append(f"took {host} out, which was never fenced")
+        return await super().take_out(host, reason)
 
     async def evacuate(self, server_id: str, target_host: str | None = None) -> None:
         server = self.servers[server_id]

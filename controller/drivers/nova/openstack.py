@@ -402,6 +402,10 @@ class OpenStackNova:
         operation = "force down" if forced else "unforce down"
         return await self._update_service(host, operation, {"forced_down": forced})
 
+    async def take_out(self, host: str, reason: str) -> ComputeService:
+        body = {"forced_down": True, "status": "disabled", "disabled_reason": reason}
+        return await self._update_service(host, "take out", body)
+
     # --- servers -------------------------------------------------------------------------------
 
     def _compute_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
