@@ -25,10 +25,11 @@ from controller.recovery.nova import (
 )
 from controller.recovery.ports import EventRecord, HostRecord, Nova
 from controller.recovery.segments import summarize
-from controller.resources.failure_event import FailureEventSpec, FailureEventStatus
+from controller.resources.failure_event import FailureEventStatus
 from controller.resources.host import HostPhase, HostSpec, HostStatus, ReservationState
 from controller.resources.segment import FailoverSegmentSpec, FailoverSegmentStatus
-from tests.unit.fake_cluster import T0
+from tests.unit import fake_cluster
+from tests.unit.fake_cluster import T0, MemoryStore
 
 SMALL = Flavor("m1.small", 2, 4096, 20)
 
@@ -331,17 +332,18 @@ def test_an_unchanged_verdict_keeps_its_time_until_it_is_old() -> None:
 
 
 def report(kind: str, host: str, phase: str | None) -> EventRecord:
-    payload: dict[str, Any] = {"event": "STOPPED"}
+    payload: dict[str, Any] = {}
     if kind == "VM":
-        payload["instance_uuid"] = "6a1b0a3e-0000-4000-8000-000000000001"
-        payload.update(event="LIFECYCLE", vir_domain_event="STOPPED_FAILED")
+        payload = {
+            "event": "LIFECYCLE",
+            "instance_uuid": "6a1b0a3e-0000-4000-8000-000000000001",
+            "vir_domain_event": "STOPPED_FAILED",
+        }
     if kind == "PROCESS":
-        payload["process_name"] = "nova-compute"
-    spec = FailureEventSpec.model_validate(
-        {"type": kind, "host": host, "generatedTime": T0, "payload": payload}
-    )
+        payload = {"process_name": "nova-compute"}
+    record = MemoryStore(fake_cluster.Clock()).report(f"{host}-{kind}", host, kind=kind, **payload)
     status = FailureEventStatus.model_validate({"phase": phase} if phase else {})
-    return EventRecord(f"{host}-{kind}", "ns", spec, status, T0)
+    return dataclasses.replace(record, status=status)
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ def world(vcpus: dict[str, int]) -> FakeNova:
     return nova
 
 
-def run(
+def recovery(
     nova: FakeNova,
     store: Store,
     method: str = "auto",
@@ -56,23 +56,27 @@ def run(
     reserved: tuple[str, ...] = ("r1",),
     claimable: tuple[str, ...] = ("r1", "r2"),
     **policy: Any,
-) -> Outcome:
+) -> HostFailure:
+    return HostFailure(
+        event="ev",
+        host="h1",
+        method=RecoveryMethod(method),
+        policy=HostFailurePolicy(**policy),
+        nova=nova,  # type: ignore[arg-type]
+        progress=Progress(store.status.model_copy(deep=True), store.persist),
+        reserved_candidates=list(reserved),
+        claim=lambda host: host in claimable,
+        timing=Timing(poll_interval=0, sleep=_no_wait),
+        placement=placement or PlacementPolicy(),
+        segment_hosts=["h1", "h2", "h3"],
+    )
+
+
+def run(nova: FakeNova, store: Store, **kwargs: Any) -> Outcome:
     async def attempt() -> Outcome:
-        recovery = HostFailure(
-            event="ev",
-            host="h1",
-            method=RecoveryMethod(method),
-            policy=HostFailurePolicy(**policy),
-            nova=nova,  # type: ignore[arg-type]
-            progress=Progress(store.status.model_copy(deep=True), store.persist),
-            reserved_candidates=list(reserved),
-            claim=lambda host: host in claimable,
-            timing=Timing(poll_interval=0, sleep=_no_wait),
-            placement=placement or PlacementPolicy(),
-            segment_hosts=["h1", "h2", "h3"],
-        )
-        outcome = await recovery.run()
-        await recovery.progress.save()
+        host_failure = recovery(nova, store, **kwargs)
+        outcome = await host_failure.run()
+        await host_failure.progress.save()
         return outcome
 
     return asyncio.run(attempt())
@@ -354,6 +358,13 @@ def timed(nova: FakeNova, names: tuple[str, ...]) -> dict[str, tuple[float, floa
 PLAN_READS = ("compute_services", "host_resources", "server_groups")
 
 
+def server_groups_down(nova: FakeNova) -> None:
+    async def down() -> list[ServerGroup]:
+        raise Unavailable("server groups: HTTP 503")
+
+    nova.server_groups = down  # type: ignore[method-assign]
+
+
 def test_the_plan_reads_the_other_hosts_while_the_failed_one_is_taken_out_and_listed() -> None:
     """On the real-Nova lab those reads took 70 ms of the 0.25 s before the first evacuate
     call when they waited for the failed host's listing."""
@@ -370,11 +381,7 @@ def test_the_plan_reads_the_other_hosts_while_the_failed_one_is_taken_out_and_li
 def test_a_plan_read_begun_early_that_fails_fails_the_attempt_as_before() -> None:
     nova = world({"h2": 4, "h3": 4})
     nova.add_server("vm", "h1")
-
-    async def down() -> list[ServerGroup]:
-        raise Unavailable("server groups: HTTP 503")
-
-    nova.server_groups = down  # type: ignore[method-assign]
+    server_groups_down(nova)
     store = Store()
     outcome = run(nova, store)
     assert (outcome.reason, outcome.message) == (
@@ -392,17 +399,7 @@ def test_plan_reads_not_needed_are_dropped_with_the_attempt() -> None:
     async def attempt(nova: FakeNova) -> tuple[Outcome, set[asyncio.Task[Any]], list[Any]]:
         unseen: list[dict[str, Any]] = []
         asyncio.get_running_loop().set_exception_handler(lambda _loop, c: unseen.append(c))
-        outcome = await HostFailure(
-            event="ev",
-            host="h1",
-            method=RecoveryMethod.AUTO,
-            policy=HostFailurePolicy(),
-            nova=nova,  # type: ignore[arg-type]
-            progress=Progress(FailureEventStatus(), Store().persist),
-            timing=Timing(poll_interval=0, sleep=_no_wait),
-            placement=PlacementPolicy(),
-            segment_hosts=["h2", "h3"],
-        ).run()
+        outcome = await recovery(nova, Store()).run()
         gc.collect()  # an exception never retrieved is reported as its task is collected
         left = asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
         return outcome, left, unseen
@@ -413,10 +410,6 @@ def test_plan_reads_not_needed_are_dropped_with_the_attempt() -> None:
     assert (outcome.reason, left) == ("NoInstancesToEvacuate", set())
 
     failed = world({"h2": 4, "h3": 4})
-
-    async def down() -> list[ServerGroup]:
-        raise Unavailable("server groups: HTTP 503")
-
-    failed.server_groups = down  # type: ignore[method-assign]
+    server_groups_down(failed)
     outcome, _, unseen = asyncio.run(attempt(failed))
     assert (outcome.reason, unseen) == ("NoInstancesToEvacuate", [])
