@@ -631,10 +631,10 @@ class HostFailure:
     async def _run_moves(
         self, moves: list[InstanceMove], target_of: Callable[[InstanceMove], str | None]
     ) -> None:
-        segment_limit = asyncio.Semaphore(self.policy.evacuation_concurrency)
+        host_limit = asyncio.Semaphore(self.policy.evacuation_concurrency)
 
         async def bounded(move: InstanceMove) -> None:
-            async with segment_limit, self.overall_limit:
+            async with host_limit, self.overall_limit:
                 ending = await self._move(move, target_of(move))
             # Out of the slot: the instance is no longer being evacuated, and the next one
             # need not wait for this one's unlock and status write (with 100 moves a write

@@ -92,11 +92,16 @@ class HostFailurePolicy(Model):
         description="Add the chosen reserved host to every Nova aggregate of the failed host "
         "before evacuating to it.",
     )
+    # Masakari's 3 (host_failure_recovery_threads) makes a full host land in waves a rebuild
+    # apart, and windowing below the host's count leaves Nova idle between waves; 32 is Red Hat
+    # InstanceHA's budget (EVACUATION_MAX_THREADS), and MASAKARI_MAX_EVACUATIONS still bounds
+    # the whole operator.
     evacuation_concurrency: int = Field(
-        default=3,
+        default=32,
         ge=1,
         le=64,
-        description="Instances of this segment evacuated at the same time.",
+        description="Instances of one failed host evacuated at the same time "
+        "(the operator's MASAKARI_MAX_EVACUATIONS bounds all of them together).",
     )
     evacuation_timeout_seconds: int = Field(
         default=90,
