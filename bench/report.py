@@ -56,6 +56,9 @@ def _when(report: dict[str, Any]) -> str:
 
 def nova_rows(report: dict[str, Any]) -> list[Row]:
     rows = []
+    # Older results did not record it (the default was 3 then).
+    concurrency = report.get("conditions", {}).get("operator", {}).get("evacuationConcurrency")
+    pace = f" (evacuationConcurrency {concurrency})" if concurrency else ""
     for n, sides in report["results"].items():
         operator, masakari, raw = sides["operator"], sides["masakari"], sides["raw"]
         if masakari["median"] is None:
@@ -68,7 +71,7 @@ def nova_rows(report: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(
                 "real Nova 34",
-                f"N={n}: kill to all settled, operator / Masakari 22 / raw calls",
+                f"N={n}: kill to all settled, operator{pace} / Masakari 22 / raw calls",
                 f"{operator['median']:.2f} s / {masakari_figure} / {raw['median']:.2f} s"
                 f" ({operator['x_raw']:.2f}x / {masakari_ratio} raw{failures})",
                 "operator ≤ 1.15x raw",

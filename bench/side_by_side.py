@@ -6,8 +6,9 @@ the same state, N servers on a compute whose nova-compute was just SIGKILLed, an
 the same observer outside it (bench/real_nova_recovery.wait_settled, polling Nova) from the
 kill to every server settled on another host:
 
-- operator: a FailureEvent created as the host monitor would, the operator at its defaults
-  (fencing none: the lab has no Pacemaker), so 3 evacuations at a time;
+- operator: a FailureEvent created as the host monitor would (its store, on a client
+  connected before the kill), the operator at its defaults (fencing none: the lab has no
+  Pacemaker), so up to 32 evacuations at a time (Masakari's own default is 3);
 - operator_all: the same with the segment's `evacuationConcurrency` at N, every evacuation at
   once as the raw calls do (only where N is above the default): the operator's own overhead,
   apart from the pace its default sets;
@@ -233,6 +234,7 @@ def main() -> int:
                 f"  {r['x_raw']:.2f}x{failed}"
             )
     conditions = results_io.conditions(
+        operator={"evacuationConcurrency": DEFAULT_CONCURRENCY},
         masakari_engine=waits.as_dict(),
         nova={"rpc_response_timeout": RPC_RESPONSE_TIMEOUT, "service_down_time": SERVICE_DOWN_TIME},
     )
