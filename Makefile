@@ -70,7 +70,7 @@ demo: $(BIN)/.installed control-plane
 ## bench/report.py prints one table, rewrites the README's performance table and renders PNGs.
 ## Root (the labs). The parts, in PARTS (default all three):
 ##   nova       real Nova 34: the operator, real Masakari 22 (API + engine), the raw evacuate
-##              calls; N = 3 and 30, interleaved, one observer polling Nova (18 min here)
+##              calls; N = 3 and 30, five rounds interleaved, one observer polling Nova (16 min here)
 ##   pacemaker  20 SIGKILLed Pacemaker nodes: to OFFLINE, fencing confirmed, FailureEvent
 ##   sim        100 servers on the simulator, 2 s per evacuation, concurrency 3, 10, 50
 ## NOVA_ARGS (or BENCH_ARGS), PACEMAKER_ARGS, SIM_ARGS change or shorten a part, e.g.
