@@ -93,9 +93,9 @@ class HostFailurePolicy(Model):
         "before evacuating to it.",
     )
     # Masakari's 3 (host_failure_recovery_threads) makes a full host land in waves a rebuild
-    # apart, and windowing below the host's count leaves Nova idle between waves; 32 is Red Hat
-    # InstanceHA's budget (EVACUATION_MAX_THREADS), and MASAKARI_MAX_EVACUATIONS still bounds
-    # the whole operator.
+    # apart, and below the host's count Nova has less to do between waves than it could; 32 is
+    # Red Hat InstanceHA's budget (EVACUATION_MAX_THREADS), and MASAKARI_MAX_EVACUATIONS still
+    # bounds the whole operator.
     evacuation_concurrency: int = Field(
         default=32,
         ge=1,
