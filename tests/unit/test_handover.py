@@ -23,7 +23,7 @@ from controller.resources.segment import DrainMode, MaintenancePolicy, Placement
 from tests.unit.fake_cluster import Clock
 from tests.unit.fake_nova import FakeNova
 from tests.unit.test_gates import HEALTHY, HOST, report, segment
-from tests.unit.test_host_failure import Store, cloud, moves, recovery
+from tests.unit.test_host_failure import Store, cloud, moves, recovery, to_the_end
 
 NOW = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
 
@@ -260,9 +260,7 @@ def _recover(
         host_failure.live_migration_timeout = timeout
         host_failure.placement = placement
         host_failure.segment_hosts = ["h2", "h3"]
-        outcome = await host_failure.run()
-        await host_failure.progress.save()
-        return outcome
+        return await to_the_end(host_failure)
 
     outcome = asyncio.run(attempt())
     return outcome, clock.monotonic() - start

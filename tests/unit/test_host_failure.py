@@ -75,14 +75,15 @@ def recovery(
     )
 
 
-def run(nova: FakeNova, store: Store, **kwargs: Any) -> Outcome:
-    async def attempt() -> Outcome:
-        host_failure = recovery(nova, store, **kwargs)
-        outcome = await host_failure.run()
-        await host_failure.progress.save()  # as the lifecycle's final write does
-        return outcome
+async def to_the_end(host_failure: HostFailure) -> Outcome:
+    """Its run, then its last status write, as the lifecycle's final write does."""
+    outcome = await host_failure.run()
+    await host_failure.progress.save()
+    return outcome
 
-    return asyncio.run(attempt())
+
+def run(nova: FakeNova, store: Store, **kwargs: Any) -> Outcome:
+    return asyncio.run(to_the_end(recovery(nova, store, **kwargs)))
 
 
 def cloud(*servers: tuple[str, dict[str, Any]]) -> FakeNova:

@@ -22,6 +22,7 @@ from controller.resources.segment import (
     RecoveryMethod,
 )
 from tests.unit.fake_nova import Crash, FakeNova
+from tests.unit.test_host_failure import to_the_end
 
 
 class Store:
@@ -73,13 +74,7 @@ def recovery(
 
 
 def run(nova: FakeNova, store: Store, **kwargs: Any) -> Outcome:
-    async def attempt() -> Outcome:
-        host_failure = recovery(nova, store, **kwargs)
-        outcome = await host_failure.run()
-        await host_failure.progress.save()
-        return outcome
-
-    return asyncio.run(attempt())
+    return asyncio.run(to_the_end(recovery(nova, store, **kwargs)))
 
 
 def h2_looks_empty(nova: FakeNova) -> None:
